@@ -1,0 +1,1 @@
+"""Datasets: the COCO download, the offline sample, the panoptic reader, pair synthesis."""

@@ -1,0 +1,364 @@
+"""Cut-and-paste training pairs (paper Sec. III-A).
+
+A person segment is cut out of one image and pasted, with a blurred alpha edge
+(Dwibedi et al., "Cut, Paste and Learn"), at a random place and scale onto
+another image. Each pair is written as PNGs (lossless, so ``I`` equals ``I_G``
+exactly away from the pasted person):
+
+    {split}/images/NAME.png           I      the image with the pasted person
+    {split}/targets/NAME.png          I_G    the untouched background (ground truth)
+    {split}/masks/NAME.png            M_G    pasted alpha > 0.5, as 0/255
+    {split}/panoptic/NAME.png         segment ids of I (COCO RGB encoding)
+    {split}/semantic/NAME.png         class index per pixel of I (0 = unlabeled)
+    {split}/target_semantic/NAME.png  class index per pixel of I_G
+    {split}/annotations.json          COCO panoptic JSON of I, plus per pair the pasted
+                                      person (RLE), its mask ratio and bucket
+
+The pasted person's size is chosen for a target mask ratio: uniform over
+[min_mask_ratio, max_mask_ratio] for training, and cycling through the four
+evaluation buckets 0-10/10-20/20-30/30-40 % for the test split.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+from tqdm import tqdm
+
+from maskopt.data.panoptic import PERSON, PanopticDataset, id_to_rgb
+from maskopt.errors import MaskoptError
+from maskopt.io import atomic_path, read_rgb, write_json
+
+BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4))
+PAIR_FOLDERS = ("images", "targets", "masks", "panoptic", "semantic", "target_semantic")
+MAX_ATTEMPTS = 12
+
+
+def bucket_name(ratio: float) -> str:
+    """'0-10', '10-20', '20-30' or '30-40' for a mask ratio in [0, 0.4]."""
+    for low, high in BUCKETS:
+        if ratio < high or (high == BUCKETS[-1][1] and ratio <= high):
+            return f"{round(low * 100)}-{round(high * 100)}"
+    raise ValueError(f"mask ratio {ratio:.3f} is above the last bucket (40 %)")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    image_size: int
+    min_person_area: float
+    max_truncation: float
+    blur_sigma: float
+    min_mask_ratio: float
+    max_mask_ratio: float
+
+
+@dataclass(frozen=True)
+class PersonRef:
+    record: int  # index into PanopticDataset.records
+    segment_id: int
+
+
+def find_person_segments(dataset: PanopticDataset, min_area: float) -> tuple[list[PersonRef], Counter]:
+    """Person segments worth pasting, judged from the JSON alone (no pixels read)."""
+    person = dataset.category_id(PERSON)
+    refs, skipped = [], Counter()
+    for index, record in enumerate(dataset.records):
+        for seg in record.segments:
+            if seg.get("category_id") != person:
+                continue
+            if seg.get("iscrowd", 0):
+                skipped["person_crowd"] += 1
+            elif seg.get("area", 0) <= 0:
+                skipped["person_zero_area"] += 1
+            elif seg["area"] < min_area * record.width * record.height:
+                skipped["person_too_small"] += 1
+            else:
+                refs.append(PersonRef(index, int(seg["id"])))
+    if not refs:
+        raise MaskoptError(f"{dataset.json_path}: no usable '{PERSON}' segment in the dataset "
+                           f"({dict(skipped) or 'none annotated'})")
+    return refs, skipped
+
+
+def class_index_map(categories: dict[int, dict]) -> dict[int, int]:
+    """Category id -> contiguous class index (1..K, sorted by id; 0 = unlabeled)."""
+    return {cid: i + 1 for i, cid in enumerate(sorted(categories))}
+
+
+def truncation(mask: np.ndarray) -> float:
+    """Fraction of the segment's outline that lies on the image border (cut off by the frame)."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    outline = padded & ~cv2.erode(padded, np.ones((3, 3), np.uint8)).astype(bool)
+    on_border = outline.copy()
+    on_border[2:-2, 2:-2] = False
+    return float(on_border.sum()) / max(1, int(outline.sum()))
+
+
+def square_crop(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
+    """Centre square crop resized to ``size`` (the networks' input shape)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[top:top + side, left:left + side]
+    return cv2.resize(crop, (size, size), interpolation=interpolation)
+
+
+def _fill_outside(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Extend the object's colours past its outline, so the blurred edge shows no halo
+    of the source image's background."""
+    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 3)
+    spread = cv2.GaussianBlur(colour * mask[..., None], (0, 0), 3) / np.maximum(weight, 1e-6)[..., None]
+    return np.where(mask[..., None], colour, spread)
+
+
+def _place(obj_mask: np.ndarray, size: int, scale: float, u: float, v: float):
+    """Resize the object mask by ``scale`` and position it; return mask on canvas and box."""
+    h0, w0 = obj_mask.shape
+    h, w = max(1, round(h0 * scale)), max(1, round(w0 * scale))
+    top, left = round(v * (size - h)), round(u * (size - w))
+    resized = cv2.resize(obj_mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    canvas = np.zeros((size, size), np.uint8)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + h, size), min(left + w, size)
+    canvas[y0:y1, x0:x1] = resized[y0 - top:y1 - top, x0 - left:x1 - left]
+    return canvas.astype(bool), (top, left, h, w)
+
+
+def _scale_for_ratio(obj_mask: np.ndarray, size: int, ratio: float, u: float, v: float) -> float:
+    """Binary search for the scale whose pasted area is ``ratio`` of the image."""
+    low, high = 1e-3, 4.0 * size / max(obj_mask.shape)
+    for _ in range(14):
+        mid = (low + high) / 2
+        area = _place(obj_mask, size, mid, u, v)[0].mean()
+        low, high = (mid, high) if area < ratio else (low, mid)
+    return low
+
+
+class PairSynthesizer:
+    """Makes pair ``k`` of a split, deterministically from (seed, split, k)."""
+
+    def __init__(self, dataset: PanopticDataset, persons: list[PersonRef], config: SynthesisConfig,
+                 seed: int, split_code: int, test_buckets: bool, one_per_background: bool):
+        self.dataset, self.persons, self.config = dataset, persons, config
+        self.seed, self.split_code = seed, split_code
+        self.test_buckets, self.one_per_background = test_buckets, one_per_background
+        self.person_id = dataset.category_id(PERSON)
+        self.class_index = class_index_map(dataset.categories)
+
+    def ratio_range(self, k: int) -> tuple[float, float]:
+        """Mask ratios allowed for pair ``k``: its bucket (test) or the training range."""
+        c = self.config
+        if self.test_buckets:
+            low, high = BUCKETS[k % len(BUCKETS)]
+            low, high = max(low, c.min_mask_ratio), min(high, c.max_mask_ratio)
+        else:
+            low, high = c.min_mask_ratio, c.max_mask_ratio
+        return low, high
+
+    def make(self, k: int) -> dict:
+        """Return {'pair': arrays+metadata} or {'skip': reason}; never raises on bad data."""
+        rng = np.random.default_rng([self.seed, self.split_code, k])
+        background = k % len(self.dataset) if self.one_per_background else int(
+            rng.integers(len(self.dataset)))
+        notes = Counter()
+        try:
+            bg = self.dataset.load(background)
+        except MaskoptError as exc:
+            return {"skip": _reason(exc), "detail": str(exc)}
+        bg_rgb, bg_ids, bg_record = bg.rgb, bg.ids, bg.record
+        if bg.mode != "RGB":
+            notes[f"converted_{bg.mode}_to_RGB"] += 1
+        low, high = self.ratio_range(k)
+        size = self.config.image_size
+        bg_rgb = square_crop(bg_rgb, size, cv2.INTER_AREA)
+        bg_ids = square_crop(bg_ids, size, cv2.INTER_NEAREST)
+        for _ in range(MAX_ATTEMPTS):
+            ref = self.persons[int(rng.integers(len(self.persons)))]
+            ratio = rng.uniform(low, high)
+            u, v = rng.uniform(0, 1, size=2)
+            if ref.record == background and len(self.dataset) > 1:
+                continue
+            try:
+                src = self.dataset.load(ref.record)
+            except MaskoptError as exc:
+                notes[_reason(exc)] += 1
+                continue
+            src_rgb, src_ids, src_record = src.rgb, src.ids, src.record
+            obj = src_ids == ref.segment_id
+            if not obj.any():
+                notes["person_zero_area"] += 1
+                continue
+            if truncation(obj) > self.config.max_truncation:
+                notes["person_truncated"] += 1
+                continue
+            ys, xs = np.nonzero(obj)
+            box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
+            pair = self._compose(bg_rgb, bg_ids, bg_record, src_rgb[box], obj[box], ratio, u, v)
+            if pair is None or not self._accepts(pair["mask_ratio"], low, high):
+                notes["ratio_missed"] += 1
+                continue
+            pair.update(background_image_id=bg_record.image_id,
+                        source_image_id=src_record.image_id, source_segment_id=ref.segment_id)
+            return {"pair": pair, "notes": notes}
+        return {"skip": "no_fitting_person", "notes": notes,
+                "detail": f"pair {k}: no person fitted the {low:.0%}-{high:.0%} mask ratio"}
+
+    def _accepts(self, ratio: float, low: float, high: float) -> bool:
+        if not low <= ratio <= high:
+            return False
+        # a test pair must land in the bucket it was made for, not on the next one's edge
+        return not self.test_buckets or bucket_name(ratio) == bucket_name((low + high) / 2)
+
+    def _compose(self, bg_rgb, bg_ids, bg_record, obj_rgb, obj_mask, ratio, u, v):
+        size, sigma = self.config.image_size, self.config.blur_sigma
+        scale = _scale_for_ratio(obj_mask, size, ratio, u, v)
+        hard, (top, left, h, w) = _place(obj_mask, size, scale, u, v)
+        colour = cv2.resize(_fill_outside(obj_rgb.astype(np.float32), obj_mask), (w, h),
+                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        canvas = np.zeros((size, size, 3), np.float32)
+        y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + h, size), min(left + w, size)
+        canvas[y0:y1, x0:x1] = colour[y0 - top:y1 - top, x0 - left:x1 - left]
+        # Spread the colours one step further so the blurred edge has no black rim.
+        canvas = _fill_outside(canvas, hard) if hard.any() else canvas
+        alpha = hard.astype(np.float32)
+        if sigma > 0:
+            alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
+        mask = alpha > 0.5
+        if not mask.any():
+            return None
+        image = alpha[..., None] * canvas + (1 - alpha[..., None]) * bg_rgb
+        image = np.where(alpha[..., None] > 1 / 512, image.round(), bg_rgb).astype(np.uint8)
+        pasted_id = int(bg_ids.max()) + 1
+        ids = np.where(mask, pasted_id, bg_ids)
+        rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+        person = {"id": pasted_id, "category_id": self.person_id, "iscrowd": 0,
+                  "area": int(mask_utils.area(rle)),
+                  "bbox": [float(x) for x in mask_utils.toBbox(rle)],
+                  "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}}
+        categories = {s["id"]: s["category_id"] for s in bg_record.segments}
+        categories[pasted_id] = self.person_id
+        return {
+            "I": image, "I_G": bg_rgb, "M_G": mask, "alpha": alpha, "ids": ids,
+            "semantic": self._semantic(ids, categories),
+            "target_semantic": self._semantic(bg_ids, categories),
+            "segments_info": _segments_info(ids, categories),
+            "person": person, "mask_ratio": float(mask.mean()),
+        }
+
+    def _semantic(self, ids: np.ndarray, categories: dict[int, int]) -> np.ndarray:
+        lookup = np.zeros(int(ids.max()) + 1, np.uint8)
+        for segment_id, cid in categories.items():
+            if segment_id < len(lookup):
+                lookup[segment_id] = self.class_index[cid]
+        return lookup[ids]
+
+
+def _segments_info(ids: np.ndarray, categories: dict[int, int]) -> list[dict]:
+    info = []
+    for segment_id in np.unique(ids):
+        if segment_id == 0 or segment_id not in categories:
+            continue
+        ys, xs = np.nonzero(ids == segment_id)
+        info.append({"id": int(segment_id), "category_id": int(categories[segment_id]),
+                     "iscrowd": 0, "area": int(len(xs)),
+                     "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1),
+                              int(np.ptp(ys) + 1)]})
+    return info
+
+
+def _reason(error: MaskoptError) -> str:
+    text = str(error)
+    if "not found" in text:
+        return "missing_file"
+    if "segment map is" in text:
+        return "size_mismatch"
+    return "unreadable_image"
+
+
+# --- writing a split, in parallel ------------------------------------------------------
+
+_worker: dict = {}
+
+
+def _init_worker(synthesizer: PairSynthesizer, out_dir: Path) -> None:
+    cv2.setNumThreads(1)
+    _worker.update(synthesizer=synthesizer, out_dir=out_dir)
+
+
+def _make_and_write(k: int) -> dict:
+    result = _worker["synthesizer"].make(k)
+    pair = result.pop("pair", None)
+    if pair is None:
+        return result
+    name = f"{k:07d}"
+    out = _worker["out_dir"]
+    arrays = {"images": pair.pop("I"), "targets": pair.pop("I_G"),
+              "masks": pair.pop("M_G").astype(np.uint8) * 255,
+              "panoptic": id_to_rgb(pair.pop("ids")), "semantic": pair.pop("semantic"),
+              "target_semantic": pair.pop("target_semantic")}
+    del pair["alpha"]  # M_G = alpha > 0.5 is what later stages use
+    for folder, array in arrays.items():
+        Image.fromarray(array).save(out / folder / f"{name}.png", compress_level=1)
+    result["pair"] = dict(pair, name=name, bucket=bucket_name(pair["mask_ratio"]))
+    return result
+
+
+def synthesize_split(dataset: PanopticDataset, out_dir: str | Path, *, split: str,
+                     n_pairs: int | None, config: SynthesisConfig, seed: int,
+                     workers: int = 1) -> dict:
+    """Write all pairs of one split under ``out_dir`` atomically; return its statistics."""
+    persons, skipped = find_person_segments(dataset, config.min_person_area)
+    test = split != "train"
+    synthesizer = PairSynthesizer(dataset, persons, config, seed, split_code=int(test),
+                                  test_buckets=test, one_per_background=n_pairs is None)
+    total = len(dataset) if n_pairs is None else n_pairs
+    images, annotations = [], []
+    buckets, notes = Counter(), Counter(skipped)
+    details = []
+    with atomic_path(out_dir) as staging:
+        for folder in PAIR_FOLDERS:
+            (staging / folder).mkdir(parents=True)
+        results = _run(synthesizer, staging, total, workers, desc=f"synthesize {split}")
+        for result in results:
+            notes.update(result.get("notes", {}))
+            if "skip" in result:
+                notes[f"skipped_{result['skip']}"] += 1
+                details.append(result.get("detail", result["skip"]))
+                continue
+            pair = result["pair"]
+            image_id = len(images) + 1
+            buckets[pair["bucket"]] += 1
+            images.append({"id": image_id, "file_name": f"{pair['name']}.png",
+                           "width": config.image_size, "height": config.image_size})
+            annotations.append({"image_id": image_id, "file_name": f"{pair['name']}.png",
+                                **{k: v for k, v in pair.items() if k != "name"}})
+        write_json(staging / "annotations.json", {
+            "info": {"description": f"maskopt cut-and-paste pairs ({split})",
+                     "config": asdict(config), "seed": seed},
+            "images": images, "annotations": annotations,
+            "categories": [dict(cat, index=index) for cid, index in
+                           class_index_map(dataset.categories).items()
+                           for cat in [dataset.categories[cid]]],
+        })
+    for line in details[:20]:
+        tqdm.write(f"  skipped: {line}")
+    return {"pairs": len(images), "requested": total, "buckets": dict(sorted(buckets.items())),
+            "events": dict(sorted(notes.items()))}
+
+
+def _run(synthesizer: PairSynthesizer, staging: Path, total: int, workers: int, desc: str):
+    bar = dict(total=total, desc=desc, unit="pair", dynamic_ncols=True)
+    if workers <= 1:
+        _init_worker(synthesizer, staging)
+        yield from tqdm(map(_make_and_write, range(total)), **bar)
+        return
+    context = multiprocessing.get_context("fork")
+    with context.Pool(workers, initializer=_init_worker, initargs=(synthesizer, staging)) as pool:
+        yield from tqdm(pool.imap(_make_and_write, range(total), chunksize=8), **bar)

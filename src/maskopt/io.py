@@ -1,0 +1,99 @@
+"""File helpers: atomic writes and image reading with clear errors.
+
+Everything a stage writes goes to a temporary sibling first and is renamed into
+place, so a killed stage never leaves a half-written file that DVC or the next
+stage could take for finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from maskopt.errors import MaskoptError
+
+
+@contextmanager
+def atomic_path(target: str | Path):
+    """Yield a temporary path beside ``target``; rename it onto ``target`` on success.
+
+    Works for files and for directories (the caller creates what it needs at the
+    yielded path). On failure the temporary path is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staging = tmp / target.name
+    try:
+        yield staging
+        if target.is_dir() and not target.is_symlink():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+            staging.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, data) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: str | Path):
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise MaskoptError(f"{path}: file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise MaskoptError(f"{path}: broken JSON ({exc.msg} at line {exc.lineno})") from exc
+
+
+def read_rgb(path: str | Path) -> tuple[np.ndarray, str]:
+    """Read an image as HxWx3 uint8 RGB; return it with the mode it was stored in.
+
+    Grayscale, palette, RGBA (composited on white), CMYK and 16-bit images are
+    converted; EXIF orientation is applied. Unreadable or truncated files raise
+    MaskoptError naming the file.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image), mode
+    except FileNotFoundError as exc:
+        raise MaskoptError(f"{path}: image file not found") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise MaskoptError(f"{path}: unreadable or truncated image ({exc})") from exc
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if wide.max() > 255 else 255.0
+        gray = np.clip(wide / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    return np.asarray(image.convert("RGB"))
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Write an array as PNG atomically (uint8 HxW or HxWx3)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")

@@ -1,0 +1,111 @@
+"""Validated pipeline parameters (params.yaml).
+
+Every stage loads the whole file through :func:`load_params`, so a typo or an
+out-of-range value fails when the stage starts, with one line naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from maskopt.errors import MaskoptError
+
+# The FPN's coarsest level (P5, and the padding of torchvision's detection
+# transform) works on multiples of 32; the inpainters need multiples of 4.
+NETWORK_STRIDE = 32
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataParams(_Section):
+    source: Literal["sample", "coco"] = "sample"
+    root: str = "data/raw"
+    # coco only: fetch just this many images per split (individual image URLs)
+    max_images: int | None = Field(default=None, ge=1)
+    coco_base_url: str = "http://images.cocodataset.org"
+
+
+class SampleParams(_Section):
+    train_images: int = Field(default=400, ge=8)
+    test_images: int = Field(default=100, ge=8)
+    width: int = Field(default=128, ge=32)
+    height: int = Field(default=96, ge=32)
+
+
+class SynthesizeParams(_Section):
+    image_size: int = Field(default=64, ge=32)
+    train_pairs: int | None = Field(default=None, ge=1)
+    test_pairs: int | None = Field(default=None, ge=4)
+    min_person_area: float = Field(default=0.005, ge=0, lt=1)
+    max_truncation: float = Field(default=0.15, ge=0, le=1)
+    blur_sigma: float = Field(default=0.6, ge=0)
+    min_mask_ratio: float = Field(default=0.02, gt=0, lt=0.1)
+    max_mask_ratio: float = Field(default=0.40, gt=0.1, le=0.4)
+    workers: int = Field(default=2, ge=1)
+
+    @field_validator("image_size")
+    @classmethod
+    def _divisible_by_stride(cls, value: int) -> int:
+        if value % NETWORK_STRIDE:
+            raise ValueError(
+                f"must be divisible by the network stride {NETWORK_STRIDE} (got {value})"
+            )
+        return value
+
+
+class LossParams(_Section):
+    """Loss weights, named as in the paper (Sec. III-B, III-D)."""
+
+    lambda_eg: float = Field(default=1.0, ge=0)
+    lambda_ef: float = Field(default=10.0, ge=0)
+    lambda_sg: float = Field(default=0.1, ge=0)
+    lambda_sc: float = Field(default=1.0, ge=0)
+    lambda_ig: float = Field(default=0.1, ge=0)
+    lambda_if: float = Field(default=0.1, ge=0)
+    lambda_is: float = Field(default=250.0, ge=0)
+    lambda_ir: float = Field(default=1.0, ge=0)
+    lambda_x: float = Field(default=1000.0, ge=0)
+
+
+class Params(_Section):
+    # Top-level so that `dvc exp run -S alpha=0.05` works verbatim.
+    alpha: float = Field(default=0.03, ge=0, le=1)
+    seed: int = Field(default=0, ge=0)
+    data: DataParams = DataParams()
+    sample: SampleParams = SampleParams()
+    synthesize: SynthesizeParams = SynthesizeParams()
+    loss: LossParams = LossParams()
+
+
+def _one_line(error: ValidationError, path: Path) -> str:
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        problems.append(f"{key}: {message} (got {item.get('input')!r})")
+    return f"{path}: invalid params: " + "; ".join(problems)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params; raise MaskoptError with one readable line."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise MaskoptError(f"{path}: params file not found") from exc
+    except yaml.YAMLError as exc:
+        raise MaskoptError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise MaskoptError(f"{path}: expected a mapping of params, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise MaskoptError(_one_line(exc, path)) from exc

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from maskopt.errors import MaskoptError
+from maskopt.params import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path, **overrides):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in overrides.items():
+        section = raw
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            section = section[key]
+        section[leaf] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_project_params_load_with_paper_weights():
+    params = load_params(ROOT / "params.yaml")
+    assert params.alpha == 0.03
+    assert params.loss.lambda_x == 1000 and params.loss.lambda_is == 250
+    assert params.loss.lambda_sg == 0.1 and params.loss.lambda_ef == 10
+
+
+def test_coco_profile_is_valid():
+    params = load_params(ROOT / "params-coco.yaml")
+    assert params.data.source == "coco" and params.synthesize.image_size == 256
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ({"alpha": -0.1}, "alpha: Input should be greater than or equal to 0"),
+        ({"synthesize__image_size": 100}, "synthesize.image_size: must be divisible by"),
+        ({"data__source": "imagenet"}, "data.source: Input should be 'sample' or 'coco'"),
+        ({"synthesize__blur_sgma": 1.0}, "synthesize.blur_sgma: unknown key"),
+        ({"synthesize__workers": "many"}, "synthesize.workers"),
+    ],
+)
+def test_invalid_params_fail_with_one_line_naming_the_key(tmp_path, override, fragment):
+    with pytest.raises(MaskoptError) as info:
+        load_params(write(tmp_path, **override))
+    message = str(info.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_broken_yaml_is_reported(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("alpha: [0.03\n")
+    with pytest.raises(MaskoptError, match="not valid YAML"):
+        load_params(path)

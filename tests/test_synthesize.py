@@ -1,0 +1,176 @@
+import hashlib
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskopt.data.panoptic import PanopticDataset, split_paths
+from maskopt.data.synthesize import (
+    PairSynthesizer,
+    SynthesisConfig,
+    bucket_name,
+    find_person_segments,
+    synthesize_split,
+)
+from maskopt.errors import MaskoptError
+
+CONFIG = SynthesisConfig(image_size=64, min_person_area=0.002, max_truncation=0.3,
+                         blur_sigma=0.8, min_mask_ratio=0.02, max_mask_ratio=0.4)
+
+
+def make_pair(dataset, k=0, seed=0, test=False):
+    persons, _ = find_person_segments(dataset, CONFIG.min_person_area)
+    synth = PairSynthesizer(dataset, persons, CONFIG, seed, split_code=int(test),
+                            test_buckets=test, one_per_background=True)
+    return synth.make(k)["pair"]
+
+
+def test_image_equals_background_away_from_paste_and_differs_inside(train_dataset):
+    for k in range(4):
+        pair = make_pair(train_dataset, k)
+        untouched = pair["alpha"] == 0
+        assert np.array_equal(pair["I"][untouched], pair["I_G"][untouched])
+        inside = pair["M_G"]
+        diff = np.abs(pair["I"].astype(int) - pair["I_G"].astype(int)).sum(-1)
+        assert (diff[inside] > 0).mean() > 0.9
+
+
+def test_mask_is_the_pasted_alpha_above_half(train_dataset):
+    pair = make_pair(train_dataset, 1)
+    assert np.array_equal(pair["M_G"], pair["alpha"] > 0.5)
+    soft_edge = (pair["alpha"] > 0.01) & (pair["alpha"] < 0.99)
+    assert soft_edge.any()  # the paste is blended, not a hard cut
+    assert pair["mask_ratio"] == pytest.approx(pair["M_G"].mean())
+
+
+def test_labels_of_image_put_the_pasted_person_on_top(train_dataset):
+    pair = make_pair(train_dataset, 2)
+    pasted = pair["person"]["id"]
+    assert np.array_equal(pair["ids"] == pasted, pair["M_G"])
+    person_index = pair["semantic"][pair["M_G"]]
+    assert np.all(person_index == person_index[0])
+    away = ~pair["M_G"]
+    assert np.array_equal(pair["semantic"][away], pair["target_semantic"][away])
+    assert pair["person"]["area"] == int(pair["M_G"].sum())
+
+
+def test_bucket_edges():
+    assert bucket_name(0.0) == "0-10" and bucket_name(0.0999) == "0-10"
+    assert bucket_name(0.1) == "10-20" and bucket_name(0.3) == "30-40"
+    assert bucket_name(0.4) == "30-40"
+    with pytest.raises(ValueError):
+        bucket_name(0.41)
+
+
+def _tree_digest(root):
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def test_split_is_deterministic_parallel_and_fills_all_buckets(tmp_path, sample_root):
+    dataset = PanopticDataset.from_root(sample_root, "val")
+    one = synthesize_split(dataset, tmp_path / "one", split="test", n_pairs=16,
+                           config=CONFIG, seed=5, workers=1)
+    two = synthesize_split(dataset, tmp_path / "two", split="test", n_pairs=16,
+                           config=CONFIG, seed=5, workers=2)
+    other = synthesize_split(dataset, tmp_path / "other", split="test", n_pairs=16,
+                             config=CONFIG, seed=6, workers=2)
+    assert one == two
+    assert _tree_digest(tmp_path / "one") == _tree_digest(tmp_path / "two")
+    assert _tree_digest(tmp_path / "one") != _tree_digest(tmp_path / "other")
+    assert set(one["buckets"]) == {"0-10", "10-20", "20-30", "30-40"}
+    ann = json.loads((tmp_path / "one" / "annotations.json").read_text())
+    ratios = [a["mask_ratio"] for a in ann["annotations"]]
+    assert max(ratios) <= 0.4 and min(ratios) > 0
+    for a in ann["annotations"]:
+        mask = np.array(Image.open(tmp_path / "one" / "masks" / a["file_name"])) > 0
+        assert a["mask_ratio"] == pytest.approx(mask.mean())
+        assert a["bucket"] == bucket_name(a["mask_ratio"])
+    # the pairs are themselves COCO panoptic: the same reader takes them
+    pairs = PanopticDataset(tmp_path / "one" / "images", tmp_path / "one" / "annotations.json",
+                            tmp_path / "one" / "panoptic")
+    assert len(pairs) == one["pairs"] and pairs.load(0).rgb.shape == (64, 64, 3)
+
+
+# --- bad input -------------------------------------------------------------------------
+
+@pytest.fixture
+def damaged_root(tmp_path, sample_root):
+    root = tmp_path / "raw"
+    shutil.copytree(sample_root, root)
+    image_dir, json_path, _ = split_paths(root, "train")
+    files = sorted(image_dir.iterdir())
+    data = files[0].read_bytes()
+    files[0].write_bytes(data[: len(data) // 3])  # truncated JPEG
+    files[1].unlink()  # annotation points at a missing file
+    rgb = np.array(Image.open(files[2]))
+    Image.fromarray(rgb).convert("L").save(files[2], format="JPEG")  # grayscale
+    Image.fromarray(rgb).convert("CMYK").save(files[3], format="JPEG")  # CMYK
+    rgba = Image.fromarray(rgb).convert("RGBA")
+    rgba.save(files[4].with_suffix(".png"))  # RGBA, named as the JSON says
+    ann = json.loads(json_path.read_text())
+    for image in ann["images"]:
+        if image["file_name"] == files[4].name:
+            image["file_name"] = files[4].with_suffix(".png").name
+    person_ids = ann["categories"][0]["id"]
+    first = next(a for a in ann["annotations"] if a["image_id"] == 6)
+    for seg in first["segments_info"]:
+        if seg["category_id"] == person_ids:
+            seg["area"] = 0  # a zero-area segment
+    json_path.write_text(json.dumps(ann))
+    return root
+
+
+def test_bad_images_are_counted_skips_or_conversions_and_the_rest_goes_on(tmp_path, damaged_root):
+    dataset = PanopticDataset.from_root(damaged_root, "train")
+    stats = synthesize_split(dataset, tmp_path / "pairs", split="train", n_pairs=None,
+                             config=CONFIG, seed=0, workers=1)
+    events = stats["events"]
+    assert events["skipped_unreadable_image"] >= 1
+    assert events["skipped_missing_file"] >= 1
+    assert events["person_zero_area"] >= 1
+    assert events.get("converted_L_to_RGB", 0) + events.get("converted_CMYK_to_RGB", 0) >= 2
+    assert events.get("converted_RGBA_to_RGB", 0) >= 1
+    assert stats["pairs"] == 24 - events["skipped_unreadable_image"] - events[
+        "skipped_missing_file"] - events.get("skipped_no_fitting_person", 0)
+    assert stats["pairs"] >= 18
+
+
+def test_dataset_without_persons_is_a_clear_error_and_keeps_old_output(tmp_path, sample_root):
+    root = tmp_path / "raw"
+    shutil.copytree(sample_root, root)
+    _, json_path, _ = split_paths(root, "val")
+    ann = json.loads(json_path.read_text())
+    for a in ann["annotations"]:
+        a["segments_info"] = [s for s in a["segments_info"] if s["category_id"] != 1]
+    json_path.write_text(json.dumps(ann))
+    out = tmp_path / "pairs"
+    out.mkdir()
+    (out / "earlier.txt").write_text("kept")
+    with pytest.raises(MaskoptError, match="no usable 'person' segment"):
+        synthesize_split(PanopticDataset.from_root(root, "val"), out, split="test",
+                         n_pairs=4, config=CONFIG, seed=0)
+    assert (out / "earlier.txt").read_text() == "kept"
+
+
+def test_broken_annotation_json_names_the_file(tmp_path, sample_root):
+    root = tmp_path / "raw"
+    shutil.copytree(sample_root, root)
+    _, json_path, _ = split_paths(root, "val")
+    json_path.write_text(json_path.read_text()[:200])
+    with pytest.raises(MaskoptError, match=r"panoptic_val2017\.json: broken JSON"):
+        PanopticDataset.from_root(root, "val")
+
+
+def test_soft_edge_colours_do_not_leak_black(train_dataset):
+    pair = make_pair(train_dataset, 3)
+    edge = (pair["alpha"] > 0.05) & (pair["alpha"] < 0.5)
+    gray = cv2.cvtColor(pair["I"], cv2.COLOR_RGB2GRAY).astype(float)
+    bg = cv2.cvtColor(pair["I_G"], cv2.COLOR_RGB2GRAY).astype(float)
+    assert np.mean(gray[edge]) > 0.5 * np.mean(bg[edge])
