@@ -79,7 +79,7 @@ def test_split_is_deterministic_parallel_and_fills_all_buckets(tmp_path, sample_
                            config=CONFIG, seed=5, workers=1)
     two = synthesize_split(dataset, tmp_path / "two", split="test", n_pairs=16,
                            config=CONFIG, seed=5, workers=2)
-    other = synthesize_split(dataset, tmp_path / "other", split="test", n_pairs=16,
+    synthesize_split(dataset, tmp_path / "other", split="test", n_pairs=16,
                              config=CONFIG, seed=6, workers=2)
     assert one == two
     assert _tree_digest(tmp_path / "one") == _tree_digest(tmp_path / "two")

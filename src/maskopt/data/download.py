@@ -10,6 +10,7 @@ member that would land outside the target folder.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -82,7 +83,7 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
                     for block in iter(lambda: response.read(CHUNK), b""):
                         out.write(block)
                         bar.update(len(block))
-                except (OSError, urllib.error.URLError) as exc:
+                except (OSError, http.client.HTTPException) as exc:
                     raise MaskoptError(
                         f"{url}: transfer interrupted after {part.stat().st_size} bytes "
                         f"({exc}); run again to resume"

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from maskopt.data.panoptic import PERSON, PanopticDataset, id_to_rgb
 from maskopt.errors import MaskoptError
-from maskopt.io import atomic_path, read_rgb, write_json
+from maskopt.io import atomic_path, write_json
 
 BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4))
 PAIR_FOLDERS = ("images", "targets", "masks", "panoptic", "semantic", "target_semantic")
@@ -65,7 +65,8 @@ class PersonRef:
     segment_id: int
 
 
-def find_person_segments(dataset: PanopticDataset, min_area: float) -> tuple[list[PersonRef], Counter]:
+def find_person_segments(dataset: PanopticDataset,
+                         min_area: float) -> tuple[list[PersonRef], Counter]:
     """Person segments worth pasting, judged from the JSON alone (no pixels read)."""
     person = dataset.category_id(PERSON)
     refs, skipped = [], Counter()
@@ -114,7 +115,8 @@ def _fill_outside(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Extend the object's colours past its outline, so the blurred edge shows no halo
     of the source image's background."""
     weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 3)
-    spread = cv2.GaussianBlur(colour * mask[..., None], (0, 0), 3) / np.maximum(weight, 1e-6)[..., None]
+    summed = cv2.GaussianBlur(colour * mask[..., None], (0, 0), 3)
+    spread = summed / np.maximum(weight, 1e-6)[..., None]
     return np.where(mask[..., None], colour, spread)
 
 
