@@ -73,6 +73,49 @@ class LossParams(_Section):
     lambda_x: float = Field(default=1000.0, ge=0)
 
 
+class SegmenterParams(_Section):
+    backend: Literal["torchvision", "detectron2"] = "torchvision"
+    depth: Literal[18, 34, 50, 101] = 50
+    fpn_channels: int = Field(default=256, ge=32)
+    weights: Literal["none", "imagenet", "coco"] = "none"
+    box_batch_size: int = Field(default=512, ge=8)      # RoIs sampled per image for the box head
+    detections_per_image: int = Field(default=100, ge=1)
+
+    @field_validator("fpn_channels")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32 (got {value})")
+        return value
+
+
+class InpainterParams(_Section):
+    width: int = Field(default=64, ge=4)                # channels of the first conv (paper: 64)
+    blocks: int = Field(default=8, ge=1)                # dilated residual blocks (paper: 8)
+    canny_sigma: float = Field(default=2.0, gt=0)       # edge targets (EdgeConnect: 2 at 256 px)
+    vgg_weights: Literal["imagenet", "random"] = "imagenet"
+
+
+class StageSchedule(_Section):
+    steps: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    batch_size: int = Field(default=4, ge=1)            # per process
+
+
+class TrainParams(_Section):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True                                    # mixed precision, CUDA only
+    workers: int = Field(default=2, ge=0)               # data loader processes per rank
+    threads: int = Field(default=0, ge=0)               # torch CPU threads (0: torch's default)
+    checkpoint_every: int = Field(default=100, ge=1)    # steps
+    log_every: int = Field(default=10, ge=1)
+    d_lr_ratio: float = Field(default=0.1, gt=0)        # discriminator lr / generator lr
+    segmentation: StageSchedule = StageSchedule(steps=90000, lr=1e-4, batch_size=4)
+    inpainter: StageSchedule = StageSchedule(steps=200000, lr=1e-4, batch_size=8)
+    joint: StageSchedule = StageSchedule(steps=20000, lr=1e-5, batch_size=4)
+    mask_expansion: bool = True                         # False: the paper's "w/o MEL" ablation
+
+
 class Params(_Section):
     # Top-level so that `dvc exp run -S alpha=0.05` works verbatim.
     alpha: float = Field(default=0.03, ge=0, le=1)
@@ -81,6 +124,9 @@ class Params(_Section):
     sample: SampleParams = SampleParams()
     synthesize: SynthesizeParams = SynthesizeParams()
     loss: LossParams = LossParams()
+    segmenter: SegmenterParams = SegmenterParams()
+    inpainter: InpainterParams = InpainterParams()
+    train: TrainParams = TrainParams()
 
 
 def _one_line(error: ValidationError, path: Path) -> str:

@@ -1,0 +1,175 @@
+"""The losses of the paper (Sec. III-B to III-D).
+
+Conventions: images in [0, 1], NCHW; masks are 1 inside the hole (the object to
+remove) and 0 on known pixels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import nn
+from torchvision.models import VGG19_Weights, vgg19
+
+from maskopt.errors import MaskoptError
+
+# --- adversarial ---------------------------------------------------------------------
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of the discriminator, halved as in EdgeConnect:
+    (E relu(1 - D(x)) + E relu(1 + D(G(z)))) / 2."""
+    return (F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()) / 2
+
+
+def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of the generator: -E D(G(z))."""
+    return -fake_logits.mean()
+
+
+def feature_matching_loss(fake_features: list[torch.Tensor],
+                          real_features: list[torch.Tensor]) -> torch.Tensor:
+    """Σ_i mean|D_i(fake) - D_i(real)| over the discriminator's layers; real side detached."""
+    return sum(F.l1_loss(fake, real.detach()) for fake, real in zip(fake_features, real_features,
+                                                                     strict=True))
+
+
+# --- reconstruction ------------------------------------------------------------------
+
+
+def masked_l1_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Σ over hole pixels of the channel-mean |output - target|, divided by N_M.
+
+    N_M is the number of hole pixels in the batch, so the loss does not shrink with
+    small objects (the paper's L1 / N_M). ``mask`` may be soft; it weights the pixels.
+    """
+    per_pixel = (output - target).abs().mean(dim=1, keepdim=True)
+    return (per_pixel * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                         ignore_index: int = 0) -> torch.Tensor:
+    """Cross-entropy of the segmentation inpainter over hole pixels (class 0 = unlabeled)."""
+    per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    weight = mask[:, 0] * (target != ignore_index)
+    return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """F Fᵀ / (C·H·W) per sample, as in EdgeConnect's style loss."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+# --- VGG19 perceptual and style -------------------------------------------------------
+
+# Indices into torchvision's vgg19().features of the ReLUs we read.
+VGG19_RELU = {"relu1_1": 1, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_4": 17,
+              "relu4_1": 20, "relu4_4": 26, "relu5_1": 29, "relu5_2": 31}
+PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGG19Features(nn.Module):
+    """Frozen VGG19 that returns the ReLU activations the perceptual and style losses use.
+
+    ``weights="imagenet"`` loads torchvision's ImageNet weights and fails with a clear
+    error when they cannot be had (no internet, no cache). ``weights="random"`` is the
+    explicit offline mode: a fixed random network, announced with a warning, whose
+    losses still compare feature statistics but carry no ImageNet semantics.
+    """
+
+    def __init__(self, weights: Literal["imagenet", "random"] = "imagenet", seed: int = 0):
+        super().__init__()
+        if weights == "imagenet":
+            try:
+                net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
+            except Exception as exc:  # noqa: BLE001 - any download/cache failure
+                raise MaskoptError(
+                    f"cannot load ImageNet VGG19 weights ({type(exc).__name__}: {exc}); "
+                    "connect to the internet once, or set loss.vgg_weights: random") from exc
+        elif weights == "random":
+            warnings.warn("loss.vgg_weights=random: perceptual and style losses use a random "
+                          "VGG19, not ImageNet features", stacklevel=2)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                net = vgg19(weights=None)
+        else:
+            raise MaskoptError(f"unknown VGG19 weights {weights!r} (use imagenet or random)")
+        last = max(VGG19_RELU.values())
+        self.layers = net.features[: last + 1].eval()
+        self.layers.requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self._wanted = {index: name for name, index in VGG19_RELU.items()}
+
+    def train(self, mode: bool = True) -> VGG19Features:
+        super().train(mode)
+        self.layers.eval()  # always frozen
+        return self
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (images - self.mean) / self.std
+        out = {}
+        for index, layer in enumerate(self.layers):
+            # in-place ReLUs would overwrite the activations we keep
+            x = F.relu(x) if isinstance(layer, nn.ReLU) else layer(x)
+            if index in self._wanted:
+                out[self._wanted[index]] = x
+        return out
+
+
+def perceptual_loss(out_features: dict, target_features: dict) -> torch.Tensor:
+    """Σ L1 between VGG19 relu{1..5}_1 activations of the output and the target."""
+    return sum(F.l1_loss(out_features[k], target_features[k].detach()) for k in PERCEPTUAL_LAYERS)
+
+
+def style_loss(out_features: dict, target_features: dict) -> torch.Tensor:
+    """Σ L1 between Gram matrices at relu2_2, relu3_4, relu4_4, relu5_2."""
+    return sum(F.l1_loss(gram_matrix(out_features[k]), gram_matrix(target_features[k].detach()))
+               for k in STYLE_LAYERS)
+
+
+# --- mask expansion (Sec. III-D) ------------------------------------------------------
+
+
+def normalized_signed_distance(gt_mask: np.ndarray) -> np.ndarray:
+    """φ for one binary mask: signed distance to its boundary, negative inside, in [-1, 1].
+
+    Distances are Euclidean, in pixels, measured from pixel centres: an outside pixel
+    gets its distance to the nearest object pixel, an inside pixel minus (its distance
+    to the nearest background pixel - 1), so both pixels at the boundary are ~0. They
+    are divided by the image's longer side and clipped to [-1, 1]. Hence α is a band
+    width as a fraction of the image side: α = 0.03 pulls in the pixels less than
+    0.03 × 256 = 7.7 px outside the object at 256 px (1.9 px at 64 px).
+    """
+    gt = np.asarray(gt_mask, bool)
+    if gt.ndim != 2:
+        raise MaskoptError(f"mask must be 2-D, got shape {gt.shape}")
+    side = max(gt.shape)
+    if not gt.any():  # nothing to remove: every pixel is "outside" and pushed out
+        return np.ones(gt.shape, np.float32)
+    outside = ndimage.distance_transform_edt(~gt)
+    inside = ndimage.distance_transform_edt(gt)
+    phi = np.where(gt, -(inside - 1), outside) / side
+    return np.clip(phi, -1, 1).astype(np.float32)
+
+
+def mask_expansion_loss(soft_mask: torch.Tensor, phi: torch.Tensor, alpha: float) -> torch.Tensor:
+    """L_X = mean_p (φ(p) - α) · m̂(p), a boundary loss (Kervadec et al.) shifted by α.
+
+    Pixels with φ < α (the object and a band α wide around it) lower the loss by being
+    in the mask; the rest raise it. The paper writes a sum; we take the mean over
+    pixels and batch so that λ_X = 1000 means the same at every image size.
+    """
+    if soft_mask.shape != phi.shape:
+        raise MaskoptError(f"soft mask {tuple(soft_mask.shape)} and φ {tuple(phi.shape)} differ")
+    return ((phi - alpha) * soft_mask).mean()

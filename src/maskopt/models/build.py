@@ -1,0 +1,112 @@
+"""Build the networks from params, and save/load them as self-describing model files.
+
+A model file holds the constructor arguments beside the weights, so `maskopt remove`
+rebuilds the networks without params.yaml. Files are read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from maskopt.errors import MaskoptError
+from maskopt.io import atomic_path
+from maskopt.models.inpainter import (
+    EdgeInpainter,
+    ImageInpainter,
+    PatchDiscriminator,
+    SegmentationInpainter,
+)
+from maskopt.models.segmenter import PanopticFPN
+from maskopt.params import Params
+
+INPAINTERS = ("edge", "segmentation", "image")
+
+
+def segmenter_config(params: Params, num_things: int, num_classes: int) -> dict:
+    s = params.segmenter
+    return {"kind": "segmenter", "backend": s.backend, "num_thing_classes": num_things,
+            "num_semantic_classes": num_classes, "depth": s.depth,
+            "fpn_channels": s.fpn_channels, "image_size": params.synthesize.image_size,
+            "weights": s.weights, "box_batch_size": s.box_batch_size,
+            "detections_per_image": s.detections_per_image}
+
+
+def inpainter_config(params: Params, kind: str, num_classes: int) -> dict:
+    if kind not in INPAINTERS:
+        raise MaskoptError(f"unknown inpainter {kind!r} (one of {', '.join(INPAINTERS)})")
+    return {"kind": kind, "num_classes": num_classes, "width": params.inpainter.width,
+            "blocks": params.inpainter.blocks}
+
+
+def build(config: dict) -> nn.Module:
+    """A network from its config (see the functions above)."""
+    kwargs = {k: v for k, v in config.items() if k not in ("kind", "backend")}
+    kind = config["kind"]
+    if kind == "segmenter":
+        if config.get("backend") == "detectron2":
+            from maskopt.models.detectron2_backend import Detectron2PanopticFPN
+
+            return Detectron2PanopticFPN(**kwargs)
+        return PanopticFPN(**kwargs)
+    if kind == "edge":
+        return EdgeInpainter(kwargs["width"], kwargs["blocks"])
+    if kind == "segmentation":
+        return SegmentationInpainter(**kwargs)
+    if kind == "image":
+        return ImageInpainter(**kwargs)
+    raise MaskoptError(f"unknown network kind {kind!r}")
+
+
+def build_discriminator(kind: str, num_classes: int, width: int) -> PatchDiscriminator:
+    """Edge D sees [gray, edges]; segmentation D sees class probabilities; image D sees RGB."""
+    channels = {"edge": 2, "segmentation": num_classes, "image": 3}[kind]
+    return PatchDiscriminator(channels, width)
+
+
+def save_model(path: str | Path, networks: dict[str, tuple[dict, nn.Module]], **extra) -> None:
+    """Write {name: (config, module)} to one file atomically."""
+    payload = {"networks": {name: {"config": cfg, "state_dict": module.state_dict()}
+                            for name, (cfg, module) in networks.items()}, **extra}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_model(path: str | Path, made_by: str, map_location="cpu") -> dict:
+    """Read a model file; a missing one names the DVC stage that makes it."""
+    path = Path(path)
+    if not path.exists():
+        raise MaskoptError(f"{path}: model not found; run `dvc repro {made_by}` to make it")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
+        raise MaskoptError(f"{path}: not a readable maskopt model file ({exc})") from exc
+
+
+def restore(entry: dict, expected: dict | None = None, source: str = "model") -> nn.Module:
+    """Rebuild a network from a saved entry; refuse one whose shape differs from ``expected``."""
+    config = entry["config"]
+    if expected is not None:
+        differ = {k: (config.get(k), v) for k, v in expected.items()
+                  if k != "weights" and config.get(k) != v}
+        if differ:
+            details = ", ".join(f"{k}: saved {a!r}, params {b!r}" for k, (a, b) in differ.items())
+            raise MaskoptError(f"{source}: saved {config['kind']} network does not match the "
+                               f"params ({details}); rerun the stage that makes it")
+    module = build({**config, "load_weights": False} if config["kind"] == "segmenter" else config)
+    load_state(module, entry["state_dict"], source)
+    return module
+
+
+def load_state(module: nn.Module, state: dict, source: str) -> None:
+    own = module.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and own[k].shape != v.shape]
+    missing = sorted(set(own) - set(state))
+    if wrong or missing:
+        problem = (f"shape mismatch in {', '.join(wrong[:3])}" if wrong
+                   else f"missing {', '.join(missing[:3])}")
+        raise MaskoptError(f"{source}: checkpoint does not fit the network ({problem})")
+    module.load_state_dict(state)

@@ -1,0 +1,158 @@
+"""Optional segmenter backend: detectron2's PanopticFPN with the torchvision one's interface.
+
+``segmenter.backend: detectron2`` selects it. detectron2 is not on the package
+registries; install it from its git repository (README). The model is built from the
+model-zoo config ``COCO-PanopticSegmentation/panoptic_fpn_R_{depth}_1x.yaml`` (the
+network the paper used), GroupNorm when training from scratch. Targets, outputs
+(:class:`Detections`, semantic logits) and label conventions (things 1..K, semantic
+class 0 = unlabeled) are those of :class:`maskopt.models.segmenter.PanopticFPN`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maskopt.errors import MaskoptError
+from maskopt.models.segmenter import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Detections,
+    SegmenterOutput,
+)
+
+try:  # detectron2 is an optional extra
+    from detectron2 import model_zoo
+    from detectron2.modeling import build_model
+    from detectron2.structures import BitMasks, Boxes, ImageList, Instances
+    from detectron2.utils.events import EventStorage
+except ImportError:  # pragma: no cover - exercised where detectron2 is absent
+    model_zoo = None
+
+
+def detectron2_available() -> bool:
+    return model_zoo is not None
+
+
+class Detectron2PanopticFPN(nn.Module):
+    def __init__(self, num_thing_classes: int, num_semantic_classes: int, *, depth: int = 50,
+                 image_size: int = 256, weights: Literal["none", "imagenet", "coco"] = "none",
+                 box_batch_size: int = 512, detections_per_image: int = 100,
+                 score_threshold: float = 0.05, load_weights: bool = True, **_ignored):
+        super().__init__()
+        if not detectron2_available():
+            raise MaskoptError("segmenter.backend is detectron2 but detectron2 is not installed; "
+                               "see the README (install from its git repository)")
+        if depth not in (50, 101):
+            raise MaskoptError(f"the detectron2 backend has model-zoo configs for depth 50 and "
+                               f"101 (got {depth})")
+        schedule = "1x" if depth == 50 else "3x"
+        config_name = f"COCO-PanopticSegmentation/panoptic_fpn_R_{depth}_{schedule}.yaml"
+        cfg = model_zoo.get_config(config_name)
+        cfg.MODEL.DEVICE = "cpu"
+        imagenet_url = cfg.MODEL.WEIGHTS  # the config's own ImageNet backbone weights
+        cfg.MODEL.WEIGHTS = ""
+        if load_weights and weights != "none":
+            cfg.MODEL.WEIGHTS = (model_zoo.get_checkpoint_url(config_name) if weights == "coco"
+                                 else imagenet_url)
+        if weights == "none":
+            # random-init FrozenBN diverges (DESIGN §3): GroupNorm everywhere
+            cfg.MODEL.RESNETS.NORM = cfg.MODEL.FPN.NORM = "GN"
+            cfg.MODEL.ROI_BOX_HEAD.NORM = cfg.MODEL.ROI_MASK_HEAD.NORM = "GN"
+            cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_thing_classes
+        cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = box_batch_size
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
+        cfg.TEST.DETECTIONS_PER_IMAGE = detections_per_image
+        cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_semantic_classes
+        cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 0
+        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[max(2, image_size // d)] for d in (32, 16, 8, 4, 2)]
+        cfg.INPUT.FORMAT = "RGB"
+        cfg.MODEL.PIXEL_MEAN = [255 * v for v in IMAGENET_MEAN]
+        cfg.MODEL.PIXEL_STD = [255 * v for v in IMAGENET_STD]
+        self.model = build_model(cfg)
+        if cfg.MODEL.WEIGHTS:
+            from detectron2.checkpoint import DetectionCheckpointer
+
+            DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.num_semantic_classes = num_semantic_classes
+
+    # -- pieces ---------------------------------------------------------------------
+
+    def _image_list(self, images: torch.Tensor) -> ImageList:
+        model = self.model
+        return ImageList.from_tensors(
+            [(255 * img - model.pixel_mean) / model.pixel_std for img in images],
+            model.backbone.size_divisibility)
+
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.backbone(self._image_list(images).tensor)
+
+    def mask_probs(self, features, boxes: list[torch.Tensor], labels: list[torch.Tensor],
+                   image_sizes) -> list[torch.Tensor]:
+        heads = self.model.roi_heads
+        pooled = heads.mask_pooler([features[f] for f in heads.mask_in_features],
+                                   [Boxes(b) for b in boxes])
+        logits = heads.mask_head.layers(pooled)
+        flat = torch.cat(labels) - 1  # detectron2 classes are 0-based
+        probs = logits[torch.arange(len(flat), device=logits.device), flat].sigmoid()
+        return list(probs[:, None].split([len(b) for b in boxes]))
+
+    def detect(self, features, proposals, image_sizes) -> list[Detections]:
+        heads = self.model.roi_heads
+        with torch.no_grad():
+            pooled = heads.box_pooler([features[f] for f in heads.box_in_features],
+                                      [p.proposal_boxes for p in proposals])
+            predictions = heads.box_predictor(heads.box_head(pooled))
+            found, _ = heads.box_predictor.inference(predictions, proposals)
+        boxes = [f.pred_boxes.tensor for f in found]
+        labels = [f.pred_classes + 1 for f in found]
+        probs = self.mask_probs(features, boxes, labels, image_sizes)
+        return [Detections(b, lab, f.scores, p, size)
+                for b, lab, f, p, size in zip(boxes, labels, found, probs, image_sizes,
+                                              strict=True)]
+
+    # -- whole network --------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        if self.training:
+            return self.losses_and_detections(images, targets, detect=False)[0]
+        return self.predict(images)
+
+    def losses_and_detections(self, images: torch.Tensor, targets: list[dict], detect: bool = True):
+        if targets is None:
+            raise MaskoptError("training the segmenter needs targets")
+        model = self.model
+        image_list = self._image_list(images)
+        size = tuple(images.shape[-2:])
+        instances = []
+        for t in targets:
+            inst = Instances(size)
+            inst.gt_boxes = Boxes(t["boxes"].float())
+            inst.gt_classes = t["labels"] - 1
+            inst.gt_masks = BitMasks(t["masks"].bool())
+            instances.append(inst)
+        with EventStorage():
+            features = model.backbone(image_list.tensor)
+            proposals, proposal_losses = model.proposal_generator(image_list, features, instances)
+            _, detector_losses = model.roi_heads(image_list, features, proposals, instances)
+            semantic_target = torch.stack([t["semantic"] for t in targets]).long()
+            coarse = model.sem_seg_head.layers(features)
+            semantic_losses = model.sem_seg_head.losses(coarse, semantic_target)
+        semantic = F.interpolate(coarse, scale_factor=model.sem_seg_head.common_stride,
+                                 mode="bilinear", align_corners=False)
+        losses = {**proposal_losses, **detector_losses, **semantic_losses}
+        detections = self.detect(features, proposals, [size] * len(images)) if detect else None
+        return losses, detections, semantic
+
+    def predict(self, images: torch.Tensor) -> SegmenterOutput:
+        model = self.model
+        image_list = self._image_list(images)
+        features = model.backbone(image_list.tensor)
+        proposals, _ = model.proposal_generator(image_list, features, None)
+        semantic, _ = model.sem_seg_head(features, None)
+        sizes = [tuple(images.shape[-2:])] * len(images)
+        return SegmenterOutput(self.detect(features, proposals, sizes), semantic, features)

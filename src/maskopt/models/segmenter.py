@@ -1,0 +1,325 @@
+"""PanopticFPN from torchvision parts: ResNet-FPN, Mask R-CNN heads and a semantic head.
+
+Kirillov et al.'s Panoptic FPN = Mask R-CNN with FPN (instances of "thing" classes)
+plus a light semantic branch over the FPN levels (every class, stuff and things).
+The paper used detectron2's; this builds the same network from torchvision so the
+default install needs no compiled extras (``maskopt.models.detectron2_backend`` is
+the optional detectron2 version with the same interface).
+
+Images enter at the network size (square, a multiple of 32), values in [0, 1]; the
+model normalises them itself and does no resizing, so pixel coordinates of boxes and
+masks are those of the input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.ops import misc as misc_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from maskopt.errors import MaskoptError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESNET_CHANNELS = {18: [64, 128, 256, 512], 34: [64, 128, 256, 512],
+                   50: [256, 512, 1024, 2048]}
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups; random-init FrozenBatchNorm diverges (DESIGN §3)."""
+    return nn.GroupNorm(min(32, channels // 4), channels)
+
+
+@dataclass
+class Detections:
+    """Instances found in one image. ``mask_probs`` are the mask head's N×1×28×28
+    probabilities inside ``boxes`` (xyxy, input pixels); they carry gradients."""
+
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    scores: torch.Tensor
+    mask_probs: torch.Tensor
+    image_size: tuple[int, int]
+    full_masks: torch.Tensor | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def soft_masks(self) -> torch.Tensor:
+        """N×H×W soft masks pasted into the image (cached)."""
+        if self.full_masks is None:
+            self.full_masks = paste_soft_masks(self.mask_probs, self.boxes, *self.image_size)
+        return self.full_masks
+
+
+def paste_soft_masks(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int,
+                     width: int) -> torch.Tensor:
+    """Paste N×1×h×w mask probabilities into N×H×W images with ``grid_sample``.
+
+    Differentiable in the probabilities (and the boxes), unlike torchvision's
+    integer paste; pixels outside a box get 0.
+    """
+    if len(boxes) == 0:
+        return mask_probs.new_zeros((0, height, width))
+    boxes = boxes.to(mask_probs.dtype)
+    x0, y0, x1, y1 = boxes.unbind(1)
+    xs = torch.arange(width, device=boxes.device, dtype=boxes.dtype) + 0.5
+    ys = torch.arange(height, device=boxes.device, dtype=boxes.dtype) + 0.5
+    # pixel centre → normalised coordinate inside the box (-1 .. 1 spans the box)
+    gx = 2 * (xs[None] - x0[:, None]) / (x1 - x0).clamp_min(1e-3)[:, None] - 1
+    gy = 2 * (ys[None] - y0[:, None]) / (y1 - y0).clamp_min(1e-3)[:, None] - 1
+    grid = torch.stack([gx[:, None, :].expand(-1, height, -1),
+                        gy[:, :, None].expand(-1, -1, width)], dim=-1)
+    pasted = F.grid_sample(mask_probs, grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)
+    return pasted[:, 0]
+
+
+class SemanticHead(nn.Module):
+    """Panoptic FPN's semantic branch: each FPN level P2..P5 is brought to 1/4 scale by
+    (3×3 conv, GN, ReLU, 2× upsample) stages, the levels are summed, and a 1×1 conv
+    gives per-class logits that are upsampled 4× to the input size."""
+
+    def __init__(self, in_channels: int, num_classes: int, channels: int = 128,
+                 strides: tuple[int, ...] = (4, 8, 16, 32)):
+        super().__init__()
+        self.levels = nn.ModuleList()
+        for stride in strides:
+            steps = max(1, int(math.log2(stride // 4)))
+            layers: list[nn.Module] = []
+            for step in range(steps):
+                layers += [nn.Conv2d(in_channels if step == 0 else channels, channels, 3,
+                                     padding=1, bias=False),
+                           group_norm(channels), nn.ReLU(True)]
+                if stride > 4:
+                    layers.append(nn.Upsample(scale_factor=2, mode="bilinear",
+                                              align_corners=False))
+            self.levels.append(nn.Sequential(*layers))
+        self.predictor = nn.Conv2d(channels, num_classes, 1)
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = sum(level(f) for level, f in zip(self.levels, features, strict=True))
+        return F.interpolate(self.predictor(x), scale_factor=4, mode="bilinear",
+                             align_corners=False)
+
+
+class PanopticFPN(nn.Module):
+    """Panoptic FPN: ``forward`` returns a dict of losses in training (their sum is
+    L_PS), and ``SegmenterOutput`` (detections + semantic logits) in eval mode.
+
+    ``num_thing_classes`` excludes the background; ``num_semantic_classes`` includes
+    class 0 = unlabeled, which the semantic loss ignores.
+    """
+
+    def __init__(self, num_thing_classes: int, num_semantic_classes: int, *, depth: int = 50,
+                 fpn_channels: int = 256, image_size: int = 256,
+                 weights: Literal["none", "imagenet", "coco"] = "none",
+                 box_batch_size: int = 512, detections_per_image: int = 100,
+                 score_threshold: float = 0.05, load_weights: bool = True):
+        """``weights`` picks the norms (GroupNorm from scratch, frozen BN for pretrained
+        starts) and, when ``load_weights``, loads them; restoring a saved model passes
+        ``load_weights=False`` so nothing is downloaded."""
+        super().__init__()
+        if depth not in RESNET_CHANNELS:
+            raise MaskoptError(f"segmenter depth must be one of 18, 34, 50 (got {depth})")
+        if weights == "coco" and (depth != 50 or fpn_channels != 256):
+            raise MaskoptError("COCO weights exist for depth 50 with 256 FPN channels only")
+        self.num_semantic_classes = num_semantic_classes
+        backbone = _resnet_fpn(depth, fpn_channels, pretrained=weights != "none",
+                               load=load_weights and weights == "imagenet")
+        scratch = weights == "none"
+        # Anchors scale with the input: 1/32 .. 1/2 of its side over P2..P6.
+        sizes = tuple((max(2, image_size // d),) for d in (32, 16, 8, 4, 2))
+        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+        mask_head = MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1,
+                                  norm_layer=group_norm if scratch else None)
+        box_features = max(256, 4 * fpn_channels)
+        maskrcnn = MaskRCNN(
+            backbone, rpn_anchor_generator=anchors,
+            box_head=TwoMLPHead(fpn_channels * 7 * 7, box_features),
+            box_predictor=FastRCNNPredictor(box_features, num_thing_classes + 1),
+            mask_head=mask_head,
+            mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_thing_classes + 1),
+            box_batch_size_per_image=box_batch_size,
+            box_detections_per_img=detections_per_image, box_score_thresh=score_threshold)
+        # Panoptic FPN reuses Mask R-CNN's parts; its image transform is not used.
+        self.backbone, self.rpn = maskrcnn.backbone, maskrcnn.rpn
+        self.roi_heads = maskrcnn.roi_heads
+        self.semantic_head = SemanticHead(fpn_channels, num_semantic_classes,
+                                          channels=max(32, fpn_channels // 2))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        if weights == "coco" and load_weights:
+            load_coco_maskrcnn(self)
+
+    # -- pieces ---------------------------------------------------------------------
+
+    def features(self, images: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        if images.shape[-1] % 32 or images.shape[-2] % 32:
+            raise MaskoptError(f"segmenter input must be a multiple of 32 px, "
+                               f"got {tuple(images.shape[-2:])}")
+        return self.backbone((images - self.mean) / self.std)
+
+    def semantic_logits(self, features: OrderedDict[str, torch.Tensor]) -> torch.Tensor:
+        return self.semantic_head([features[k] for k in ("0", "1", "2", "3")])
+
+    def mask_probs(self, features: OrderedDict[str, torch.Tensor], boxes: list[torch.Tensor],
+                   labels: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list:
+        """Mask head probabilities (n×1×28×28 per image) of ``labels`` inside ``boxes``."""
+        heads = self.roi_heads
+        pooled = heads.mask_roi_pool(features, boxes, image_sizes)
+        logits = heads.mask_predictor(heads.mask_head(pooled))
+        flat_labels = torch.cat(labels)
+        probs = logits[torch.arange(len(flat_labels), device=logits.device), flat_labels]
+        return list(probs.sigmoid()[:, None].split([len(b) for b in boxes]))
+
+    def detect(self, features, proposals, image_sizes) -> list[Detections]:
+        """Boxes from the box head (no gradient), masks from the mask head (with gradient)."""
+        heads = self.roi_heads
+        with torch.no_grad():
+            pooled = heads.box_roi_pool(features, proposals, image_sizes)
+            class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
+            boxes, scores, labels = heads.postprocess_detections(
+                class_logits, box_regression, proposals, image_sizes)
+        probs = self.mask_probs(features, boxes, labels, image_sizes)
+        return [Detections(b, lab, s, p, size)
+                for b, lab, s, p, size in zip(boxes, labels, scores, probs, image_sizes,
+                                              strict=True)]
+
+    # -- whole network --------------------------------------------------------------
+
+    def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
+        if self.training:
+            losses, _, _ = self.losses_and_detections(images, targets, detect=False)
+            return losses
+        return self.predict(images)
+
+    def losses_and_detections(self, images: torch.Tensor, targets: list[dict], detect: bool = True):
+        """L_PS terms and, sharing the features, the detections with differentiable masks
+        (what joint training needs). ``targets``: per image ``boxes`` (xyxy), ``labels``
+        (1..K), ``masks`` (n×H×W), and ``semantic`` (H×W class indices, 0 = unlabeled)."""
+        if targets is None:
+            raise MaskoptError("training the segmenter needs targets")
+        features = self.features(images)
+        sizes = [tuple(images.shape[-2:])] * len(images)
+        image_list = ImageList(images, sizes)
+        instance_targets = [{k: t[k] for k in ("boxes", "labels", "masks")} for t in targets]
+        proposals, rpn_losses = self.rpn(image_list, features, instance_targets)
+        _, roi_losses = self.roi_heads(features, proposals, sizes, instance_targets)
+        semantic = self.semantic_logits(features)
+        semantic_target = torch.stack([t["semantic"] for t in targets]).long()
+        losses = {**rpn_losses, **roi_losses,
+                  "loss_semantic": F.cross_entropy(semantic, semantic_target, ignore_index=0)}
+        detections = self.detect(features, proposals, sizes) if detect else None
+        return losses, detections, semantic
+
+    def predict(self, images: torch.Tensor) -> SegmenterOutput:
+        features = self.features(images)
+        sizes = [tuple(images.shape[-2:])] * len(images)
+        proposals, _ = self.rpn(ImageList(images, sizes), features)
+        return SegmenterOutput(self.detect(features, proposals, sizes),
+                               self.semantic_logits(features), features)
+
+
+@dataclass
+class SegmenterOutput:
+    detections: list[Detections]
+    semantic_logits: torch.Tensor
+    features: OrderedDict | None = field(default=None, repr=False)
+
+
+def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool) -> BackboneWithFPN:
+    if fpn_channels % 32:
+        raise MaskoptError(f"segmenter FPN channels must be a multiple of 32 (got {fpn_channels})")
+    builder = getattr(resnet, f"resnet{depth}")
+    if pretrained:
+        weights = getattr(resnet, f"ResNet{depth}_Weights").IMAGENET1K_V1 if load else None
+        try:
+            body = builder(weights=weights, norm_layer=misc_ops.FrozenBatchNorm2d)
+        except Exception as exc:  # noqa: BLE001 - any download/cache failure
+            raise MaskoptError(f"cannot load ImageNet ResNet{depth} weights ({exc}); connect "
+                               "to the internet once, or set segmenter.weights: none") from exc
+        norm = None
+    else:
+        body = builder(weights=None, norm_layer=group_norm)
+        norm = group_norm
+    return BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)},
+                           RESNET_CHANNELS[depth], fpn_channels, LastLevelMaxPool(),
+                           norm_layer=norm)
+
+
+def load_coco_maskrcnn(model: PanopticFPN) -> None:
+    """Start from torchvision's COCO Mask R-CNN R50-FPN: every tensor whose shape fits."""
+    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
+
+    try:
+        state = MaskRCNN_ResNet50_FPN_Weights.COCO_V1.get_state_dict(progress=True)
+    except Exception as exc:  # noqa: BLE001
+        raise MaskoptError(f"cannot load COCO Mask R-CNN weights ({exc}); connect to the "
+                           "internet once, or set segmenter.weights: imagenet or none") from exc
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+
+
+# --- choosing the segment to remove ----------------------------------------------------
+
+
+def select_segment(detections: Detections, gt_mask: torch.Tensor,
+                   segmenter: PanopticFPN | None = None, features=None) -> tuple[torch.Tensor, int]:
+    """The soft mask (H×W, with gradient) of the instance overlapping ``gt_mask`` most.
+
+    Overlap is IoU of the thresholded (0.5) mask with ``gt_mask``; the soft mask of the
+    winner is returned, so losses on it reach the mask head and the backbone.
+    Fallback when no instance overlaps (early in training, or a missed object): the
+    mask head is run on ``gt_mask``'s bounding box, which is still the segmenter's own,
+    differentiable mask; this needs ``segmenter`` and its ``features`` for this image
+    (a batch of one). Returns (mask, index of the instance or -1 for the fallback).
+    """
+    gt = gt_mask.bool()
+    if len(detections):
+        hard = detections.soft_masks() > 0.5
+        inter = (hard & gt).flatten(1).sum(1).float()
+        union = (hard | gt).flatten(1).sum(1).float().clamp_min(1)
+        iou = inter / union
+        best = int(torch.argmax(iou + 1e-6 * detections.scores))
+        if iou[best] > 0:
+            return detections.soft_masks()[best], best
+    if segmenter is None or features is None:
+        raise MaskoptError("no detected instance overlaps the mask, and no segmenter was given "
+                           "for the box fallback")
+    ys, xs = torch.nonzero(gt, as_tuple=True)
+    if len(xs) == 0:
+        raise MaskoptError("the ground-truth mask is empty")
+    box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None]
+    label = torch.ones(1, dtype=torch.long, device=box.device)  # first thing class (person)
+    probs = segmenter.mask_probs(features, [box], [label], [detections.image_size])[0]
+    return paste_soft_masks(probs, box, *detections.image_size)[0], -1
+
+
+def select_segment_at_point(detections: Detections, x: float, y: float,
+                            threshold: float = 0.5) -> int | None:
+    """Index of the highest-scoring instance whose mask covers pixel (x, y), or None."""
+    if not len(detections):
+        return None
+    h, w = detections.image_size
+    row, col = min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)
+    covers = detections.soft_masks()[:, row, col] > threshold
+    if not covers.any():
+        return None
+    scores = torch.where(covers, detections.scores, torch.full_like(detections.scores, -1))
+    return int(torch.argmax(scores))

@@ -1,0 +1,142 @@
+import pytest
+import torch
+
+from maskopt.errors import MaskoptError
+from maskopt.losses import masked_l1_loss
+from maskopt.models import (
+    EdgeInpainter,
+    ImageInpainter,
+    PanopticFPN,
+    PatchDiscriminator,
+    SegmentationInpainter,
+    select_segment,
+    select_segment_at_point,
+)
+from maskopt.models.inpainter import count_parameters
+from maskopt.models.segmenter import Detections, paste_soft_masks
+
+SIZE = 64
+CLASSES = 5
+
+
+def test_paper_width_parameter_counts_match_edgeconnect():
+    # EdgeConnect (Nazeri et al.) reports ≈10.8 M generator and ≈2.8 M discriminator.
+    assert count_parameters(EdgeInpainter(width=64)) == pytest.approx(10.8e6, rel=0.05)
+    assert count_parameters(PatchDiscriminator(2, width=64)) == pytest.approx(2.8e6, rel=0.05)
+    assert count_parameters(ImageInpainter(CLASSES, width=64)) == pytest.approx(10.8e6, rel=0.05)
+
+
+def test_inpainters_shapes_and_ranges():
+    torch.manual_seed(0)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[..., 8:20, 10:18] = 1
+    gray, edges, rgb = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32), torch.rand(2, 3, 32, 32)
+    seg = torch.nn.functional.one_hot(torch.randint(0, CLASSES, (2, 32, 32)), CLASSES)
+    seg = seg.permute(0, 3, 1, 2).float()
+    edge_out = EdgeInpainter(width=8, blocks=1)(gray, edges, mask)
+    assert edge_out.shape == (2, 1, 32, 32) and 0 <= edge_out.min() and edge_out.max() <= 1
+    seg_out = SegmentationInpainter(CLASSES, width=8, blocks=1)(seg, mask)
+    assert seg_out.shape == (2, CLASSES, 32, 32)
+    image_out = ImageInpainter(CLASSES, width=8, blocks=1)(rgb, edge_out, seg, mask)
+    assert image_out.shape == (2, 3, 32, 32) and 0 <= image_out.min() and image_out.max() <= 1
+    logits, features = PatchDiscriminator(3, width=8)(image_out)
+    assert len(features) == 5 and features[-1] is logits and logits.shape[:2] == (2, 1)
+
+
+def test_generator_refuses_sizes_not_divisible_by_four():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        EdgeInpainter(width=8, blocks=1)(torch.rand(1, 1, 30, 30), torch.rand(1, 1, 30, 30),
+                                         torch.zeros(1, 1, 30, 30))
+
+
+def test_inpainter_ignores_what_is_under_the_hole():
+    torch.manual_seed(0)
+    net = ImageInpainter(CLASSES, width=8, blocks=1).eval()
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 8:20] = 1
+    image, edges = torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32)
+    seg = torch.zeros(1, CLASSES, 32, 32)
+    changed = image.clone()
+    changed[..., 8:20, 8:20] = 0.123
+    assert torch.equal(net(image, edges, seg, mask), net(changed, edges, seg, mask))
+
+
+def test_paste_soft_masks_fills_the_box():
+    probs = torch.ones(1, 1, 28, 28)
+    pasted = paste_soft_masks(probs, torch.tensor([[10.0, 20.0, 30.0, 40.0]]), 64, 64)
+    assert pasted.shape == (1, 64, 64)
+    assert (pasted[0, 21:39, 11:29] > 0.99).all()  # inside, away from the border
+    assert pasted[0, :19].max() == 0 and pasted[0, :, 31:].max() == 0
+
+
+def _targets(n=2):
+    m = torch.zeros(n, SIZE, SIZE, dtype=torch.uint8)
+    m[:, 20:44, 24:36] = 1
+    semantic = torch.randint(1, CLASSES, (SIZE, SIZE))
+    return m, [dict(boxes=torch.tensor([[24.0, 20.0, 36.0, 44.0]]), labels=torch.tensor([1]),
+                    masks=m[i:i + 1], semantic=semantic) for i in range(n)]
+
+
+def _small_segmenter():
+    torch.manual_seed(0)
+    return PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
+                       box_batch_size=32, detections_per_image=10)
+
+
+def test_segmenter_losses_and_inference_outputs():
+    seg = _small_segmenter().train()
+    images = torch.rand(2, 3, SIZE, SIZE)
+    _, targets = _targets()
+    losses = seg(images, targets)
+    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier",
+                           "loss_box_reg", "loss_mask", "loss_semantic"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    out = seg.eval()(images)
+    assert out.semantic_logits.shape == (2, CLASSES, SIZE, SIZE)
+    assert len(out.detections) == 2
+    det = out.detections[0]
+    assert det.mask_probs.shape[1:] == (1, 28, 28) and det.soft_masks().shape[1:] == (SIZE, SIZE)
+
+
+def test_segmenter_refuses_sizes_not_divisible_by_32():
+    with pytest.raises(MaskoptError, match="multiple of 32"):
+        _small_segmenter().eval()(torch.rand(1, 3, 48, 48))
+
+
+def test_inpainting_loss_reaches_the_mask_head_through_select_segment():
+    seg = _small_segmenter().train()
+    images = torch.rand(1, 3, SIZE, SIZE)
+    gt, targets = _targets(1)
+    _, detections, _ = seg.losses_and_detections(images, targets)
+    features = seg.features(images)
+    soft, _ = select_segment(detections[0], gt[0], seg, features)
+    assert soft.requires_grad and soft.shape == (SIZE, SIZE)
+    inpainter = ImageInpainter(CLASSES, width=8, blocks=1)
+    mask = soft[None, None]
+    edges, seg_map = torch.zeros(1, 1, SIZE, SIZE), torch.zeros(1, CLASSES, SIZE, SIZE)
+    out = inpainter(images, edges, seg_map, mask)
+    seg.zero_grad()
+    masked_l1_loss(out, torch.rand(1, 3, SIZE, SIZE), mask).backward()
+    head_grad = seg.roi_heads.mask_predictor.mask_fcn_logits.weight.grad
+    assert head_grad is not None and head_grad.abs().sum() > 0
+    assert seg.backbone.body.conv1.weight.grad.abs().sum() > 0
+
+
+def test_select_segment_prefers_the_overlapping_instance_and_falls_back_to_the_box():
+    probs = torch.ones(2, 1, 28, 28)
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]])
+    det = Detections(boxes, torch.tensor([1, 1]), torch.tensor([0.9, 0.5]), probs, (SIZE, SIZE))
+    gt = torch.zeros(SIZE, SIZE)
+    gt[22:38, 22:38] = 1
+    mask, index = select_segment(det, gt)
+    assert index == 1 and mask[30, 30] > 0.99
+    assert select_segment_at_point(det, 5, 5) == 0
+    assert select_segment_at_point(det, 15, 15) is None
+    far = torch.zeros(SIZE, SIZE)
+    far[50:60, 50:60] = 1
+    with pytest.raises(MaskoptError, match="no detected instance"):
+        select_segment(det, far)
+    seg = _small_segmenter().eval()
+    features = seg.features(torch.rand(1, 3, SIZE, SIZE))
+    mask, index = select_segment(det, far, seg, features)
+    assert index == -1 and mask[:48].max() == 0 and mask[50:60, 50:60].max() > 0
