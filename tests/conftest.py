@@ -1,6 +1,8 @@
 import os
+from pathlib import Path
 
 import pytest
+from tiny import tiny_params
 
 from maskopt.data.panoptic import PanopticDataset
 from maskopt.data.sample_scenes import write_sample_dataset
@@ -19,3 +21,41 @@ def sample_root(tmp_path_factory):
 @pytest.fixture
 def train_dataset(sample_root):
     return PanopticDataset.from_root(sample_root, "train")
+
+
+@pytest.fixture(scope="session")
+def pairs_dir(tmp_path_factory):
+    """Tiny raw sample + synthesized pairs, made once per session."""
+    from maskopt.data.prepare import prepare_raw_data, synthesize_pairs
+
+    base = tmp_path_factory.mktemp("pairs")
+    params = tiny_params()
+    prepare_raw_data(params, base / "data/raw")
+    synthesize_pairs(params, base / "data/raw", base / "data/pairs")
+    return base / "data/pairs"
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory, pairs_dir):
+    """A project folder where every training stage has run on tiny params (2 steps each)."""
+    from maskopt.training import stages
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "data").mkdir()
+    (root / "data/pairs").symlink_to(pairs_dir)
+    previous, uri = Path.cwd(), os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlflow.db"
+    os.chdir(root)
+    try:
+        params = tiny_params()
+        stages.pretrain_segmentation(params)
+        for kind in ("edge", "segmentation", "image"):
+            stages.pretrain_inpainter(params, kind)
+        stages.train_joint(params)
+    finally:
+        os.chdir(previous)
+        if uri is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = uri
+    return root

@@ -34,11 +34,11 @@ def test_losses_are_finite_and_reach_the_mask_head(models):
     d2.train()
     gt, targets = _targets()
     images = torch.rand(1, 3, SIZE, SIZE)
-    losses, detections, semantic = d2.losses_and_detections(images, targets)
+    losses, detections, semantic, features = d2.losses_and_detections(images, targets)
     assert {"loss_sem_seg", "loss_mask", "loss_cls", "loss_rpn_cls"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
     assert semantic.shape == (1, CLASSES, SIZE, SIZE)
-    soft, _ = select_segment(detections[0], gt[0], d2, d2.features(images))
+    soft, _ = select_segment(detections[0], gt[0], d2, features)
     d2.zero_grad()
     soft.sum().backward()
     assert d2.model.roi_heads.mask_head.predictor.weight.grad.abs().sum() > 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import TINY, apply
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -22,13 +23,7 @@ def run(cmd, cwd, env):
 
 def set_params(project, **changes):
     path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in changes.items():
-        section = params
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            section = section[key]
-        section[leaf] = value
+    params = apply(yaml.safe_load(path.read_text()), changes)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -50,8 +45,7 @@ def project(tmp_path_factory):
                DVC_NO_ANALYTICS="1")
     run(["git", "init", "-q"], project, env)
     run(["dvc", "init", "-q"], project, env)
-    set_params(project, **{"sample.train_images": 16, "sample.test_images": 8,
-                           "synthesize.workers": 1})
+    set_params(project, **TINY)
     run(["dvc", "repro", "--quiet"], project, env)
     return project, env
 
@@ -69,9 +63,30 @@ def test_second_repro_does_nothing(project):
     assert "didn't change" in run(["dvc", "repro"], project, env)
 
 
+def test_repro_runs_every_stage(project):
+    project, _ = project
+    for model in ("segmenter", "inpainter_edge", "inpainter_segmentation", "inpainter_image",
+                  "joint"):
+        assert (project / "models" / f"{model}.pt").exists()
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
+    assert {"joint", "gt_d0", "opencv_telea"} <= set(metrics)
+    assert (project / "mlflow.db").exists()
+
+
 def test_synthesize_param_reruns_only_synthesize(project):
     project, env = project
     set_params(project, **{"synthesize.blur_sigma": 1.0})
+    # later stages follow through their dependency on data/pairs, not through params
     assert changed_stages(project, env) == {"synthesize"}
     set_params(project, **{"synthesize.blur_sigma": 0.6})
+    assert changed_stages(project, env) == set()
+
+
+def test_alpha_reruns_only_joint_training_and_evaluation(project):
+    project, env = project
+    set_params(project, alpha=0.05)
+    dry = run(["dvc", "repro", "--dry"], project, env)
+    ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
+    assert ran == {"train_joint", "evaluate"}
+    set_params(project, alpha=0.03)
     assert changed_stages(project, env) == set()

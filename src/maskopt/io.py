@@ -60,23 +60,31 @@ def read_json(path: str | Path):
         raise MaskoptError(f"{path}: broken JSON ({exc.msg} at line {exc.lineno})") from exc
 
 
-def read_rgb(path: str | Path) -> tuple[np.ndarray, str]:
+def read_rgb(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
     """Read an image as HxWx3 uint8 RGB; return it with the mode it was stored in.
 
     Grayscale, palette, RGBA (composited on white), CMYK and 16-bit images are
     converted; EXIF orientation is applied. Unreadable or truncated files raise
-    MaskoptError naming the file.
+    MaskoptError naming the file. With ``max_pixels``, larger images are refused
+    from their header, before any pixel is decoded.
     """
     path = Path(path)
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise MaskoptError(f"{path}: image is {width}x{height} = "
+                                   f"{width * height / 1e6:.1f} MP, above the limit of "
+                                   f"{max_pixels / 1e6:.1f} MP (raise --max-pixels, or "
+                                   "downscale it first)")
             image.load()
             mode = image.mode
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image), mode
     except FileNotFoundError as exc:
         raise MaskoptError(f"{path}: image file not found") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
         raise MaskoptError(f"{path}: unreadable or truncated image ({exc})") from exc
 
 

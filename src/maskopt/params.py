@@ -116,6 +116,11 @@ class TrainParams(_Section):
     mask_expansion: bool = True                         # False: the paper's "w/o MEL" ablation
 
 
+class EvaluateParams(_Section):
+    dilations: list[int] = [-2, 0, 2, 4, 6, 8]          # px, the paper's Table I
+    grid_pairs: int = Field(default=8, ge=1)            # test pairs shown in reports/grids
+
+
 class Params(_Section):
     # Top-level so that `dvc exp run -S alpha=0.05` works verbatim.
     alpha: float = Field(default=0.03, ge=0, le=1)
@@ -127,6 +132,7 @@ class Params(_Section):
     segmenter: SegmenterParams = SegmenterParams()
     inpainter: InpainterParams = InpainterParams()
     train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
 
 def _one_line(error: ValidationError, path: Path) -> str:

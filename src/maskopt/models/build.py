@@ -57,6 +57,8 @@ def build(config: dict) -> nn.Module:
         return SegmentationInpainter(**kwargs)
     if kind == "image":
         return ImageInpainter(**kwargs)
+    if kind == "discriminator":
+        return PatchDiscriminator(**kwargs)
     raise MaskoptError(f"unknown network kind {kind!r}")
 
 

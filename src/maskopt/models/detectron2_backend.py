@@ -146,7 +146,7 @@ class Detectron2PanopticFPN(nn.Module):
                                  mode="bilinear", align_corners=False)
         losses = {**proposal_losses, **detector_losses, **semantic_losses}
         detections = self.detect(features, proposals, [size] * len(images)) if detect else None
-        return losses, detections, semantic
+        return losses, detections, semantic, features
 
     def predict(self, images: torch.Tensor) -> SegmenterOutput:
         model = self.model

@@ -85,6 +85,7 @@ class PatchDiscriminator(nn.Module):
 
     def __init__(self, in_channels: int, width: int = 64):
         super().__init__()
+        self.in_channels = in_channels
         w = width
         specs = [(in_channels, w, 2), (w, 2 * w, 2), (2 * w, 4 * w, 2), (4 * w, 8 * w, 1)]
         self.convs = nn.ModuleList(

@@ -204,14 +204,15 @@ class PanopticFPN(nn.Module):
 
     def forward(self, images: torch.Tensor, targets: list[dict] | None = None):
         if self.training:
-            losses, _, _ = self.losses_and_detections(images, targets, detect=False)
+            losses, *_ = self.losses_and_detections(images, targets, detect=False)
             return losses
         return self.predict(images)
 
     def losses_and_detections(self, images: torch.Tensor, targets: list[dict], detect: bool = True):
         """L_PS terms and, sharing the features, the detections with differentiable masks
-        (what joint training needs). ``targets``: per image ``boxes`` (xyxy), ``labels``
-        (1..K), ``masks`` (n×H×W), and ``semantic`` (H×W class indices, 0 = unlabeled)."""
+        (what joint training needs); returns (losses, detections, semantic logits, features).
+        ``targets``: per image ``boxes`` (xyxy), ``labels`` (1..K), ``masks`` (n×H×W), and
+        ``semantic`` (H×W class indices, 0 = unlabeled)."""
         if targets is None:
             raise MaskoptError("training the segmenter needs targets")
         features = self.features(images)
@@ -225,7 +226,7 @@ class PanopticFPN(nn.Module):
         losses = {**rpn_losses, **roi_losses,
                   "loss_semantic": F.cross_entropy(semantic, semantic_target, ignore_index=0)}
         detections = self.detect(features, proposals, sizes) if detect else None
-        return losses, detections, semantic
+        return losses, detections, semantic, features
 
     def predict(self, images: torch.Tensor) -> SegmenterOutput:
         features = self.features(images)

@@ -1,0 +1,95 @@
+"""Seconds per photo of `maskopt remove` at 256 and 512 px, split into segmentation and
+inpainting, beside OpenCV `inpaint` (Telea) on the same photo and mask.
+
+By default the trained networks of models/joint.pt are timed. `--paper-scale` times
+untrained networks of the paper's size instead (R50-FPN, width-64 inpainters at 256 px):
+speed does not depend on the weights. The mask is a fixed ellipse covering ~10 % of the
+photo, so every run inpaints the same area. Run on an idle machine.
+
+    .venv/bin/python benchmarks/remove.py [--models models/joint.pt] [--paper-scale] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import cv2
+import numpy as np
+import torch
+
+from maskopt.inference import Networks
+from maskopt.models.build import build
+from maskopt.removal import Letterbox, Remover, _tensor
+
+CLASSES = 134
+
+
+def paper_scale_networks() -> Networks:
+    torch.manual_seed(0)
+    seg = build({"kind": "segmenter", "backend": "torchvision", "num_thing_classes": 80,
+                 "num_semantic_classes": CLASSES, "depth": 50, "fpn_channels": 256,
+                 "image_size": 256, "weights": "none"})
+    nets = {k: build({"kind": k, "num_classes": CLASSES, "width": 64, "blocks": 8})
+            for k in ("edge", "segmentation", "image")}
+    return Networks(seg.eval(), *(n.eval() for n in nets.values()), 256, CLASSES,
+                    ["unlabeled"] * CLASSES, 2.0)
+
+
+def photo_and_mask(size: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (size, size, 3), dtype=np.uint8), (0, 0), 3)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.ellipse(mask, (size // 2, size // 2), (size // 8, size // 4), 0, 0, 360, 1, -1)
+    return image, mask.astype(bool)
+
+
+def seconds(fn, repeat: int) -> float:
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    return (time.perf_counter() - start) / repeat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="models/joint.pt")
+    parser.add_argument("--paper-scale", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if args.paper_scale:
+            remover = Remover.__new__(Remover)
+            remover.nets, remover.min_score = paper_scale_networks(), 0.3
+        else:
+            remover = Remover(args.models)
+    s = remover.nets.image_size
+    print(f"networks at {s} px ({'untrained, paper scale' if args.paper_scale else args.models}),"
+          f" {torch.get_num_threads()} threads")
+    for size in (256, 512):
+        image, mask = photo_and_mask(size)
+        lb = Letterbox.fit(size, size, s)
+        net_input = _tensor(lb.image(image), "cpu")
+        with torch.no_grad():
+            semantic = remover.nets.segmenter.predict(net_input).semantic_logits
+
+        def segment(net_input=net_input):
+            with torch.no_grad():
+                remover.nets.segmenter.predict(net_input)
+
+        def fill(image=image, mask=mask, semantic=semantic, lb=lb):
+            remover._inpaint(image, mask, semantic, lb)
+
+        def opencv(image=image, mask=mask):
+            cv2.inpaint(image, mask.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
+
+        seg_s, inp_s, cv_s = (seconds(f, args.repeat) for f in (segment, fill, opencv))
+        print(f"{size:4d} px photo: segmentation {seg_s:6.3f} s + inpainting {inp_s:6.3f} s "
+              f"= {seg_s + inp_s:6.3f} s   | OpenCV Telea {cv_s:6.3f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Mask metrics: how the selected mask relates to the object M_G.
+
+coverage   fraction of M_G inside the mask (1.0 = no ghost left behind)
+precision  fraction of the mask on the object
+iou        |M ∩ M_G| / |M ∪ M_G|
+added_area mask pixels outside M_G, as a fraction of the image
+expansion  mean distance (px) from M_G of the added pixels: how far the mask reaches out
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from maskopt.models.segmenter import select_segment
+
+
+def mask_metrics(mask: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    mask, gt = np.asarray(mask, bool), np.asarray(gt, bool)
+    inter = float((mask & gt).sum())
+    union = float((mask | gt).sum())
+    added = mask & ~gt
+    if added.any():
+        expansion = float(ndimage.distance_transform_edt(~gt)[added].mean())
+    else:
+        expansion = 0.0
+    return {"coverage": inter / max(gt.sum(), 1), "precision": inter / max(mask.sum(), 1),
+            "iou": inter / max(union, 1), "added_area": float(added.mean()),
+            "expansion_px": expansion}
+
+
+@torch.no_grad()
+def selected_masks(segmenter, images: torch.Tensor,
+                   gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The segmenter's mask of the segment overlapping each M_G (N×1×H×W, soft), and
+    its semantic logits (N×C×H×W) from the same pass."""
+    segmenter.eval()
+    out = segmenter.predict(images)
+    masks = []
+    for b, det in enumerate(out.detections):
+        one = {k: v[b:b + 1] for k, v in out.features.items()}
+        soft, _ = select_segment(det, gt_masks[b, 0] > 0.5, segmenter, one)
+        masks.append(soft)
+    return torch.stack(masks)[:, None], out.semantic_logits
+
+
+def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:
+    if not rows:
+        return {}
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}

@@ -1,0 +1,104 @@
+"""Human-readable outputs of the evaluate stage: paper-style tables, plot data, grids."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from maskopt.data.synthesize import BUCKETS, bucket_name
+
+BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]
+
+# The paper's numbers (Shimosato & Ukita, COCO at 256 px), for comparison only.
+PAPER_OURS = {"psnr": [31.07, 24.71, 25.62, 26.50], "ssim": [0.955, 0.874, 0.848, 0.850],
+              "lpips": [0.094, 0.165, 0.187, 0.193], "fid": [0.18, 2.02, 3.02, 2.45]}
+PAPER_WITHOUT_MEL_PSNR = [29.60, 24.23, 24.66, 26.13]
+PAPER_TABLE_I_PSNR_0_10 = {-2: 26.75, 0: 32.31, 2: 31.89, 8: 30.70}
+PAPER_TABLE_IV_MEAN_PSNR = {0.01: 30.68, 0.03: 30.87, 0.05: 30.51, 0.07: 30.47}
+
+
+def _fmt(value, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[int],
+                    alpha: float, mask_expansion: bool, image_size: int) -> str:
+    digits = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2}
+    lines = [f"# Evaluation on the synthesized test pairs ({image_size} px)", "",
+             f"Joint model: α = {alpha}, mask expansion loss {'on' if mask_expansion else 'off'}."
+             " Columns are mask-ratio buckets (% of the image covered by the object).",
+             "Rows marked *paper* are the numbers of Shimosato & Ukita on COCO at 256 px, "
+             "for reference; they are not ours.", ""]
+    for metric in ("psnr", "ssim", "lpips", "fid"):
+        lines += [f"## {metric.upper()}", ""]
+        if metric in unavailable:
+            lines += [f"Unavailable: {unavailable[metric]}", ""]
+            continue
+        lines += ["| row | " + " | ".join(BUCKET_NAMES) + " | all |",
+                  "|---|" + "---|" * (len(BUCKET_NAMES) + 1)]
+        for row, buckets in table.items():
+            cells = [_fmt(buckets.get(b, {}).get(metric), digits[metric])
+                     for b in [*BUCKET_NAMES, "all"]]
+            lines.append(f"| {row} | " + " | ".join(cells) + " |")
+        paper = PAPER_OURS[metric]
+        lines.append("| *paper: Ours* | " + " | ".join(_fmt(v, digits[metric]) for v in paper)
+                     + " | – |")
+        if metric == "psnr":
+            lines.append("| *paper: w/o MEL* | " + " | ".join(
+                _fmt(v, 2) for v in PAPER_WITHOUT_MEL_PSNR) + " | – |")
+        lines.append("")
+    lines += ["## Mask: how the removed region relates to the object", "",
+              "| row | coverage | precision | IoU | added area | expansion (px) |",
+              "|---|---|---|---|---|---|"]
+    for row, buckets in table.items():
+        m = buckets.get("all", {})
+        lines.append(f"| {row} | " + " | ".join(_fmt(m.get(f"mask_{k}"), 3) for k in
+                     ("coverage", "precision", "iou", "added_area", "expansion_px")) + " |")
+    lines += ["", "## Table I: ground-truth mask grown by d px (PSNR, 0-10 % bucket)", "",
+              "| d | ours | *paper* |", "|---|---|---|"]
+    for d in dilations:
+        ours = table.get(f"gt_d{d}", {}).get(BUCKET_NAMES[0], {}).get("psnr")
+        lines.append(f"| {d:+d} | {_fmt(ours, 2)} | {_fmt(PAPER_TABLE_I_PSNR_0_10.get(d), 2)} |")
+    lines += ["", "*paper* Table IV, mean PSNR over buckets by α: " + ", ".join(
+        f"{a}: {v}" for a, v in PAPER_TABLE_IV_MEAN_PSNR.items())
+              + ". Run the sweep with the README's `dvc exp run --queue` commands.", ""]
+    if unavailable:
+        lines += ["## Unavailable metrics", ""]
+        lines += [f"- {name}: {reason}" for name, reason in unavailable.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_rows(table: dict, dilations: list[int]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Data for `dvc plots`: per row, PSNR/SSIM per bucket (x = the bucket's middle mask
+    ratio in %); and PSNR/SSIM against the dilation d of the GT mask."""
+    middles = {bucket_name(low): round(50 * (low + high)) for low, high in BUCKETS}
+    per_bucket = {row: [{"mask_ratio_pct": middles[b], "bucket": b,
+                         "psnr": round(buckets[b]["psnr"], 4), "ssim": round(buckets[b]["ssim"], 4)}
+                        for b in BUCKET_NAMES if b in buckets]
+                  for row, buckets in table.items()}
+    per_dilation = [{"d": d, "psnr": round(table[f"gt_d{d}"]["all"]["psnr"], 4),
+                     "ssim": round(table[f"gt_d{d}"]["all"]["ssim"], 4)}
+                    for d in dilations if f"gt_d{d}" in table]
+    return per_bucket, per_dilation
+
+
+def labelled_grid(columns: dict[str, list[torch.Tensor]], tile: int = 128) -> np.ndarray:
+    """Rows = pairs, columns = the named images, with a label strip on top."""
+    names = list(columns)
+    rows = len(columns[names[0]])
+    header = 22
+    canvas = np.full((header + rows * (tile + 2), len(names) * (tile + 2), 3), 255, np.uint8)
+    for c, name in enumerate(names):
+        x = c * (tile + 2)
+        cv2.putText(canvas, name, (x + 3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+        for r, image in enumerate(columns[name]):
+            img = image.float().clamp(0, 1)
+            img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
+            arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            arr = cv2.resize(arr, (tile, tile), interpolation=cv2.INTER_NEAREST)
+            y = header + r * (tile + 2)
+            canvas[y:y + tile, x:x + tile] = arr
+    return canvas

@@ -1,0 +1,76 @@
+"""The `evaluate` stage: metrics, tables, plots and grids, also logged to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from maskopt.evaluation.evaluate import evaluate_pairs, flat_metrics
+from maskopt.evaluation.image_metrics import SharedNetworks
+from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
+from maskopt.inference import Networks
+from maskopt.io import atomic_path, write_json, write_png
+from maskopt.models.build import load_model, restore
+from maskopt.params import Params
+from maskopt.tracking import flatten, open_stage_run
+from maskopt.training.data import PairDataset
+from maskopt.training.distributed import pick_device
+from maskopt.training.stages import JOINT_FILE, PAIRS, SEGMENTER_FILE
+
+REPORTS = Path("reports")
+GRIDS_PER_IMAGE = 4
+
+
+def evaluate(params: Params) -> dict:
+    device = pick_device(params.train.device)
+    nets = Networks.load(JOINT_FILE, device)
+    saved = load_model(SEGMENTER_FILE, "pretrain_segmentation")
+    pretrained = restore(saved["networks"]["segmenter"], source=str(SEGMENTER_FILE))
+    pretrained = pretrained.to(device).eval()
+    dataset = PairDataset(PAIRS / "test", nets.canny_sigma)
+    e = params.evaluate
+    reads = {"alpha": params.alpha, "evaluate": e.model_dump(),
+             "train.mask_expansion": params.train.mask_expansion}
+    with open_stage_run("evaluate", reads) as run:
+        shared = SharedNetworks(device)
+        for name, reason in shared.unavailable.items():
+            tqdm.write(f"evaluate: {name} unavailable: {reason}")
+        with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar:
+            table, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations, shared,
+                                         e.grid_pairs, bar)
+        metrics = flat_metrics(table, shared.unavailable)
+        write_json(REPORTS / "metrics.json", metrics)
+        markdown = tables_markdown(table, shared.unavailable, e.dilations, params.alpha,
+                                   params.train.mask_expansion, nets.image_size)
+        with atomic_path(REPORTS / "tables.md") as tmp:
+            tmp.write_text(markdown)
+        per_bucket, per_dilation = plot_rows(table, e.dilations)
+        with atomic_path(REPORTS / "plots") as folder:
+            for row, points in per_bucket.items():
+                write_json(folder / "buckets" / f"{row}.json", points)
+            write_json(folder / "dilation.json", per_dilation)
+        with atomic_path(REPORTS / "grids") as folder:
+            folder.mkdir()
+            for start in range(0, len(grid["input"]), GRIDS_PER_IMAGE):
+                part = {k: v[start:start + GRIDS_PER_IMAGE] for k, v in grid.items()}
+                write_png(folder / f"pairs_{start:03d}.png", labelled_grid(part))
+        numeric = {k: float(v) for k, v in flatten(metrics).items()
+                   if not k.startswith("unavailable") and _is_number(v)}
+        run.log_metrics(numeric)
+        run.set_tags({f"unavailable.{k}": v for k, v in shared.unavailable.items()})
+        run.log_artifact(REPORTS / "metrics.json")
+        run.log_artifact(REPORTS / "tables.md")
+        for path in sorted((REPORTS / "plots").rglob("*.json")):
+            run.log_artifact(path, "plots")
+        for path in sorted((REPORTS / "grids").glob("*.png")):
+            run.log_artifact(path, "grids")
+    return metrics
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False

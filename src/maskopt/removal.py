@@ -1,0 +1,245 @@
+"""Remove an object from a photo with the trained networks (the paper's user step).
+
+The segmenter runs on the whole photo, letterboxed to the network size S; the user
+picks a segment (a point, a box, a class, or a rough mask); its learned — expanded —
+mask is brought back to full resolution. The inpainters then run on a square crop
+around the mask (resized to S), so a large photo keeps more detail than a whole-image
+pass would, and the result is pasted back inside the mask only: every pixel outside
+it stays exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from maskopt.errors import MaskoptError
+from maskopt.inference import Networks, inpaint
+from maskopt.models.segmenter import Detections, select_segment, select_segment_at_point
+
+DEFAULT_MODELS = Path("models/joint.pt")
+MIN_SCORE = 0.3
+CROP_CONTEXT = 2.0  # the inpainting crop is this many times the mask's larger side
+
+
+@dataclass
+class Removal:
+    image: np.ndarray  # H×W×3 uint8, the photo with the object removed
+    mask: np.ndarray   # H×W bool, the pixels that were replaced
+
+
+@dataclass
+class Letterbox:
+    """Maps photo coordinates to the S×S network input (scaled, then padded)."""
+
+    scale: float
+    pad_x: int
+    pad_y: int
+    size: int
+
+    @classmethod
+    def fit(cls, height: int, width: int, size: int) -> Letterbox:
+        scale = size / max(height, width)
+        new_h, new_w = round(height * scale), round(width * scale)
+        return cls(scale, (size - new_w) // 2, (size - new_h) // 2, size)
+
+    def to_network(self, x: float, y: float) -> tuple[float, float]:
+        return x * self.scale + self.pad_x, y * self.scale + self.pad_y
+
+    def to_photo(self, x: float, y: float) -> tuple[float, float]:
+        return (x - self.pad_x) / self.scale, (y - self.pad_y) / self.scale
+
+    def image(self, rgb: np.ndarray) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        new_w, new_h = round(w * self.scale), round(h * self.scale)
+        small = cv2.resize(rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        small = small.reshape(new_h, new_w, *rgb.shape[2:])  # cv2 drops a 1-channel axis
+        canvas = np.zeros((self.size, self.size) + rgb.shape[2:], rgb.dtype)
+        canvas[self.pad_y:self.pad_y + new_h, self.pad_x:self.pad_x + new_w] = small
+        return canvas
+
+    def mask_to_photo(self, soft: np.ndarray, height: int, width: int) -> np.ndarray:
+        new_w, new_h = round(width * self.scale), round(height * self.scale)
+        inner = soft[self.pad_y:self.pad_y + new_h, self.pad_x:self.pad_x + new_w]
+        return cv2.resize(inner.astype(np.float32), (width, height),
+                          interpolation=cv2.INTER_LINEAR) > 0.5
+
+
+def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)[None].to(device)
+
+
+def _describe(det: Detections, index: int, box: Letterbox, names: list[str]) -> str:
+    x0, y0 = box.to_photo(*det.boxes[index, :2].tolist())
+    x1, y1 = box.to_photo(*det.boxes[index, 2:].tolist())
+    name = names[int(det.labels[index])] if int(det.labels[index]) < len(names) else "object"
+    return (f"{name} (score {det.scores[index]:.2f}) at box "
+            f"{round(x0)},{round(y0)},{round(x1)},{round(y1)}")
+
+
+class Remover:
+    """Loads the networks once; ``__call__`` removes one object from one photo."""
+
+    def __init__(self, models: str | Path = DEFAULT_MODELS, device: str = "cpu",
+                 min_score: float = MIN_SCORE):
+        if device == "cuda" and not torch.cuda.is_available():
+            raise MaskoptError("--device cuda was asked for but no CUDA device is available")
+        self.nets = Networks.load(models, device)
+        self.min_score = min_score
+        self.thing_names = self._thing_names(Path(models))
+
+    def _thing_names(self, models: Path) -> dict[int, str]:
+        from maskopt.models.build import load_model
+
+        taxonomy = load_model(models, "train_joint").get("taxonomy", [])
+        things = sorted(c["id"] for c in taxonomy if c.get("isthing"))
+        by_id = {c["id"]: c["name"] for c in taxonomy}
+        return {k + 1: by_id[cid] for k, cid in enumerate(things)}
+
+    def __call__(self, rgb: np.ndarray, *, point=None, box=None, category=None,
+                 rough_mask=None) -> Removal:
+        chosen = [x is not None for x in (point, box, category, rough_mask)]
+        if sum(chosen) != 1:
+            raise MaskoptError("give exactly one of point, box, category or rough mask")
+        height, width = rgb.shape[:2]
+        lb = Letterbox.fit(height, width, self.nets.image_size)
+        with torch.no_grad():
+            out = self.nets.segmenter.eval().predict(_tensor(lb.image(rgb), self.nets.device))
+        det = out.detections[0]
+        keep = det.scores >= self.min_score
+        det = Detections(det.boxes[keep], det.labels[keep], det.scores[keep],
+                         det.mask_probs[keep], det.image_size)
+        soft = self._select(det, lb, height, width, point, box, category, rough_mask)
+        mask = lb.mask_to_photo(soft, height, width)
+        if not mask.any():
+            raise MaskoptError("the selected segment's mask is empty at this image size")
+        return Removal(self._inpaint(rgb, mask, out.semantic_logits, lb), mask)
+
+    # -- choosing the segment -------------------------------------------------------
+
+    def _select(self, det, lb, height, width, point, box, category, rough_mask) -> np.ndarray:
+        names = ["object"] + [self.thing_names[k] for k in sorted(self.thing_names)]
+        if point is not None:
+            x, y = point
+            if not (0 <= x < width and 0 <= y < height):
+                raise MaskoptError(f"point {x:g},{y:g} is outside the {width}x{height} image")
+            index = select_segment_at_point(det, *lb.to_network(x, y))
+            if index is None:
+                raise MaskoptError(f"no segment under point {x:g},{y:g}; "
+                                   + self._nearby(det, lb, lb.to_network(x, y), names))
+            return det.soft_masks()[index].cpu().numpy()
+        if box is not None:
+            x0, y0, x1, y1 = box
+            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                raise MaskoptError(f"box {x0:g},{y0:g},{x1:g},{y1:g} is not inside the "
+                                   f"{width}x{height} image (need x0 < x1, y0 < y1)")
+            region = np.zeros((height, width), np.uint8)
+            region[int(y0):int(y1), int(x0):int(x1)] = 1
+            return self._by_region(det, lb, region, f"box {x0:g},{y0:g},{x1:g},{y1:g}", names)
+        if rough_mask is not None:
+            if rough_mask.shape[:2] != (height, width):
+                raise MaskoptError(f"rough mask is {rough_mask.shape[1]}x{rough_mask.shape[0]}, "
+                                   f"the photo {width}x{height}")
+            if not rough_mask.any():
+                raise MaskoptError("the rough mask is empty")
+            return self._by_region(det, lb, rough_mask.astype(np.uint8), "the rough mask", names)
+        labels = [k for k, name in self.thing_names.items() if name == category]
+        if not labels:
+            raise MaskoptError(f"unknown class {category!r}; the model knows: "
+                               + ", ".join(sorted(self.thing_names.values())))
+        chosen = torch.isin(det.labels, torch.tensor(labels, device=det.labels.device))
+        if not chosen.any():
+            raise MaskoptError(f"no {category} found (score >= {self.min_score})")
+        return det.soft_masks()[chosen].amax(0).cpu().numpy()
+
+    def _by_region(self, det, lb, region: np.ndarray, what: str, names) -> np.ndarray:
+        in_network = torch.from_numpy(lb.image(region[..., None])[..., 0] > 0)
+        try:
+            soft, _ = select_segment(det, in_network.to(det.boxes.device))
+        except MaskoptError:
+            ys, xs = np.nonzero(region)
+            centre = lb.to_network(xs.mean(), ys.mean())
+            raise MaskoptError(f"no segment overlaps {what}; "
+                               + self._nearby(det, lb, centre, names)) from None
+        return soft.cpu().numpy()
+
+    def _nearby(self, det, lb, centre, names, count: int = 3) -> str:
+        if not len(det):
+            return f"no segments found at all (score >= {self.min_score})"
+        cx = ((det.boxes[:, 0] + det.boxes[:, 2]) / 2 - centre[0]).abs()
+        cy = ((det.boxes[:, 1] + det.boxes[:, 3]) / 2 - centre[1]).abs()
+        order = torch.argsort(cx + cy)[:count].tolist()
+        return "segments near it: " + "; ".join(_describe(det, i, lb, names) for i in order)
+
+    # -- inpainting on a crop ---------------------------------------------------------
+
+    def _inpaint(self, rgb: np.ndarray, mask: np.ndarray, semantic_logits, lb) -> np.ndarray:
+        height, width = mask.shape
+        ys, xs = np.nonzero(mask)
+        side = int(max(np.ptp(xs) + 1, np.ptp(ys) + 1) * CROP_CONTEXT)
+        side = min(max(side, self.nets.image_size), max(height, width))
+        cx, cy = (xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2
+        x0 = int(np.clip(cx - side // 2, 0, max(width - side, 0)))
+        y0 = int(np.clip(cy - side // 2, 0, max(height - side, 0)))
+        crop = rgb[y0:y0 + side, x0:x0 + side]
+        crop_mask = mask[y0:y0 + side, x0:x0 + side]
+        s = self.nets.image_size
+        crop_box = Letterbox.fit(*crop.shape[:2], s)
+        net_image = _tensor(crop_box.image(crop), self.nets.device)
+        net_mask = crop_box.image(crop_mask.astype(np.uint8)[..., None])[..., 0]
+        # Dilate by one network pixel so the downscaled hole still covers the object.
+        net_mask = cv2.dilate(net_mask, np.ones((3, 3), np.uint8))
+        # letterbox padding of the crop is unknown content: treat it as a hole, too
+        padding = crop_box.image(np.ones(crop.shape[:2] + (1,), np.uint8))[..., 0] == 0
+        hole = torch.from_numpy((net_mask > 0) | padding).float()[None, None].to(net_image.device)
+        semantic = self._semantic_for_crop(semantic_logits, lb, (x0, y0, side), crop_box)
+        filled = inpaint(self.nets, net_image, hole, semantic)[0]
+        filled = (filled.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        new_w, new_h = round(crop.shape[1] * crop_box.scale), round(crop.shape[0] * crop_box.scale)
+        inner = filled[crop_box.pad_y:crop_box.pad_y + new_h, crop_box.pad_x:crop_box.pad_x + new_w]
+        back = cv2.resize(inner, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_CUBIC)
+        result = rgb.copy()
+        region = result[y0:y0 + side, x0:x0 + side]
+        region[crop_mask] = back[crop_mask]
+        return result
+
+    def _semantic_for_crop(self, logits, lb: Letterbox, crop, crop_box: Letterbox):
+        """The whole-photo semantic probabilities, resampled onto the crop's network grid."""
+        x0, y0, side = crop
+        s = self.nets.image_size
+        coords = torch.arange(s, dtype=torch.float32) + 0.5
+        px = (coords - crop_box.pad_x) / crop_box.scale + x0  # photo x of each crop column
+        py = (coords - crop_box.pad_y) / crop_box.scale + y0
+        nx = (px * lb.scale + lb.pad_x) / s * 2 - 1  # whole-photo network grid, in [-1, 1]
+        ny = (py * lb.scale + lb.pad_y) / s * 2 - 1
+        grid = torch.stack([nx[None, :].expand(s, s), ny[:, None].expand(s, s)], -1)[None]
+        probs = torch.softmax(logits, 1)
+        return torch.nn.functional.grid_sample(probs, grid.to(probs.device), mode="bilinear",
+                                               padding_mode="border", align_corners=False)
+
+
+def remove(image, *, point=None, box=None, category=None, rough_mask=None,
+           models: str | Path = DEFAULT_MODELS,
+           device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Python API: ``maskopt.remove(image, point=(x, y))`` → (image, mask).
+
+    ``image`` is an H×W×3 uint8 array or a path; the result is the same size, with
+    only the returned mask's pixels changed. Load a :class:`Remover` once to process
+    many photos.
+    """
+    if isinstance(image, str | Path):
+        from maskopt.io import read_rgb
+
+        image, _ = read_rgb(image)
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MaskoptError(f"image must be H×W×3 uint8, got {image.dtype} {image.shape}")
+    result = Remover(models, device)(image, point=point, box=box, category=category,
+                                     rough_mask=rough_mask)
+    return result.image, result.mask

@@ -1,0 +1,167 @@
+"""Training/evaluation samples read from the synthesized pairs (see maskopt.data.synthesize).
+
+Everything a stage needs per pair is made here, in data-loader workers rather than in
+the training step: the signed distance φ of M_G (scipy), Canny edges of I and I_G
+(OpenCV, Gaussian σ from params), and the instance targets of I for the segmenter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from maskopt.data.panoptic import rgb_to_id
+from maskopt.errors import MaskoptError
+from maskopt.io import read_json
+from maskopt.losses import normalized_signed_distance
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """Class numbering shared by all networks: semantic index 0 = unlabeled, 1..C-1 the
+    categories; things (instances) numbered 1..K in category order."""
+
+    categories: tuple[dict, ...]
+
+    @classmethod
+    def from_pairs(cls, pairs_dir: str | Path) -> Taxonomy:
+        return cls(tuple(read_json(Path(pairs_dir) / "annotations.json")["categories"]))
+
+    @property
+    def num_classes(self) -> int:
+        return max(c["index"] for c in self.categories) + 1
+
+    @property
+    def thing_ids(self) -> dict[int, int]:
+        """COCO category id → thing label 1..K."""
+        things = sorted(c["id"] for c in self.categories if c.get("isthing"))
+        return {cid: k + 1 for k, cid in enumerate(things)}
+
+    @property
+    def num_things(self) -> int:
+        return len(self.thing_ids)
+
+    def names(self) -> list[str]:
+        names = ["unlabeled"] * self.num_classes
+        for c in self.categories:
+            names[c["index"]] = c["name"]
+        return names
+
+
+def canny_edges(gray: np.ndarray, sigma: float) -> np.ndarray:
+    """Edges in {0, 1} of a uint8 gray image: Gaussian blur σ, then Canny with
+    thresholds from the median intensity, so they adapt to each image's contrast."""
+    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
+    median = float(np.median(blurred))
+    low, high = max(5.0, 0.66 * median * 0.5), max(10.0, 1.33 * median * 0.5)
+    return (cv2.Canny(blurred, low, high) > 0).astype(np.float32)
+
+
+def _png(path: Path, mode: str | None = None) -> np.ndarray:
+    if not path.exists():
+        raise MaskoptError(f"{path}: pair file not found (rerun `dvc repro synthesize`)")
+    with Image.open(path) as img:
+        return np.asarray(img.convert(mode) if mode else img)
+
+
+def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255
+
+
+class PairDataset(Dataset):
+    """One split of the synthesized pairs. Each item is a dict of tensors:
+
+    image, target      3×H×W in [0, 1]  (I, I_G)
+    mask, phi          1×H×W            (M_G in {0, 1}; its normalized signed distance)
+    gray, edges        1×H×W            (of I; Canny edges of I)
+    target_gray, target_edges
+    semantic, target_semantic  H×W long (class index, 0 = unlabeled)
+    instances          dict boxes (n×4, xyxy), labels (n), masks (n×H×W uint8)
+    bucket, mask_ratio, name
+    """
+
+    def __init__(self, split_dir: str | Path, canny_sigma: float = 2.0,
+                 flip: bool = False, seed: int = 0):
+        self.dir = Path(split_dir)
+        annotations = self.dir / "annotations.json"
+        if not annotations.exists():
+            raise MaskoptError(f"{annotations}: not found; run `dvc repro synthesize` first")
+        data = read_json(annotations)
+        self.taxonomy = Taxonomy(tuple(data["categories"]))
+        self.pairs = data["annotations"]
+        if not self.pairs:
+            raise MaskoptError(f"{annotations}: the split has no pairs")
+        self.category_of = {c["id"]: c for c in data["categories"]}
+        self.canny_sigma = canny_sigma
+        self.flip = flip
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.pairs[index]
+        name = Path(pair["file_name"]).stem
+        image = _png(self.dir / "images" / f"{name}.png", "RGB")
+        target = _png(self.dir / "targets" / f"{name}.png", "RGB")
+        mask = _png(self.dir / "masks" / f"{name}.png", "L") > 127
+        ids = rgb_to_id(_png(self.dir / "panoptic" / f"{name}.png", "RGB"))
+        semantic = _png(self.dir / "semantic" / f"{name}.png")
+        target_semantic = _png(self.dir / "target_semantic" / f"{name}.png")
+        if self.flip and np.random.default_rng((self.seed, index)).random() < 0.5:
+            image, target, mask, ids, semantic, target_semantic = (
+                a[:, ::-1] for a in (image, target, mask, ids, semantic, target_semantic))
+        gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
+        target_gray = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2GRAY)
+        return {
+            "image": _to_tensor(image), "target": _to_tensor(target),
+            "mask": torch.from_numpy(mask.astype(np.float32))[None],
+            "phi": torch.from_numpy(normalized_signed_distance(mask))[None],
+            "gray": torch.from_numpy(gray.astype(np.float32) / 255)[None],
+            "target_gray": torch.from_numpy(target_gray.astype(np.float32) / 255)[None],
+            "edges": torch.from_numpy(canny_edges(gray, self.canny_sigma))[None],
+            "target_edges": torch.from_numpy(canny_edges(target_gray, self.canny_sigma))[None],
+            "semantic": torch.from_numpy(semantic.astype(np.int64)),  # astype copies
+            "target_semantic": torch.from_numpy(target_semantic.astype(np.int64)),
+            "instances": self._instances(ids, pair["segments_info"]),
+            "bucket": pair["bucket"], "mask_ratio": pair["mask_ratio"], "name": name,
+        }
+
+    def _instances(self, ids: np.ndarray, segments: list[dict]) -> dict:
+        thing_ids = self.taxonomy.thing_ids
+        boxes, labels, masks = [], [], []
+        for seg in segments:
+            if seg["category_id"] not in thing_ids:
+                continue
+            m = ids == seg["id"]
+            if not m.any():
+                continue
+            ys, xs = np.nonzero(m)
+            boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            labels.append(thing_ids[seg["category_id"]])
+            masks.append(m)
+        h, w = ids.shape
+        return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+                "labels": torch.tensor(labels, dtype=torch.int64),
+                "masks": torch.from_numpy(np.stack(masks).astype(np.uint8)) if masks
+                else torch.zeros((0, h, w), dtype=torch.uint8)}
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack tensors; keep instance targets and names as lists."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """N×H×W class indices → N×C×H×W one-hot floats."""
+    return torch.nn.functional.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()

@@ -1,0 +1,196 @@
+"""The three training stages, as functions the thin scripts in stages/ call.
+
+Each stage: validate inputs (missing upstream models name the stage that makes
+them), open the MLflow run (failing fast on an unwritable store), train with
+resume, then on rank 0 write the model file, the metrics JSON and an image grid.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
+from maskopt.io import write_json, write_png
+from maskopt.models.build import (
+    INPAINTERS,
+    build,
+    inpainter_config,
+    load_model,
+    restore,
+    save_model,
+    segmenter_config,
+)
+from maskopt.params import Params
+from maskopt.tracking import open_stage_run
+from maskopt.training import distributed
+from maskopt.training.checkpoint import fingerprint
+from maskopt.training.data import PairDataset, collate
+from maskopt.training.loop import make_loader, to_device, train
+from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
+
+PAIRS = Path("data/pairs")
+MODELS = Path("models")
+REPORTS = Path("reports/train")
+CHECKPOINTS = Path(".checkpoints")
+SEGMENTER_FILE = MODELS / "segmenter.pt"
+JOINT_FILE = MODELS / "joint.pt"
+GRID_SAMPLES = 6
+
+
+def inpainter_file(kind: str) -> Path:
+    return MODELS / f"inpainter_{kind}.pt"
+
+
+def _prepare(params: Params) -> distributed.Context:
+    ctx = distributed.setup(params.train.device)
+    if params.train.threads:
+        torch.set_num_threads(params.train.threads)
+    torch.manual_seed(params.seed + ctx.rank)
+    if params.inpainter.vgg_weights == "random":
+        warnings.filterwarnings("once", message=".*random VGG19.*")
+    return ctx
+
+
+def _stage_params(params: Params, *keys: str) -> dict:
+    """The params a stage reads, for MLflow and the checkpoint fingerprint."""
+    dumped = params.model_dump()
+    out = {}
+    for key in keys:
+        value = dumped
+        for part in key.split("."):
+            value = value[part]
+        out[key] = value
+    return out
+
+
+def _finish(name: str, summary: dict, grid, run, ctx) -> None:
+    if not ctx.is_main:
+        return
+    slug = name.replace("@", "_")
+    write_json(REPORTS / f"{slug}.json", summary)
+    write_png(REPORTS / f"{slug}.png", grid)
+    run.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
+    run.log_image(grid, f"{slug}.png")
+
+
+def _grid_batch(dataset: PairDataset, device) -> dict:
+    items = [dataset[i] for i in range(min(GRID_SAMPLES, len(dataset)))]
+    return to_device(collate(items), device)
+
+
+def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps: int,
+               batch_size: int, upstream: list[Path], save) -> dict:
+    ctx = _prepare(params)
+    config = _stage_params(params, *reads)
+    dataset = PairDataset(PAIRS / "train", params.inpainter.canny_sigma, flip=True,
+                          seed=params.seed)
+    try:
+        with open_stage_run(name, config, enabled=ctx.is_main) as run:
+            task = task_factory(ctx, dataset)
+            loader = make_loader(dataset, ctx, batch_size, params.train.workers, params.seed)
+            summary = train(task, loader, steps=steps, ctx=ctx,
+                            checkpoint=CHECKPOINTS / f"{name.replace('@', '_')}.pt",
+                            fingerprint=fingerprint({"stage": name, **config}, upstream),
+                            checkpoint_every=params.train.checkpoint_every,
+                            log_every=params.train.log_every, run=run, desc=name)
+            if ctx.is_main:
+                save(task)
+                summary.update(extra_metrics(task, params, ctx))
+                _finish(name, summary, task.grid(_grid_batch(dataset, ctx.device)), run, ctx)
+        return summary
+    finally:
+        distributed.teardown()
+
+
+def extra_metrics(task, params: Params, ctx) -> dict:
+    """Joint training: mask coverage/added area on the test pairs (what MEL changes)."""
+    if not isinstance(task, JointTask):
+        return {}
+    test = PairDataset(PAIRS / "test", params.inpainter.canny_sigma)
+    rows = []
+    for start in range(0, len(test), 8):
+        batch = to_device(collate([test[i] for i in range(start, min(start + 8, len(test)))]),
+                          ctx.device)
+        masks, _ = selected_masks(task.segmenter, batch["image"], batch["mask"])
+        rows += [mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5)
+                 for m, g in zip(masks, batch["mask"], strict=True)]
+    task.segmenter.train()
+    return {f"test_{k}": v for k, v in mean_metrics(rows).items()}
+
+
+COMMON = ["seed", "train.device", "train.amp", "train.workers", "train.threads",
+          "train.checkpoint_every", "train.log_every"]
+
+
+def pretrain_segmentation(params: Params) -> dict:
+    def factory(ctx, dataset):
+        tax = dataset.taxonomy
+        config = segmenter_config(params, tax.num_things, tax.num_classes)
+        factory.config = config
+        return SegmentationTask(build(config), params, ctx)
+
+    def save(task):
+        save_model(SEGMENTER_FILE, {"segmenter": (factory.config, task.segmenter)},
+                   taxonomy=list(PairDataset(PAIRS / "train").taxonomy.categories))
+
+    reads = [*COMMON, "segmenter", "synthesize.image_size", "train.segmentation"]
+    schedule = params.train.segmentation
+    return _run_stage("pretrain_segmentation", params, reads, factory, schedule.steps,
+                      schedule.batch_size, [], save)
+
+
+def pretrain_inpainter(params: Params, kind: str) -> dict:
+    def factory(ctx, dataset):
+        config = inpainter_config(params, kind, dataset.taxonomy.num_classes)
+        factory.config = config
+        return InpainterTask(kind, build(config), params, ctx, dataset.taxonomy.num_classes)
+
+    def save(task):
+        d_config = {"kind": "discriminator", "in_channels": task.discriminator.in_channels,
+                    "width": params.inpainter.width}
+        save_model(inpainter_file(kind), {"generator": (factory.config, task.generator),
+                                          "discriminator": (d_config, task.discriminator)})
+
+    reads = [*COMMON, "inpainter", "loss", "train.inpainter", "train.d_lr_ratio"]
+    schedule = params.train.inpainter
+    return _run_stage(f"pretrain_inpainter@{kind}", params, reads, factory, schedule.steps,
+                      schedule.batch_size, [], save)
+
+
+def train_joint(params: Params) -> dict:
+    upstream = [SEGMENTER_FILE, *(inpainter_file(k) for k in INPAINTERS)]
+    made_by = {SEGMENTER_FILE: "pretrain_segmentation",
+               **{inpainter_file(k): f"pretrain_inpainter@{k}" for k in INPAINTERS}}
+    saved = {path: load_model(path, made_by[path]) for path in upstream}  # fails early
+
+    def factory(ctx, dataset):
+        tax = dataset.taxonomy
+        seg_entry = saved[SEGMENTER_FILE]["networks"]["segmenter"]
+        segmenter = restore(seg_entry, segmenter_config(params, tax.num_things, tax.num_classes),
+                            str(SEGMENTER_FILE))
+        generators, discriminators, configs = {}, {}, {"segmenter": seg_entry["config"]}
+        for kind in INPAINTERS:
+            nets = saved[inpainter_file(kind)]["networks"]
+            expected = inpainter_config(params, kind, tax.num_classes)
+            generators[kind] = restore(nets["generator"], expected, str(inpainter_file(kind)))
+            discriminators[kind] = restore(nets["discriminator"], None, str(inpainter_file(kind)))
+            configs[kind] = nets["generator"]["config"]
+        factory.configs = configs
+        return JointTask(segmenter, generators, discriminators, params, ctx, tax.num_classes)
+
+    def save(task):
+        nets = {"segmenter": (factory.configs["segmenter"], task.segmenter),
+                **{k: (factory.configs[k], task.g[k]) for k in INPAINTERS}}
+        save_model(JOINT_FILE, nets, alpha=params.alpha,
+                   canny_sigma=params.inpainter.canny_sigma,
+                   mask_expansion=params.train.mask_expansion,
+                   taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []))
+
+    reads = [*COMMON, "alpha", "loss", "inpainter", "segmenter", "synthesize.image_size",
+             "train.joint", "train.mask_expansion", "train.d_lr_ratio"]
+    schedule = params.train.joint
+    return _run_stage("train_joint", params, reads, factory, schedule.steps,
+                      schedule.batch_size, upstream, save)

@@ -1,0 +1,304 @@
+"""One optimisation step for each training stage (paper Sec. III-B to III-D).
+
+Each task owns its networks (``modules``, checkpointed) and optimizers, and its
+``step(batch)`` returns the loss values it logs. GAN steps follow EdgeConnect:
+D sees real and detached fake; G's loss goes through D, whose gradients from that
+pass are discarded (backward restricted to G's parameters).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from maskopt import losses
+from maskopt.models.build import build_discriminator
+from maskopt.models.inpainter import composite
+from maskopt.models.segmenter import select_segment
+from maskopt.params import Params
+from maskopt.training.data import one_hot
+from maskopt.training.distributed import Context
+from maskopt.training.loop import autocast, sync_gradients
+
+ADAM_BETAS = (0.0, 0.9)  # EdgeConnect's
+
+
+def instance_targets(batch: dict) -> list[dict]:
+    return [{**inst, "semantic": sem} for inst, sem in zip(batch["instances"], batch["semantic"],
+                                                            strict=True)]
+
+
+def _step(optimizer, parameters, loss, ctx: Context) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward(inputs=parameters)
+    sync_gradients(parameters, ctx)
+    optimizer.step()
+
+
+def _vgg(params: Params, device) -> losses.VGG19Features:
+    return losses.VGG19Features(params.inpainter.vgg_weights, seed=params.seed).to(device)
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """N×C×H×W in [0, 1] (C = 1 or 3) → a row-major grid H×(N·W)×3 uint8."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    row = torch.cat(list(images), dim=2)  # 3×H×(N·W)
+    return (row.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def image_grid(rows: list[torch.Tensor]) -> np.ndarray:
+    """Stack rows (each N×C×H×W) into one picture: one column per sample."""
+    return np.concatenate([_to_uint8(r) for r in rows], axis=0)
+
+
+def segmentation_colours(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices → N×3×H×W colours from a fixed palette, for grids."""
+    rng = np.random.default_rng(7)
+    palette = torch.from_numpy(rng.uniform(0.15, 1, (num_classes, 3)).astype(np.float32))
+    palette[0] = 0
+    return palette.to(labels.device)[labels].permute(0, 3, 1, 2)
+
+
+class SegmentationTask:
+    """Pretrain the segmenter with L_PS = RPN + box + mask + semantic losses (AdamW)."""
+
+    name = "pretrain_segmentation"
+
+    def __init__(self, segmenter: nn.Module, params: Params, ctx: Context):
+        self.segmenter = segmenter.to(ctx.device).train()
+        self.ctx, self.amp = ctx, params.train.amp
+        self.params_list = [p for p in segmenter.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params_list, params.train.segmentation.lr,
+                                           weight_decay=1e-4)
+        self.modules = {"segmenter": segmenter}
+        self.optimizers = {"segmenter": self.optimizer}
+
+    def step(self, batch: dict) -> dict[str, float]:
+        with autocast(self.ctx, self.amp):
+            parts = self.segmenter(batch["image"], instance_targets(batch))
+        loss = sum(parts.values())
+        _step(self.optimizer, self.params_list, loss, self.ctx)
+        return {"loss_ps": loss.item(), **{k: v.item() for k, v in parts.items()}}
+
+    @torch.no_grad()
+    def grid(self, batch: dict) -> np.ndarray:
+        self.segmenter.eval()
+        out = self.segmenter(batch["image"])
+        self.segmenter.train()
+        num_classes = out.semantic_logits.shape[1]
+        masks = torch.stack([d.soft_masks()[d.scores > 0.5].amax(0, keepdim=True)
+                             if (d.scores > 0.5).any() else torch.zeros_like(batch["mask"][0])
+                             for d in out.detections])
+        return image_grid([batch["image"],
+                           segmentation_colours(batch["semantic"], num_classes),
+                           segmentation_colours(out.semantic_logits.argmax(1), num_classes),
+                           batch["mask"], masks])
+
+
+class InpainterTask:
+    """Pretrain one inpainter with GT masks M_G and targets from I_G.
+
+    edge: [gray(I), Canny(I)] masked → Canny(I_G);  L_E = λEG·hinge + λEF·feature matching.
+    segmentation: one-hot seg(I) masked → seg(I_G);  L_S = λSG·hinge + λSC·CE.
+    image: I masked + GT edges and segmentation of I_G (EdgeConnect's stage 2: the image
+    inpainter learns from clean guides, and joint training then adapts it to predicted
+    ones) → I_G;  L_I = λIG·hinge + λIF·perceptual + λIS·style + λIR·L1/N_M.
+    """
+
+    def __init__(self, kind: str, generator: nn.Module, params: Params, ctx: Context,
+                 num_classes: int):
+        self.kind, self.ctx, self.amp = kind, ctx, params.train.amp
+        self.name = f"pretrain_inpainter@{kind}"
+        self.weights = params.loss
+        self.num_classes = num_classes
+        self.generator = generator.to(ctx.device).train()
+        self.discriminator = build_discriminator(kind, num_classes, params.inpainter.width)
+        self.discriminator.to(ctx.device).train()
+        lr = params.train.inpainter.lr
+        self.g_params = list(self.generator.parameters())
+        self.d_params = list(self.discriminator.parameters())
+        self.g_opt = torch.optim.Adam(self.g_params, lr, betas=ADAM_BETAS)
+        self.d_opt = torch.optim.Adam(self.d_params, lr * params.train.d_lr_ratio,
+                                      betas=ADAM_BETAS)
+        self.vgg = _vgg(params, ctx.device) if kind == "image" else None
+        self.modules = {"generator": self.generator, "discriminator": self.discriminator}
+        self.optimizers = {"generator": self.g_opt, "discriminator": self.d_opt}
+
+    def _forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(generator output, what D sees as fake, what D sees as real)."""
+        mask = batch["mask"]
+        if self.kind == "edge":
+            out = self.generator(batch["gray"], batch["edges"], mask)
+            return out, torch.cat([batch["target_gray"], out], 1), \
+                torch.cat([batch["target_gray"], batch["target_edges"]], 1)
+        if self.kind == "segmentation":
+            seg_in = one_hot(batch["semantic"], self.num_classes)
+            out = self.generator(seg_in, mask)
+            return out, torch.softmax(out, 1), one_hot(batch["target_semantic"], self.num_classes)
+        seg = one_hot(batch["target_semantic"], self.num_classes)
+        out = self.generator(batch["image"], batch["target_edges"], seg, mask)
+        return out, out, batch["target"]
+
+    def step(self, batch: dict) -> dict[str, float]:
+        with autocast(self.ctx, self.amp):
+            out, fake, real = self._forward(batch)
+            d_real, real_features = self.discriminator(real)
+            d_fake, _ = self.discriminator(fake.detach())
+            d_loss = losses.hinge_discriminator_loss(d_real, d_fake)
+            g_fake, fake_features = self.discriminator(fake)
+            terms = generator_terms(self.kind, self.weights, batch, out, g_fake, fake_features,
+                                    real_features, batch["mask"], self.vgg)
+        g_loss = sum(terms.values())
+        _step(self.d_opt, self.d_params, d_loss, self.ctx)
+        _step(self.g_opt, self.g_params, g_loss, self.ctx)
+        return {"loss_g": g_loss.item(), "loss_d": d_loss.item(),
+                **{k: v.item() for k, v in terms.items()},
+                **hole_quality(self.kind, out, batch, batch["mask"])}
+
+    @torch.no_grad()
+    def grid(self, batch: dict) -> np.ndarray:
+        out, _, _ = self._forward(batch)
+        mask = batch["mask"]
+        if self.kind == "edge":
+            return image_grid([batch["image"], mask, composite(out, batch["edges"], mask),
+                               batch["target_edges"]])
+        if self.kind == "segmentation":
+            pred = composite(out.argmax(1, keepdim=True), batch["semantic"][:, None], mask)
+            colour = segmentation_colours
+            return image_grid([batch["image"], mask,
+                               colour(pred[:, 0].long(), self.num_classes),
+                               colour(batch["target_semantic"], self.num_classes)])
+        return image_grid([batch["image"], mask, composite(out, batch["image"], mask),
+                           batch["target"]])
+
+
+@torch.no_grad()
+def hole_quality(kind: str, out: torch.Tensor, batch: dict, mask: torch.Tensor) -> dict:
+    """A plain, loss-independent measure inside the hole, to see learning in the logs
+    (GAN losses themselves need not fall)."""
+    if kind == "edge":
+        return {"hole_edge_l1": losses.masked_l1_loss(out, batch["target_edges"], mask).item()}
+    if kind == "segmentation":
+        right = (out.argmax(1, keepdim=True) == batch["target_semantic"][:, None]).float()
+        return {"hole_accuracy": ((right * mask).sum() / mask.sum().clamp_min(1)).item()}
+    return {"hole_l1": losses.masked_l1_loss(out, batch["target"], mask).item()}
+
+
+def generator_terms(kind: str, w, batch: dict, out, g_fake, fake_features, real_features,
+                    mask, vgg) -> dict[str, torch.Tensor]:
+    """The weighted generator losses of one inpainter (paper Sec. III-B)."""
+    adversarial = losses.hinge_generator_loss(g_fake)
+    if kind == "edge":
+        return {"loss_eg": w.lambda_eg * adversarial,
+                "loss_ef": w.lambda_ef * losses.feature_matching_loss(fake_features,
+                                                                      real_features)}
+    if kind == "segmentation":
+        return {"loss_sg": w.lambda_sg * adversarial,
+                "loss_sc": w.lambda_sc * losses.masked_cross_entropy(
+                    out, batch["target_semantic"], mask)}
+    target = batch["target"]
+    out_features, style_out = vgg(out), vgg(out * mask)
+    with torch.no_grad():  # the targets need no graph
+        target_features, style_target = vgg(target), vgg(target * mask)
+    return {"loss_ig": w.lambda_ig * adversarial,
+            "loss_if": w.lambda_if * losses.perceptual_loss(out_features, target_features),
+            "loss_is": w.lambda_is * losses.style_loss(style_out, style_target),
+            "loss_ir": w.lambda_ir * losses.masked_l1_loss(out, target, mask)}
+
+
+class JointTask:
+    """End-to-end training (Sec. III-C/D): segmenter → soft mask of the segment that
+    overlaps M_G → edge, segmentation and image inpainters with that mask;
+    L_SN = L_PS + L_E + L_S + L_I + λX·L_X, discriminators updated in alternation."""
+
+    name = "train_joint"
+
+    def __init__(self, segmenter: nn.Module, generators: dict[str, nn.Module],
+                 discriminators: dict[str, nn.Module], params: Params, ctx: Context,
+                 num_classes: int):
+        self.ctx, self.amp, self.weights = ctx, params.train.amp, params.loss
+        self.alpha, self.use_mel = params.alpha, params.train.mask_expansion
+        self.num_classes = num_classes
+        self.segmenter = segmenter.to(ctx.device).train()
+        self.g = {k: m.to(ctx.device).train() for k, m in generators.items()}
+        self.d = {k: m.to(ctx.device).train() for k, m in discriminators.items()}
+        lr = params.train.joint.lr
+        self.main_params = [p for m in (segmenter, *self.g.values()) for p in m.parameters()
+                            if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.main_params, lr, betas=ADAM_BETAS)
+        self.d_opts = {k: torch.optim.Adam(d.parameters(), lr * params.train.d_lr_ratio,
+                                           betas=ADAM_BETAS) for k, d in self.d.items()}
+        self.vgg = _vgg(params, ctx.device)
+        self.modules = {"segmenter": segmenter, **{f"g_{k}": m for k, m in self.g.items()},
+                        **{f"d_{k}": m for k, m in self.d.items()}}
+        self.optimizers = {"main": self.optimizer, **{f"d_{k}": o for k, o in self.d_opts.items()}}
+
+    def forward(self, batch: dict) -> dict:
+        """Everything of one joint pass, for the step and for the grids."""
+        images = batch["image"]
+        parts, detections, semantic, features = self.segmenter.losses_and_detections(
+            images, instance_targets(batch))
+        masks = []
+        for b, det in enumerate(detections):
+            # no overlapping instance → the mask head on M_G's box (select_segment's fallback)
+            one = {k: v[b:b + 1] for k, v in features.items()}
+            soft, _ = select_segment(det, batch["mask"][b, 0], self.segmenter, one)
+            masks.append(soft)
+        mask = torch.stack(masks)[:, None]
+        seg_probs = torch.softmax(semantic.detach(), 1)
+        edges_out = self.g["edge"](batch["gray"], batch["edges"], mask)
+        edges = composite(edges_out, batch["edges"], mask)
+        seg_logits = self.g["segmentation"](seg_probs, mask)
+        seg_out = torch.softmax(seg_logits, 1)
+        seg = composite(seg_out, seg_probs, mask)
+        image_out = self.g["image"](images, edges, seg, mask)
+        return {"parts": parts, "mask": mask, "edges_out": edges_out, "seg_logits": seg_logits,
+                "seg_out": seg_out, "image_out": image_out, "result":
+                composite(image_out, images, mask)}
+
+    def step(self, batch: dict) -> dict[str, float]:
+        with autocast(self.ctx, self.amp):
+            f = self.forward(batch)
+            mask = f["mask"]
+            fake = {"edge": torch.cat([batch["target_gray"], f["edges_out"]], 1),
+                    "segmentation": f["seg_out"], "image": f["image_out"]}
+            real = {"edge": torch.cat([batch["target_gray"], batch["target_edges"]], 1),
+                    "segmentation": one_hot(batch["target_semantic"], self.num_classes),
+                    "image": batch["target"]}
+            outputs = {"edge": f["edges_out"], "segmentation": f["seg_logits"],
+                       "image": f["image_out"]}
+            d_losses, terms = {}, {}
+            for kind, d in self.d.items():
+                d_real, real_features = d(real[kind])
+                d_fake, _ = d(fake[kind].detach())
+                d_losses[kind] = losses.hinge_discriminator_loss(d_real, d_fake)
+                g_fake, fake_features = d(fake[kind])
+                terms.update(generator_terms(kind, self.weights, batch, outputs[kind], g_fake,
+                                             fake_features, real_features, mask, self.vgg))
+            l_ps = sum(f["parts"].values())
+            l_x = losses.mask_expansion_loss(mask, batch["phi"], self.alpha)
+        total = l_ps + sum(terms.values())
+        if self.use_mel:
+            total = total + self.weights.lambda_x * l_x
+        for kind, opt in self.d_opts.items():
+            _step(opt, list(self.d[kind].parameters()), d_losses[kind], self.ctx)
+        _step(self.optimizer, self.main_params, total, self.ctx)
+        with torch.no_grad():
+            gt = batch["mask"] > 0.5
+            hard = mask > 0.5
+            coverage = (hard & gt).sum() / gt.sum().clamp_min(1)
+            added = (hard & ~gt).float().mean()
+        return {"loss_sn": total.item(), "loss_ps": l_ps.item(), "loss_x": l_x.item(),
+                **{k: v.item() for k, v in terms.items()},
+                **hole_quality("image", f["image_out"], batch, batch["mask"]),
+                **{f"loss_d_{k}": v.item() for k, v in d_losses.items()},
+                "coverage": coverage.item(), "added_area": added.item()}
+
+    @torch.no_grad()
+    def grid(self, batch: dict) -> np.ndarray:
+        f = self.forward(batch)
+        return image_grid([batch["image"], batch["mask"], f["mask"], f["result"],
+                           batch["target"]])

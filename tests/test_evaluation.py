@@ -1,0 +1,117 @@
+"""Evaluation metrics on known inputs, the unavailable-network path, and the stage outputs."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_params
+from torch import nn
+
+from maskopt.evaluation.evaluate import flat_metrics
+from maskopt.evaluation.image_metrics import BucketMetrics, SharedNetworks, psnr, ssim
+from maskopt.evaluation.masks import mask_metrics
+from maskopt.evaluation.report import tables_markdown
+from maskopt.inference import grow_mask
+
+
+def offline():
+    raise OSError("no network")
+
+
+class TinyFeatures(nn.Module):
+    """Stands in for InceptionV3: uint8 images → 8 features."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.linear = nn.Linear(12, 8)
+
+    def forward(self, images):
+        return self.linear(self.pool(images.float() / 255).flatten(1))
+
+
+class MeanAbsDifference(nn.Module):
+    """Stands in for LPIPS: per-image mean |a - b|."""
+
+    def forward(self, a, b):
+        return (a - b).abs().mean(dim=(1, 2, 3))
+
+
+def test_psnr_and_ssim_on_known_inputs():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 32, 32) * 0.8
+    assert psnr(image, image).tolist() == [100.0, 100.0]  # identical: capped
+    shifted = image + 0.1  # MSE 0.01 → 20 dB
+    assert psnr(shifted, image).tolist() == pytest.approx([20.0, 20.0], abs=1e-4)
+    assert ssim(image, image).tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert (ssim(torch.rand(2, 3, 32, 32), image) < 0.5).all()
+
+
+def test_unavailable_networks_are_reported_not_invented():
+    shared = SharedNetworks(lpips_factory=offline, fid_features=offline)
+    assert set(shared.unavailable) == {"lpips", "fid"}
+    assert "no network" in shared.unavailable["lpips"]
+    metrics = BucketMetrics(shared)
+    image = torch.rand(2, 3, 32, 32)
+    metrics.update(image, image, ["0-10", "10-20"])
+    result = metrics.result()
+    assert "lpips" not in result["all"] and "fid" not in result["all"]
+    flat = flat_metrics({"joint": result}, shared.unavailable)
+    assert flat["unavailable"]["fid"].startswith("pretrained weights could not be loaded")
+    markdown = tables_markdown({"joint": result}, shared.unavailable, [0], 0.03, True, 32)
+    assert "Unavailable: pretrained weights could not be loaded" in markdown
+
+
+def test_lpips_and_fid_mechanics_with_injected_networks():
+    shared = SharedNetworks(lpips_factory=MeanAbsDifference, fid_features=TinyFeatures)
+    assert shared.unavailable == {}
+    torch.manual_seed(1)
+    same, different = BucketMetrics(shared), BucketMetrics(shared)
+    target = torch.rand(8, 3, 32, 32)
+    same.update(target, target, ["0-10"] * 8)
+    different.update(torch.rand(8, 3, 32, 32) * 0.3, target, ["0-10"] * 8)
+    a, b = same.result()["0-10"], different.result()["0-10"]
+    assert a["lpips"] == pytest.approx(0.0) and b["lpips"] > 0.1
+    assert abs(a["fid"]) < 1e-3 and b["fid"] > a["fid"] + 0.01
+
+
+def test_mask_metrics_on_a_square_grown_by_two_pixels():
+    gt = np.zeros((40, 40), bool)
+    gt[10:20, 10:20] = True
+    mask = grow_mask(torch.from_numpy(gt).float()[None, None], 2)[0, 0].numpy() > 0.5
+    m = mask_metrics(mask, gt)
+    assert m["coverage"] == 1.0 and m["precision"] == pytest.approx(100 / mask.sum())
+    assert m["added_area"] == pytest.approx((mask.sum() - 100) / 1600)
+    assert 1.0 <= m["expansion_px"] <= 2.0
+    shrunk = grow_mask(torch.from_numpy(gt).float()[None, None], -2)[0, 0].numpy() > 0.5
+    s = mask_metrics(shrunk, gt)
+    assert s["coverage"] == pytest.approx(36 / 100) and s["precision"] == 1.0
+    assert s["added_area"] == 0 and s["expansion_px"] == 0
+
+
+def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, monkeypatch):
+    from maskopt.evaluation import image_metrics
+    from maskopt.evaluation.run import evaluate
+
+    monkeypatch.chdir(trained_project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
+    monkeypatch.setattr(image_metrics, "default_lpips", offline)
+    monkeypatch.setattr(image_metrics, "default_fid_features", offline)
+    metrics = evaluate(tiny_params())
+    saved = json.loads(Path("reports/metrics.json").read_text())
+    assert saved == metrics
+    for row in ("joint", "pretrained_segmenter", "gt_d0", "gt_d-2", "opencv_telea", "opencv_ns"):
+        assert 0 < saved[row]["psnr"]["all"] <= 100
+    # the ground-truth mask itself covers the object exactly
+    assert saved["gt_d0"]["mask_coverage"]["all"] == 1.0
+    assert saved["gt_d0"]["mask_added_area"]["all"] == 0.0
+    assert saved["gt_d2"]["mask_expansion_px"]["all"] > 1
+    assert set(saved["unavailable"]) == {"lpips", "fid"}
+    assert "paper: Ours" in Path("reports/tables.md").read_text()
+    dilation = json.loads(Path("reports/plots/dilation.json").read_text())
+    assert [p["d"] for p in dilation] == [-2, 0, 2, 4, 6, 8]
+    assert Path("reports/plots/buckets/joint.json").exists()
+    assert sorted(p.name for p in Path("reports/grids").iterdir())[0] == "pairs_000.png"

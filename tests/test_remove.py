@@ -1,0 +1,144 @@
+"""`maskopt remove` and `maskopt.remove`: selection, full-resolution paste, bad input.
+
+The networks are the tiny trained ones; the segmenter's detections are replaced by
+known boxes so the selection is deterministic (2 training steps detect nothing)."""
+
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import maskopt
+from maskopt.cli import main
+from maskopt.errors import MaskoptError
+from maskopt.models.segmenter import Detections, SegmenterOutput
+from maskopt.removal import Letterbox, Remover
+
+
+def fixed_detections(remover: Remover, boxes):
+    """Make the segmenter 'find' full-box instances at ``boxes`` (network pixels)."""
+    size = remover.nets.image_size
+    classes = remover.nets.num_classes
+
+    def predict(images):
+        n = len(boxes)
+        det = Detections(torch.tensor(boxes, dtype=torch.float32), torch.ones(n, dtype=torch.long),
+                         torch.linspace(0.9, 0.8, n), torch.ones(n, 1, 28, 28), (size, size))
+        return SegmenterOutput([det], torch.zeros(1, classes, size, size), None)
+
+    remover.nets.segmenter.predict = predict
+
+
+@pytest.fixture
+def remover(trained_project):
+    r = Remover(trained_project / "models/joint.pt")
+    fixed_detections(r, [[8.0, 8.0, 16.0, 24.0], [20.0, 4.0, 30.0, 12.0]])
+    return r
+
+
+def photo(height=77, width=123, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_point_removes_that_segment_and_keeps_every_other_pixel(remover):
+    image = photo()
+    box = Letterbox.fit(77, 123, remover.nets.image_size)
+    x, y = box.to_photo(12, 16)  # centre of the first instance
+    result = remover(image, point=(x, y))
+    assert result.image.shape == image.shape and result.mask.shape == image.shape[:2]
+    assert result.mask[int(y), int(x)]
+    assert np.array_equal(result.image[~result.mask], image[~result.mask])
+    assert not np.array_equal(result.image[result.mask], image[result.mask])
+    x1, y1 = box.to_photo(25, 8)
+    assert not result.mask[int(y1), int(x1)]  # the other instance stays
+
+
+def test_box_class_and_rough_mask_selection(remover):
+    image = photo()
+    lb = Letterbox.fit(77, 123, remover.nets.image_size)
+    x0, y0 = lb.to_photo(20, 4)
+    x1, y1 = lb.to_photo(30, 12)
+    y0 = max(y0, 0.0)  # the instance reaches into the letterbox padding
+    by_box = remover(image, box=(x0, y0, x1, y1)).mask
+    assert by_box[int((y0 + y1) / 2), int((x0 + x1) / 2)]
+    rough = np.zeros(image.shape[:2], bool)
+    rough[int(y0) + 2:int(y1) - 2, int(x0) + 2:int(x1) - 2] = True
+    assert np.array_equal(remover(image, rough_mask=rough).mask, by_box)
+    everyone = remover(image, category="person").mask
+    assert everyone.sum() > by_box.sum() and (everyone | by_box).sum() == everyone.sum()
+
+
+def test_bad_selections_say_what_is_wrong(remover):
+    image = photo()
+    with pytest.raises(MaskoptError, match="outside the 123x77 image"):
+        remover(image, point=(500, 5))
+    with pytest.raises(MaskoptError, match=r"no segment under point 1,1; segments near it: "
+                                           r"person \(score 0.90\)"):
+        remover(image, point=(1, 1))
+    with pytest.raises(MaskoptError, match="unknown class 'dog'"):
+        remover(image, category="dog")
+
+
+def test_python_api_reads_paths_and_grayscale(trained_project, monkeypatch, tmp_path):
+    real_init = Remover.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        fixed_detections(self, [[0.0, 0.0, 32.0, 32.0]])
+
+    monkeypatch.setattr(Remover, "__init__", init)
+    gray = photo()[..., 0]
+    Image.fromarray(gray).save(tmp_path / "gray.png")
+    out, mask = maskopt.remove(tmp_path / "gray.png", point=(60, 40),
+                               models=trained_project / "models/joint.pt")
+    assert out.shape == (77, 123, 3) and mask.all()
+
+
+def test_cli_folder_with_a_bad_file_exif_rgba_and_16_bit(trained_project, monkeypatch, tmp_path,
+                                                         capsys):
+    real_init = Remover.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        fixed_detections(self, [[4.0, 4.0, 28.0, 28.0]])
+
+    monkeypatch.setattr(Remover, "__init__", init)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rgba = np.dstack([photo(40, 60), np.full((40, 60), 200, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(folder / "a_rgba.png")
+    Image.fromarray((np.arange(40 * 60).reshape(40, 60) * 17).astype(np.uint16)).save(
+        folder / "b_16bit.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: stored 60x40, shown 40x60
+    Image.fromarray(photo(40, 60)).save(folder / "c_exif.jpg", exif=exif)
+    (folder / "d_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    out = tmp_path / "out"
+    code = main(["remove", str(folder), "--point", "20,20", "-o", str(out), "--save-mask",
+                 "--models", str(trained_project / "models/joint.pt")])
+    assert code == 1
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "skipped" in printed and "d_broken.png" in printed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_rgba.mask.png", "a_rgba.png", "b_16bit.mask.png", "b_16bit.png",
+        "c_exif.mask.png", "c_exif.png"]
+    assert Image.open(out / "c_exif.png").size == (40, 60)
+
+
+def test_cli_errors_are_one_line_with_nonzero_exit(trained_project, tmp_path, capsys):
+    image = tmp_path / "p.png"
+    Image.fromarray(photo()).save(image)
+    code = main(["remove", str(image), "--point", "1,1", "-o", str(tmp_path / "o.png"),
+                 "--models", str(tmp_path / "missing.pt")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0
+    assert "model not found; run `dvc repro train_joint`" in err
+    code = main(["remove", str(image), "--point", "1,1", "-o", str(tmp_path / "o.png"),
+                 "--models", str(trained_project / "models/joint.pt"), "--max-pixels", "1000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "above the limit" in err and "--max-pixels" in err
+    assert not (tmp_path / "o.png").exists()
+    with pytest.raises(SystemExit):
+        main(["remove", str(image), "--point", "1", "-o", "x.png"])

@@ -1,0 +1,124 @@
+"""Training stages on a tiny project: outputs, resume, NaN guard, clear errors, torchrun."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tiny import TINY, apply, tiny_params
+
+from maskopt.errors import MaskoptError
+from maskopt.training import stages
+from maskopt.training.tasks import InpainterTask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path, pairs_dir, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data/pairs").symlink_to(pairs_dir)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    return tmp_path
+
+
+def test_pretrain_inpainter_writes_model_metrics_grid_and_mlflow_run(project):
+    summary = stages.pretrain_inpainter(tiny_params(), "edge")
+    assert summary["steps"] == 2 and "loss_g_first" in summary and "loss_ef_last" in summary
+    assert Path("models/inpainter_edge.pt").exists()
+    assert json.loads(Path("reports/train/pretrain_inpainter_edge.json").read_text())["steps"] == 2
+    assert Path("reports/train/pretrain_inpainter_edge.png").stat().st_size > 0
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["maskopt"], output_format="list")
+    child = [r for r in runs if r.data.tags.get("maskopt.stage") == "pretrain_inpainter@edge"]
+    parent = [r for r in runs if r.data.tags.get("maskopt.parent") == "workspace"]
+    assert len(child) == 1 and len(parent) == 1
+    assert child[0].data.tags["mlflow.parentRunId"] == parent[0].info.run_id
+    assert child[0].data.params["train.inpainter.steps"] == "2"  # flattened params
+    assert "loss_g" in child[0].data.metrics
+
+
+def test_killed_stage_resumes_from_its_last_checkpoint(project, monkeypatch):
+    params = tiny_params(**{"train.inpainter": {"steps": 4, "lr": 1e-4, "batch_size": 2}})
+    real_step, calls = InpainterTask.step, {"n": 0}
+
+    def dies_at_third_step(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # stands in for kill -9 after the step-2 checkpoint
+        return real_step(self, batch)
+
+    monkeypatch.setattr(InpainterTask, "step", dies_at_third_step)
+    with pytest.raises(KeyboardInterrupt):
+        stages.pretrain_inpainter(params, "edge")
+    assert not Path("models/inpainter_edge.pt").exists()
+    monkeypatch.setattr(InpainterTask, "step", real_step)
+    summary = stages.pretrain_inpainter(params, "edge")
+    assert summary["resumed_from"] == 2 and summary["steps"] == 4
+    # a different config does not resume from that checkpoint
+    other = tiny_params(**{"train.inpainter": {"steps": 4, "lr": 2e-4, "batch_size": 2}})
+    assert stages.pretrain_inpainter(other, "edge")["resumed_from"] == 0
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(project, monkeypatch):
+    params = tiny_params(**{"train.inpainter": {"steps": 4, "lr": 1e-4, "batch_size": 2}})
+    real_step, calls = InpainterTask.step, {"n": 0}
+
+    def nan_at_third_step(self, batch):
+        calls["n"] += 1
+        values = real_step(self, batch)
+        return {**values, "loss_g": float("nan")} if calls["n"] == 3 else values
+
+    monkeypatch.setattr(InpainterTask, "step", nan_at_third_step)
+    with pytest.raises(MaskoptError, match=r"non-finite loss loss_g at step 3.*step 2\) kept"):
+        stages.pretrain_inpainter(params, "edge")
+    saved = torch.load(".checkpoints/pretrain_inpainter_edge.pt", weights_only=True)
+    assert saved["step"] == 2
+
+
+def test_joint_training_needs_the_upstream_models(project):
+    with pytest.raises(MaskoptError, match=r"dvc repro pretrain_segmentation"):
+        stages.train_joint(tiny_params())
+
+
+def test_unwritable_mlflow_store_fails_before_training(project, monkeypatch):
+    Path("blocker").write_text("a file where the store's folder would go")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{project}/blocker/mlflow.db")
+    with pytest.raises(MaskoptError, match="MLflow store .* cannot be used"):
+        stages.pretrain_inpainter(tiny_params(), "edge")
+    assert not Path(".checkpoints").exists()
+
+
+def test_full_chain_and_mismatched_checkpoint(trained_project, monkeypatch):
+    monkeypatch.chdir(trained_project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
+    summary = json.loads(Path("reports/train/train_joint.json").read_text())
+    assert 0 <= summary["test_coverage"] <= 1 and "loss_x_first" in summary
+    assert summary["steps"] == 2
+    saved = torch.load("models/joint.pt", weights_only=True)
+    assert set(saved["networks"]) == {"segmenter", "edge", "segmentation", "image"}
+    wider = tiny_params(**{"inpainter.width": 8})
+    with pytest.raises(MaskoptError, match="does not match the params .*width"):
+        stages.train_joint(wider)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(project):
+    params = apply(apply({}, TINY), {"train.inpainter": {"steps": 2, "lr": 1e-4,
+                                                         "batch_size": 2}})
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", str(ROOT / "stages/pretrain_inpainter.py"), "edge"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    summary = json.loads(Path("reports/train/pretrain_inpainter_edge.json").read_text())
+    assert summary["steps"] == 2
+    assert Path("models/inpainter_edge.pt").exists()
