@@ -55,16 +55,22 @@ def test_killed_stage_resumes_from_its_last_checkpoint(project, monkeypatch):
             raise KeyboardInterrupt  # stands in for kill -9 after the step-2 checkpoint
         return real_step(self, batch)
 
-    monkeypatch.setattr(InpainterTask, "step", dies_at_third_step)
-    with pytest.raises(KeyboardInterrupt):
-        stages.pretrain_inpainter(params, "edge")
+    def killed_run(run_params):
+        calls["n"] = 0
+        monkeypatch.setattr(InpainterTask, "step", dies_at_third_step)
+        with pytest.raises(KeyboardInterrupt):
+            stages.pretrain_inpainter(run_params, "edge")
+        monkeypatch.setattr(InpainterTask, "step", real_step)
+
+    killed_run(params)
     assert not Path("models/inpainter_edge.pt").exists()
-    monkeypatch.setattr(InpainterTask, "step", real_step)
-    summary = stages.pretrain_inpainter(params, "edge")
-    assert summary["resumed_from"] == 2 and summary["steps"] == 4
-    # a different config does not resume from that checkpoint
+    # other params never continue that checkpoint
     other = tiny_params(**{"train.inpainter": {"steps": 4, "lr": 2e-4, "batch_size": 2}})
     assert stages.pretrain_inpainter(other, "edge")["resumed_from"] == 0
+    killed_run(params)
+    summary = stages.pretrain_inpainter(params, "edge")
+    assert summary["resumed_from"] == 2 and summary["steps"] == 4
+    assert not Path(".checkpoints/pretrain_inpainter_edge.pt").exists()  # done: removed
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(project, monkeypatch):

@@ -91,8 +91,8 @@ def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps:
         with open_stage_run(name, config, enabled=ctx.is_main) as run:
             task = task_factory(ctx, dataset)
             loader = make_loader(dataset, ctx, batch_size, params.train.workers, params.seed)
-            summary = train(task, loader, steps=steps, ctx=ctx,
-                            checkpoint=CHECKPOINTS / f"{name.replace('@', '_')}.pt",
+            checkpoint = CHECKPOINTS / f"{name.replace('@', '_')}.pt"
+            summary = train(task, loader, steps=steps, ctx=ctx, checkpoint=checkpoint,
                             fingerprint=fingerprint({"stage": name, **config}, upstream),
                             checkpoint_every=params.train.checkpoint_every,
                             log_every=params.train.log_every, run=run, desc=name)
@@ -100,6 +100,8 @@ def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps:
                 save(task)
                 summary.update(extra_metrics(task, params, ctx))
                 _finish(name, summary, task.grid(_grid_batch(dataset, ctx.device)), run, ctx)
+                # The model is out: a later run (new code, new inputs) starts afresh.
+                checkpoint.unlink(missing_ok=True)
         return summary
     finally:
         distributed.teardown()
