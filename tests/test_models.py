@@ -24,6 +24,10 @@ def test_paper_width_parameter_counts_match_edgeconnect():
     assert count_parameters(EdgeInpainter(width=64)) == pytest.approx(10.8e6, rel=0.05)
     assert count_parameters(PatchDiscriminator(2, width=64)) == pytest.approx(2.8e6, rel=0.05)
     assert count_parameters(ImageInpainter(CLASSES, width=64)) == pytest.approx(10.8e6, rel=0.05)
+    coco = 134  # 133 panoptic categories + unlabeled
+    assert count_parameters(ImageInpainter(coco, width=64)) == pytest.approx(10.8e6, rel=0.05)
+    assert count_parameters(SegmentationInpainter(coco, width=64)) == pytest.approx(10.8e6,
+                                                                                      rel=0.05)
 
 
 def test_inpainters_shapes_and_ranges():

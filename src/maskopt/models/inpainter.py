@@ -9,7 +9,7 @@ Channel layouts (mask ``m``: 1 = hole; "masked" x = x·(1-m) + m, holes white as
 EdgeConnect; segmentation maps are one-hot over C classes, class 0 = unlabeled):
 
     edge inpainter          in [gray_masked, edges·(1-m), m]        (3)      → 1 edge prob.
-    segmentation inpainter  in [onehot·(1-m), m]                     (C + 1)  → C logits
+    segmentation inpainter  in [embed(onehot·(1-m)), m]              (C → w/4, + 1) → C logits
     image inpainter         in [rgb_masked, edges, seg probs, m]     (3+1+C+1)→ RGB in [0, 1]
 
 The inpainters return raw predictions; :func:`composite` keeps the known pixels.
@@ -137,17 +137,25 @@ class EdgeInpainter(nn.Module):
 
 
 class SegmentationInpainter(nn.Module):
-    """Masked one-hot segmentation + mask → class logits (C channels)."""
+    """Masked one-hot segmentation + mask → class logits (C channels).
+
+    The one-hot map is first embedded by a 1×1 conv into ``width // 4`` channels, so
+    COCO's 134 classes do not inflate the 7×7 input conv (the generator then stays
+    within a few % of EdgeConnect's size).
+    """
 
     def __init__(self, num_classes: int, width: int = 64, blocks: int = 8):
         super().__init__()
         self.num_classes = num_classes
-        self.generator = InpaintGenerator(num_classes + 1, num_classes, width, blocks,
+        embedded = max(4, width // 4)
+        self.embed = nn.Conv2d(num_classes, embedded, 1)
+        self.generator = InpaintGenerator(embedded + 1, num_classes, width, blocks,
                                           use_spectral_norm=True)
 
     def forward(self, segmentation: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``segmentation``: one-hot or class probabilities, N×C×H×W."""
-        return self.generator(torch.cat([segmentation * (1 - mask), mask], dim=1))
+        embedded = self.embed(segmentation * (1 - mask))
+        return self.generator(torch.cat([embedded, mask], dim=1))
 
 
 class ImageInpainter(nn.Module):
