@@ -22,6 +22,7 @@ import torch
 from maskopt.inference import Networks
 from maskopt.models.build import build
 from maskopt.removal import Letterbox, Remover, _tensor
+from maskopt.training.data import Taxonomy
 
 CLASSES = 134
 
@@ -34,7 +35,7 @@ def paper_scale_networks() -> Networks:
     nets = {k: build({"kind": k, "num_classes": CLASSES, "width": 64, "blocks": 8})
             for k in ("edge", "segmentation", "image")}
     return Networks(seg.eval(), *(n.eval() for n in nets.values()), 256, CLASSES,
-                    ["unlabeled"] * CLASSES, 2.0)
+                    Taxonomy(()), 2.0)
 
 
 def photo_and_mask(size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from torch import nn
 
 from maskopt.models.build import load_model, restore
 from maskopt.models.inpainter import composite
-from maskopt.training.data import canny_edges
+from maskopt.training.data import Taxonomy, canny_edges, tensor_to_rgb
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Networks:
     image: nn.Module
     image_size: int
     num_classes: int
-    category_names: list[str]
+    taxonomy: Taxonomy
     canny_sigma: float = 1.0
 
     @classmethod
@@ -39,12 +39,10 @@ class Networks:
         nets = {name: restore(entry, source=str(path)).to(device).eval()
                 for name, entry in saved["networks"].items()}
         config = saved["networks"]["segmenter"]["config"]
-        names = ["unlabeled"] * config["num_semantic_classes"]
-        for category in saved.get("taxonomy", []):
-            names[category["index"]] = category["name"]
+        taxonomy = Taxonomy(tuple(saved.get("taxonomy", [])))
         sigma = canny_sigma if canny_sigma is not None else saved.get("canny_sigma", 1.0)
         return cls(nets["segmenter"], nets["edge"], nets["segmentation"], nets["image"],
-                   config["image_size"], config["num_semantic_classes"], names, sigma)
+                   config["image_size"], config["num_semantic_classes"], taxonomy, sigma)
 
     @property
     def device(self) -> torch.device:
@@ -55,8 +53,7 @@ def gray_and_edges(images: torch.Tensor, sigma: float) -> tuple[torch.Tensor, to
     """Luma and Canny edges (as in training: OpenCV on uint8) of N×3×H×W images."""
     grays, edges = [], []
     for image in images:
-        rgb = (image.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        gray = cv2.cvtColor(tensor_to_rgb(image), cv2.COLOR_RGB2GRAY)
         grays.append(torch.from_numpy(gray.astype(np.float32) / 255))
         edges.append(torch.from_numpy(canny_edges(gray, sigma)))
     return (torch.stack(grays)[:, None].to(images.device),
@@ -80,9 +77,8 @@ def opencv_inpaint(images: torch.Tensor, masks: torch.Tensor, method: str,
     flag = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}[method]
     out = []
     for image, mask in zip(images, masks, strict=True):
-        rgb = (image.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         hole = (mask[0].cpu().numpy() > 0.5).astype(np.uint8) * 255
-        filled = cv2.inpaint(rgb, hole, radius, flag)
+        filled = cv2.inpaint(tensor_to_rgb(image), hole, radius, flag)
         out.append(torch.from_numpy(filled).permute(2, 0, 1).float() / 255)
     return torch.stack(out).to(images.device)
 

@@ -20,6 +20,7 @@ import torch
 from maskopt.errors import MaskoptError
 from maskopt.inference import Networks, inpaint
 from maskopt.models.segmenter import Detections, select_segment, select_segment_at_point
+from maskopt.training.data import tensor_to_rgb
 
 DEFAULT_MODELS = Path("models/joint.pt")
 MIN_SCORE = 0.3
@@ -90,15 +91,9 @@ class Remover:
             raise MaskoptError("--device cuda was asked for but no CUDA device is available")
         self.nets = Networks.load(models, device)
         self.min_score = min_score
-        self.thing_names = self._thing_names(Path(models))
-
-    def _thing_names(self, models: Path) -> dict[int, str]:
-        from maskopt.models.build import load_model
-
-        taxonomy = load_model(models, "train_joint").get("taxonomy", [])
-        things = sorted(c["id"] for c in taxonomy if c.get("isthing"))
-        by_id = {c["id"]: c["name"] for c in taxonomy}
-        return {k + 1: by_id[cid] for k, cid in enumerate(things)}
+        taxonomy = self.nets.taxonomy
+        name_of = {c["id"]: c["name"] for c in taxonomy.categories}
+        self.thing_names = {label: name_of[cid] for cid, label in taxonomy.thing_ids.items()}
 
     def __call__(self, rgb: np.ndarray, *, point=None, box=None, category=None,
                  rough_mask=None) -> Removal:
@@ -198,7 +193,7 @@ class Remover:
         hole = torch.from_numpy((net_mask > 0) | padding).float()[None, None].to(net_image.device)
         semantic = self._semantic_for_crop(semantic_logits, lb, (x0, y0, side), crop_box)
         filled = inpaint(self.nets, net_image, hole, semantic)[0]
-        filled = (filled.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        filled = tensor_to_rgb(filled)
         new_w, new_h = round(crop.shape[1] * crop_box.scale), round(crop.shape[0] * crop_box.scale)
         inner = filled[crop_box.pad_y:crop_box.pad_y + new_h, crop_box.pad_x:crop_box.pad_x + new_w]
         back = cv2.resize(inner, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_CUBIC)

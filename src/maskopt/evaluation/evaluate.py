@@ -20,7 +20,7 @@ import torch
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.inference import Networks, grow_mask, inpaint, opencv_inpaint
-from maskopt.training.data import PairDataset, collate
+from maskopt.training.data import PairDataset, batches
 from maskopt.training.loop import to_device
 
 BATCH = 8
@@ -51,9 +51,8 @@ def evaluate_pairs(nets: Networks, pretrained_segmenter, dataset: PairDataset,
     device = nets.device
     results = {name: RowResults(BucketMetrics(shared)) for name in row_names(dilations)}
     grid: dict[str, list[torch.Tensor]] = defaultdict(list)
-    for start in range(0, len(dataset), BATCH):
-        items = [dataset[i] for i in range(start, min(start + BATCH, len(dataset)))]
-        batch = to_device(collate(items), device)
+    for batch in batches(dataset, BATCH):
+        batch = to_device(batch, device)
         images, target, gt = batch["image"], batch["target"], batch["mask"]
         soft, semantic = selected_masks(nets.segmenter, images, gt)
         semantic_probs = torch.softmax(semantic, 1)
@@ -79,7 +78,7 @@ def evaluate_pairs(nets: Networks, pretrained_segmenter, dataset: PairDataset,
                                ("ground truth", target)):
                 grid[key].extend(value[take].cpu())
         if progress is not None:
-            progress.update(len(items))
+            progress.update(len(images))
     return {name: r.summary() for name, r in results.items()}, dict(grid)
 
 

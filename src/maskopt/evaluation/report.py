@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from maskopt.data.synthesize import BUCKETS, bucket_name
+from maskopt.training.data import tensor_to_rgb
 
 BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]
 
@@ -95,10 +96,8 @@ def labelled_grid(columns: dict[str, list[torch.Tensor]], tile: int = 128) -> np
         cv2.putText(canvas, name, (x + 3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
                     cv2.LINE_AA)
         for r, image in enumerate(columns[name]):
-            img = image.float().clamp(0, 1)
-            img = img.expand(3, -1, -1) if img.shape[0] == 1 else img
-            arr = (img.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            arr = cv2.resize(arr, (tile, tile), interpolation=cv2.INTER_NEAREST)
+            img = image.expand(3, -1, -1) if image.shape[0] == 1 else image
+            arr = cv2.resize(tensor_to_rgb(img), (tile, tile), interpolation=cv2.INTER_NEAREST)
             y = header + r * (tile + 2)
             canvas[y:y + tile, x:x + tile] = arr
     return canvas

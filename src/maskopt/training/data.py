@@ -74,6 +74,12 @@ def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255
 
 
+def tensor_to_rgb(image: torch.Tensor) -> np.ndarray:
+    """C×H×W in [0, 1] → H×W×C uint8 (the inverse of reading a PNG)."""
+    return (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255
+            ).round().astype(np.uint8)
+
+
 class PairDataset(Dataset):
     """One split of the synthesized pairs. Each item is a dict of tensors:
 
@@ -160,6 +166,13 @@ def collate(items: list[dict]) -> dict:
         values = [item[key] for item in items]
         batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
     return batch
+
+
+def batches(dataset: Dataset, size: int, limit: int | None = None):
+    """The first ``limit`` (default: all) items in order, collated ``size`` at a time."""
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    for start in range(0, total, size):
+        yield collate([dataset[i] for i in range(start, min(start + size, total))])
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ from maskopt.params import Params
 from maskopt.tracking import open_stage_run
 from maskopt.training import distributed
 from maskopt.training.checkpoint import fingerprint
-from maskopt.training.data import PairDataset, collate
+from maskopt.training.data import PairDataset, batches
 from maskopt.training.loop import make_loader, to_device, train
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
@@ -77,8 +77,7 @@ def _finish(name: str, summary: dict, grid, run, ctx) -> None:
 
 
 def _grid_batch(dataset: PairDataset, device) -> dict:
-    items = [dataset[i] for i in range(min(GRID_SAMPLES, len(dataset)))]
-    return to_device(collate(items), device)
+    return to_device(next(batches(dataset, GRID_SAMPLES, GRID_SAMPLES)), device)
 
 
 def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps: int,
@@ -113,9 +112,8 @@ def extra_metrics(task, params: Params, ctx) -> dict:
         return {}
     test = PairDataset(PAIRS / "test", params.inpainter.canny_sigma)
     rows = []
-    for start in range(0, len(test), 8):
-        batch = to_device(collate([test[i] for i in range(start, min(start + 8, len(test)))]),
-                          ctx.device)
+    for batch in batches(test, 8):
+        batch = to_device(batch, ctx.device)
         masks, _ = selected_masks(task.segmenter, batch["image"], batch["mask"])
         rows += [mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5)
                  for m, g in zip(masks, batch["mask"], strict=True)]
@@ -131,12 +129,12 @@ def pretrain_segmentation(params: Params) -> dict:
     def factory(ctx, dataset):
         tax = dataset.taxonomy
         config = segmenter_config(params, tax.num_things, tax.num_classes)
-        factory.config = config
+        factory.config, factory.taxonomy = config, tax
         return SegmentationTask(build(config), params, ctx)
 
     def save(task):
         save_model(SEGMENTER_FILE, {"segmenter": (factory.config, task.segmenter)},
-                   taxonomy=list(PairDataset(PAIRS / "train").taxonomy.categories))
+                   taxonomy=list(factory.taxonomy.categories))
 
     reads = [*COMMON, "segmenter", "synthesize.image_size", "train.segmentation"]
     schedule = params.train.segmentation

@@ -17,7 +17,7 @@ from maskopt.models.build import build_discriminator
 from maskopt.models.inpainter import composite
 from maskopt.models.segmenter import select_segment
 from maskopt.params import Params
-from maskopt.training.data import one_hot
+from maskopt.training.data import one_hot, tensor_to_rgb
 from maskopt.training.distributed import Context
 from maskopt.training.loop import autocast, sync_gradients
 
@@ -42,11 +42,9 @@ def _vgg(params: Params, device) -> losses.VGG19Features:
 
 def _to_uint8(images: torch.Tensor) -> np.ndarray:
     """N×C×H×W in [0, 1] (C = 1 or 3) → a row-major grid H×(N·W)×3 uint8."""
-    images = images.detach().float().clamp(0, 1).cpu()
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
-    row = torch.cat(list(images), dim=2)  # 3×H×(N·W)
-    return (row.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return tensor_to_rgb(torch.cat(list(images), dim=2))  # 3×H×(N·W)
 
 
 def image_grid(rows: list[torch.Tensor]) -> np.ndarray:
