@@ -69,7 +69,7 @@ def test_repro_runs_every_stage(project):
                   "joint"):
         assert (project / "models" / f"{model}.pt").exists()
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert {"joint", "gt_d0", "opencv_telea"} <= set(metrics)
+    assert {"joint", "starting_point", "gt_d0", "telea_pretrained_mask"} <= set(metrics)
     assert (project / "mlflow.db").exists()
 
 
@@ -90,3 +90,27 @@ def test_alpha_reruns_only_joint_training_and_evaluation(project):
     assert ran == {"train_joint", "evaluate"}
     set_params(project, alpha=0.03)
     assert changed_stages(project, env) == set()
+
+
+IMPORTS_OF_STAGE = """
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("stage", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+for name, module in sorted(sys.modules.items()):
+    if name.startswith("maskopt") and getattr(module, "__file__", None):
+        print(os.path.relpath(module.__file__))
+"""
+
+
+def test_every_stage_depends_on_every_source_file_it_imports():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        body = stage.get("do", stage)
+        script = body["cmd"].split()[1]
+        deps = [d.replace("${item}", "x") for d in body["deps"]]
+        imported = subprocess.run([sys.executable, "-c", IMPORTS_OF_STAGE, script], cwd=ROOT,
+                                  capture_output=True, text=True, check=True).stdout.split()
+        assert imported, name
+        uncovered = [f for f in imported
+                     if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
+        assert not uncovered, f"stage {name} imports {uncovered} but does not depend on them"

@@ -92,6 +92,34 @@ def test_mask_metrics_on_a_square_grown_by_two_pixels():
     assert s["added_area"] == 0 and s["expansion_px"] == 0
 
 
+def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypatch):
+    from maskopt.evaluation import evaluate as evaluation
+    from maskopt.inference import Networks
+    from maskopt.training.data import PairDataset
+
+    monkeypatch.chdir(trained_project)
+    joint = Networks.load("models/joint.pt")
+    pretrained = Networks.load_pretrained(
+        "models/segmenter.pt", {k: Path(f"models/inpainter_{k}.pt")
+                                for k in ("edge", "segmentation", "image")}, 1.0)
+    calls = []
+    real_inpaint = evaluation.inpaint
+
+    def recording(nets, images, masks, semantic):
+        calls.append((nets, masks))
+        return real_inpaint(nets, images, masks, semantic)
+
+    monkeypatch.setattr(evaluation, "inpaint", recording)
+    shared = SharedNetworks(lpips_factory=offline, fid_features=offline)
+    dataset = PairDataset(trained_project / "data/pairs/test")
+    dataset.pairs = dataset.pairs[:2]
+    evaluation.evaluate_pairs(joint, pretrained, dataset, [-2, 0], shared)
+    gt = torch.stack([dataset[i]["mask"] for i in range(2)])
+    on_gt = [nets for nets, masks in calls if torch.equal(masks, gt)]
+    assert on_gt and all(nets is pretrained for nets in on_gt)
+    assert {id(nets) for nets, _ in calls} == {id(joint), id(pretrained)}
+
+
 def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, monkeypatch):
     from maskopt.evaluation import image_metrics
     from maskopt.evaluation.run import evaluate
@@ -103,14 +131,29 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     metrics = evaluate(tiny_params())
     saved = json.loads(Path("reports/metrics.json").read_text())
     assert saved == metrics
-    for row in ("joint", "pretrained_segmenter", "gt_d0", "gt_d-2", "opencv_telea", "opencv_ns"):
+    for row in ("joint", "starting_point", "gt_d0", "gt_d-2", "telea_pretrained_mask",
+                "ns_pretrained_mask", "telea_joint_mask", "telea_gt_mask"):
         assert 0 < saved[row]["psnr"]["all"] <= 100
+    # baselines get the mask of the row they are compared with
+    for row, same_mask in (("telea_pretrained_mask", "starting_point"),
+                           ("ns_pretrained_mask", "starting_point"),
+                           ("telea_joint_mask", "joint"), ("telea_gt_mask", "gt_d0")):
+        assert saved[row]["mask_iou"] == saved[same_mask]["mask_iou"]
+        assert saved[row]["mask_fallback_rate"] == saved[same_mask]["mask_fallback_rate"]
+    assert saved["gt_d0"]["mask_fallback_rate"]["all"] == 0.0
+    assert set(saved["comparisons"]) >= {"joint-vs-starting_point", "gt_d0-vs-telea_gt_mask"}
     # the ground-truth mask itself covers the object exactly
     assert saved["gt_d0"]["mask_coverage"]["all"] == 1.0
     assert saved["gt_d0"]["mask_added_area"]["all"] == 0.0
     assert saved["gt_d2"]["mask_expansion_px"]["all"] > 1
     assert set(saved["unavailable"]) == {"lpips", "fid"}
-    assert "paper: Ours" in Path("reports/tables.md").read_text()
+    tables = Path("reports/tables.md").read_text()
+    assert "paper: Ours" in tables and "fallback rate" in tables
+    assert "`starting_point`: paper's starting point (pretrained segmenter's mask, " \
+           "pretrained inpainters)" in tables
+    assert "`gt_d-2`: pretrained inpainters, ground-truth mask eroded by 2 px" in tables
+    assert "| joint beats the paper's starting point" not in tables  # named with MEL
+    assert "joint + MEL beats the paper's starting point" in tables
     dilation = json.loads(Path("reports/plots/dilation.json").read_text())
     assert [p["d"] for p in dilation] == [-2, 0, 2, 4, 6, 8]
     assert Path("reports/plots/buckets/joint.json").exists()

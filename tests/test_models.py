@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from maskopt.errors import MaskoptError
-from maskopt.losses import masked_l1_loss
+from maskopt.losses import reconstruction_l1_loss
 from maskopt.models import (
     EdgeInpainter,
     ImageInpainter,
@@ -13,7 +13,12 @@ from maskopt.models import (
     select_segment_at_point,
 )
 from maskopt.models.inpainter import count_parameters
-from maskopt.models.segmenter import Detections, paste_soft_masks
+from maskopt.models.segmenter import (
+    Detections,
+    paste_soft_masks,
+    selected_mask,
+    straight_through,
+)
 
 SIZE = 64
 CLASSES = 5
@@ -107,39 +112,30 @@ def test_segmenter_refuses_sizes_not_divisible_by_32():
         _small_segmenter().eval()(torch.rand(1, 3, 48, 48))
 
 
-def test_inpainting_loss_reaches_the_mask_head_through_select_segment():
+def test_inpainting_loss_reaches_the_mask_head_through_the_selected_mask():
     seg = _small_segmenter().train()
     images = torch.rand(1, 3, SIZE, SIZE)
     gt, targets = _targets(1)
     _, detections, _, features = seg.losses_and_detections(images, targets)
-    soft, _ = select_segment(detections[0], gt[0], seg, features)
+    soft, _ = selected_mask(seg, features, detections[0], gt[0], 2, box_fallback=True)
     assert soft.requires_grad and soft.shape == (SIZE, SIZE)
     inpainter = ImageInpainter(CLASSES, width=8, blocks=1)
-    mask = soft[None, None]
+    mask = straight_through(soft[None, None])
     edges, seg_map = torch.zeros(1, 1, SIZE, SIZE), torch.zeros(1, CLASSES, SIZE, SIZE)
     out = inpainter(images, edges, seg_map, mask)
     seg.zero_grad()
-    masked_l1_loss(out, torch.rand(1, 3, SIZE, SIZE), mask).backward()
+    reconstruction_l1_loss(out, torch.rand(1, 3, SIZE, SIZE), gt[0][None, None]).backward()
     head_grad = seg.roi_heads.mask_predictor.mask_fcn_logits.weight.grad
     assert head_grad is not None and head_grad.abs().sum() > 0
     assert seg.backbone.body.conv1.weight.grad.abs().sum() > 0
 
 
-def test_select_segment_prefers_the_overlapping_instance_and_falls_back_to_the_box():
+def test_select_segment_by_point_and_overlap():
     probs = torch.ones(2, 1, 28, 28)
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]])
     det = Detections(boxes, torch.tensor([1, 1]), torch.tensor([0.9, 0.5]), probs, (SIZE, SIZE))
     gt = torch.zeros(SIZE, SIZE)
     gt[22:38, 22:38] = 1
-    mask, index = select_segment(det, gt)
-    assert index == 1 and mask[30, 30] > 0.99
+    assert select_segment(det, gt) == 1
     assert select_segment_at_point(det, 5, 5) == 0
     assert select_segment_at_point(det, 15, 15) is None
-    far = torch.zeros(SIZE, SIZE)
-    far[50:60, 50:60] = 1
-    with pytest.raises(MaskoptError, match="no detected instance"):
-        select_segment(det, far)
-    seg = _small_segmenter().eval()
-    features = seg.features(torch.rand(1, 3, SIZE, SIZE))
-    mask, index = select_segment(det, far, seg, features)
-    assert index == -1 and mask[:48].max() == 0 and mask[50:60, 50:60].max() > 0

@@ -16,12 +16,18 @@ from torch import nn
 
 from maskopt.models.build import load_model, restore
 from maskopt.models.inpainter import composite
-from maskopt.training.data import Taxonomy, canny_edges, tensor_to_rgb
+from maskopt.models.segmenter import box_margin
+from maskopt.training.data import Taxonomy, gray_and_edges, tensor_to_rgb
 
 
 @dataclass
 class Networks:
-    """The trained segmenter and the three inpainters, ready for inference."""
+    """A segmenter and the three inpainters, ready for inference.
+
+    ``box_margin`` is the px margin of the selected segment's box for its mask (see
+    :func:`maskopt.models.segmenter.box_margin`): the joint model's own, 0 for the
+    pretrained segmenter, which never learned to paint beyond its box.
+    """
 
     segmenter: nn.Module
     edge: nn.Module
@@ -31,31 +37,53 @@ class Networks:
     num_classes: int
     taxonomy: Taxonomy
     canny_sigma: float = 1.0
+    box_margin: float = 0.0
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu",
              made_by: str = "train_joint", canny_sigma: float | None = None) -> Networks:
+        """The joint model file (all four networks in one)."""
         saved = load_model(path, made_by)
         nets = {name: restore(entry, source=str(path)).to(device).eval()
                 for name, entry in saved["networks"].items()}
         config = saved["networks"]["segmenter"]["config"]
         taxonomy = Taxonomy(tuple(saved.get("taxonomy", [])))
         sigma = canny_sigma if canny_sigma is not None else saved.get("canny_sigma", 1.0)
+        margin = saved.get("box_margin", box_margin(saved.get("alpha", 0.0),
+                                                    config["image_size"]))
         return cls(nets["segmenter"], nets["edge"], nets["segmentation"], nets["image"],
-                   config["image_size"], config["num_semantic_classes"], taxonomy, sigma)
+                   config["image_size"], config["num_semantic_classes"], taxonomy, sigma,
+                   margin)
+
+    @classmethod
+    def load_pretrained(cls, segmenter_file: str | Path, inpainter_files: dict[str, Path],
+                        canny_sigma: float, device: str | torch.device = "cpu") -> Networks:
+        """The paper's starting point: the pretrained segmenter and the three pretrained
+        inpainters, before joint training."""
+        saved = load_model(segmenter_file, "pretrain_segmentation")
+        entry = saved["networks"]["segmenter"]
+        segmenter = restore(entry, source=str(segmenter_file)).to(device).eval()
+        inpainters = {}
+        for kind, path in inpainter_files.items():
+            generator = load_model(path, f"pretrain_inpainter@{kind}")["networks"]["generator"]
+            inpainters[kind] = restore(generator, source=str(path)).to(device).eval()
+        return cls(segmenter, inpainters["edge"], inpainters["segmentation"],
+                   inpainters["image"], entry["config"]["image_size"],
+                   entry["config"]["num_semantic_classes"],
+                   Taxonomy(tuple(saved.get("taxonomy", []))), canny_sigma, 0.0)
 
     @property
     def device(self) -> torch.device:
         return next(self.image.parameters()).device
 
 
-def gray_and_edges(images: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Luma and Canny edges (as in training: OpenCV on uint8) of N×3×H×W images."""
+def image_guides(images: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Luminance and Canny edges of N×3×H×W images, by the training data's function."""
     grays, edges = [], []
     for image in images:
-        gray = cv2.cvtColor(tensor_to_rgb(image), cv2.COLOR_RGB2GRAY)
-        grays.append(torch.from_numpy(gray.astype(np.float32) / 255))
-        edges.append(torch.from_numpy(canny_edges(gray, sigma)))
+        gray, edge = gray_and_edges(tensor_to_rgb(image), sigma)
+        grays.append(torch.from_numpy(gray))
+        edges.append(torch.from_numpy(edge))
     return (torch.stack(grays)[:, None].to(images.device),
             torch.stack(edges)[:, None].to(images.device))
 
@@ -64,7 +92,7 @@ def gray_and_edges(images: torch.Tensor, sigma: float) -> tuple[torch.Tensor, to
 def inpaint(nets: Networks, images: torch.Tensor, masks: torch.Tensor,
             semantic_probs: torch.Tensor) -> torch.Tensor:
     """Edge → segmentation → image inpainting with ``masks``; known pixels kept exactly."""
-    gray, edges = gray_and_edges(images, nets.canny_sigma)
+    gray, edges = image_guides(images, nets.canny_sigma)
     edges_in = composite(nets.edge(gray, edges, masks), edges, masks)
     seg = composite(torch.softmax(nets.segmentation(semantic_probs, masks), 1), semantic_probs,
                     masks)

@@ -42,22 +42,47 @@ def feature_matching_loss(fake_features: list[torch.Tensor],
 # --- reconstruction ------------------------------------------------------------------
 
 
-def masked_l1_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Σ over hole pixels of the channel-mean |output - target|, divided by N_M.
+def reconstruction_l1_loss(output: torch.Tensor, target: torch.Tensor,
+                           object_mask: torch.Tensor) -> torch.Tensor:
+    """The paper's L_IR = ‖target − output‖₁ / N_M, as EdgeConnect computes it.
 
-    N_M is the number of hole pixels in the batch, so the loss does not shrink with
-    small objects (the paper's L1 / N_M). ``mask`` may be soft; it weights the pixels.
+    The absolute error is averaged over *all* pixels and channels and divided by the
+    batch's hole fraction (N_M / number of pixels), so the loss does not shrink with
+    small objects. ``object_mask`` is the ground-truth object M_G, never a predicted
+    mask: a predicted mask used as a weight would let the segmenter lower the loss by
+    dropping the pixels that are hard to fill.
     """
+    fraction = object_mask.float().mean().clamp_min(1.0 / object_mask[0].numel())
+    return (output - target).abs().mean() / fraction
+
+
+def masked_l1_loss(output: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |output - target| over the hole pixels only (a readable log value, not a loss)."""
     per_pixel = (output - target).abs().mean(dim=1, keepdim=True)
     return (per_pixel * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                          ignore_index: int = 0) -> torch.Tensor:
-    """Cross-entropy of the segmentation inpainter over hole pixels (class 0 = unlabeled)."""
+    """Cross-entropy of the segmentation inpainter over hole pixels (class 0 = unlabeled).
+
+    ``mask`` is the ground-truth hole M_G (pretraining: the only hole there is)."""
     per_pixel = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
     weight = mask[:, 0] * (target != ignore_index)
     return (per_pixel * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def composite_cross_entropy(probabilities: torch.Tensor, target: torch.Tensor,
+                            object_mask: torch.Tensor, ignore_index: int = 0) -> torch.Tensor:
+    """Joint training's L_SC: cross-entropy of the *composited* class probabilities
+    (inpainted inside the predicted mask, the segmenter's own outside) over every
+    labelled pixel, divided by the labelled pixels of M_G — a person pixel the mask
+    misses still says "person" where I_G has background, and is paid for."""
+    log_p = probabilities.float().clamp_min(1e-6).log()
+    per_pixel = F.nll_loss(log_p, target, ignore_index=ignore_index, reduction="none")
+    labelled = (target != ignore_index).float()
+    hole = (object_mask[:, 0] * labelled).sum().clamp_min(1.0)
+    return (per_pixel * labelled).sum() / hole
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -74,8 +99,6 @@ VGG19_RELU = {"relu1_1": 1, "relu2_1": 6, "relu2_2": 8, "relu3_1": 11, "relu3_4"
               "relu4_1": 20, "relu4_4": 26, "relu5_1": 29, "relu5_2": 31}
 PERCEPTUAL_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 STYLE_LAYERS = ("relu2_2", "relu3_4", "relu4_4", "relu5_2")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class VGG19Features(nn.Module):
@@ -107,8 +130,6 @@ class VGG19Features(nn.Module):
         last = max(VGG19_RELU.values())
         self.layers = net.features[: last + 1].eval()
         self.layers.requires_grad_(False)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self._wanted = {index: name for name, index in VGG19_RELU.items()}
 
     def train(self, mode: bool = True) -> VGG19Features:
@@ -117,7 +138,9 @@ class VGG19Features(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = (images - self.mean) / self.std
+        # [0, 1] images without ImageNet mean/std, as EdgeConnect's loss feeds VGG19:
+        # λ_IF = 0.1 and λ_IS = 250 were tuned for activations of that size.
+        x = images
         out = {}
         for index, layer in enumerate(self.layers):
             # in-place ReLUs would overwrite the activations we keep

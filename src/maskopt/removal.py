@@ -19,7 +19,12 @@ import torch
 
 from maskopt.errors import MaskoptError
 from maskopt.inference import Networks, inpaint
-from maskopt.models.segmenter import Detections, select_segment, select_segment_at_point
+from maskopt.models.segmenter import (
+    Detections,
+    segment_mask,
+    select_segment,
+    select_segment_at_point,
+)
 from maskopt.training.data import tensor_to_rgb
 
 DEFAULT_MODELS = Path("models/joint.pt")
@@ -108,15 +113,22 @@ class Remover:
         keep = det.scores >= self.min_score
         det = Detections(det.boxes[keep], det.labels[keep], det.scores[keep],
                          det.mask_probs[keep], det.image_size)
-        soft = self._select(det, lb, height, width, point, box, category, rough_mask)
-        mask = lb.mask_to_photo(soft, height, width)
+        chosen = self._select(det, lb, height, width, point, box, category, rough_mask)
+        # the learned mask: the mask head on each chosen box grown by the joint model's
+        # margin, exactly as in joint training and evaluation
+        with torch.no_grad():
+            soft = torch.stack([segment_mask(self.nets.segmenter, out.features, det.boxes[i],
+                                             det.labels[i], det.image_size,
+                                             self.nets.box_margin) for i in chosen])
+        mask = lb.mask_to_photo(soft.amax(0).cpu().numpy(), height, width)
         if not mask.any():
             raise MaskoptError("the selected segment's mask is empty at this image size")
         return Removal(self._inpaint(rgb, mask, out.semantic_logits, lb), mask)
 
     # -- choosing the segment -------------------------------------------------------
 
-    def _select(self, det, lb, height, width, point, box, category, rough_mask) -> np.ndarray:
+    def _select(self, det, lb, height, width, point, box, category, rough_mask) -> list[int]:
+        """Indices of the chosen instances (one, or every one of ``category``)."""
         names = ["object"] + [self.thing_names[k] for k in sorted(self.thing_names)]
         if point is not None:
             x, y = point
@@ -126,7 +138,7 @@ class Remover:
             if index is None:
                 raise MaskoptError(f"no segment under point {x:g},{y:g}; "
                                    + self._nearby(det, lb, lb.to_network(x, y), names))
-            return det.soft_masks()[index].cpu().numpy()
+            return [index]
         if box is not None:
             x0, y0, x1, y1 = box
             if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
@@ -149,18 +161,17 @@ class Remover:
         chosen = torch.isin(det.labels, torch.tensor(labels, device=det.labels.device))
         if not chosen.any():
             raise MaskoptError(f"no {category} found (score >= {self.min_score})")
-        return det.soft_masks()[chosen].amax(0).cpu().numpy()
+        return torch.nonzero(chosen)[:, 0].tolist()
 
-    def _by_region(self, det, lb, region: np.ndarray, what: str, names) -> np.ndarray:
+    def _by_region(self, det, lb, region: np.ndarray, what: str, names) -> list[int]:
         in_network = torch.from_numpy(lb.image(region[..., None])[..., 0] > 0)
-        try:
-            soft, _ = select_segment(det, in_network.to(det.boxes.device))
-        except MaskoptError:
+        index = select_segment(det, in_network.to(det.boxes.device))
+        if index is None:
             ys, xs = np.nonzero(region)
             centre = lb.to_network(xs.mean(), ys.mean())
             raise MaskoptError(f"no segment overlaps {what}; "
-                               + self._nearby(det, lb, centre, names)) from None
-        return soft.cpu().numpy()
+                               + self._nearby(det, lb, centre, names))
+        return [index]
 
     def _nearby(self, det, lb, centre, names, count: int = 3) -> str:
         if not len(det):

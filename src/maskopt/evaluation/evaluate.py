@@ -1,12 +1,10 @@
 """The evaluate stage: every row of the comparison on the synthesized test pairs.
 
-Rows (all inpainted by the joint model's three inpainters, so rows differ only in the
-mask, except the OpenCV rows, which differ only in the inpainter):
-
-    joint                 the joint segmenter's mask, selected with M_G (paper's setting)
-    pretrained_segmenter  the segmenter before joint training, selected the same way
-    gt_d{d}               M_G eroded (d < 0) or dilated (d > 0) by d px (paper Table I)
-    opencv_telea/_ns      OpenCV inpainting on the joint mask
+Each row is one (mask, inpainter) combination; ``ROWS`` says which, in words that
+tables.md and the grids repeat. "Pretrained" networks are those before joint
+training (the paper's starting point); masks of a segmenter are the segment that
+overlaps M_G most (the paper's protocol). When a segmenter finds no overlapping
+segment, the row scores an empty mask (the input unchanged) and counts a fallback.
 """
 
 from __future__ import annotations
@@ -19,11 +17,64 @@ import torch
 
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
+from maskopt.evaluation.statistics import paired_comparison
 from maskopt.inference import Networks, grow_mask, inpaint, opencv_inpaint
-from maskopt.training.data import PairDataset, batches
+from maskopt.training.data import batches
 from maskopt.training.loop import to_device
 
 BATCH = 8
+
+# row → (mask, inpainter). Masks: "joint" = the jointly trained segmenter's,
+# "pretrained" = the pretrained segmenter's, "gt" = M_G (grown by d px in Table I).
+ROWS = {
+    "joint": ("joint", "joint"),
+    "starting_point": ("pretrained", "pretrained"),
+    "joint_inpainters_pretrained_mask": ("pretrained", "joint"),
+    "telea_pretrained_mask": ("pretrained", "telea"),
+    "ns_pretrained_mask": ("pretrained", "ns"),
+    "telea_joint_mask": ("joint", "telea"),
+    "ns_joint_mask": ("joint", "ns"),
+    "telea_gt_mask": ("gt", "telea"),
+}
+
+
+# (row A, row B, the claim "A beats B" in words): paired per-image PSNR comparisons.
+COMPARISONS = [
+    ("joint", "starting_point", "joint beats the paper's starting point"),
+    ("joint", "telea_pretrained_mask", "joint beats OpenCV Telea on the pretrained mask"),
+    ("joint", "telea_joint_mask", "joint inpainters beat OpenCV Telea on the same mask"),
+    ("gt_d0", "telea_gt_mask", "pretrained inpainters beat OpenCV Telea on the GT mask"),
+    ("gt_d0", "gt_d-2", "the exact GT mask beats the GT mask eroded by 2 px"),
+]
+
+
+def compare_rows(per_image: dict[str, list[float]]) -> list[dict]:
+    """The paired comparisons whose rows were evaluated."""
+    return [{"a": a, "b": b, "claim": claim, **paired_comparison(per_image[a], per_image[b])}
+            for a, b, claim in COMPARISONS if a in per_image and b in per_image]
+
+
+def row_names(dilations: list[int]) -> list[str]:
+    return [*ROWS, *(f"gt_d{d}" for d in dilations)]
+
+
+def describe_row(row: str, mask_expansion: bool = True) -> str:
+    """What a row is, in the words tables.md and the grids use."""
+    joint = "joint + MEL" if mask_expansion else "joint w/o MEL"
+    masks = {"joint": f"{joint} segmenter's mask", "pretrained": "pretrained segmenter's mask",
+             "gt": "ground-truth mask"}
+    inpainters = {"joint": f"{joint} inpainters", "pretrained": "pretrained inpainters",
+                  "telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes"}
+    if row == "joint":
+        return f"{joint} (its segmenter's mask, its inpainters)"
+    if row == "starting_point":
+        return "paper's starting point (pretrained segmenter's mask, pretrained inpainters)"
+    if row.startswith("gt_d"):
+        d = int(row[4:])
+        return f"pretrained inpainters, ground-truth mask {'grown' if d >= 0 else 'eroded'} " \
+               f"by {abs(d)} px (Table I)"
+    mask, inpainter = ROWS[row]
+    return f"{inpainters[inpainter]}, {masks[mask]}"
 
 
 @dataclass
@@ -38,48 +89,73 @@ class RowResults:
                                                for k, v in mean_metrics(rows).items()})
         return out
 
-
-def row_names(dilations: list[int]) -> list[str]:
-    return ["joint", "pretrained_segmenter", *(f"gt_d{d}" for d in dilations),
-            "opencv_telea", "opencv_ns"]
+    def per_image_psnr(self) -> list[float]:
+        return list(self.images.values[ALL]["psnr"])
 
 
-def evaluate_pairs(nets: Networks, pretrained_segmenter, dataset: PairDataset,
-                   dilations: list[int], shared: SharedNetworks, grid_pairs: int = 8,
-                   progress=None) -> tuple[dict, dict]:
-    """Return ({row: {bucket: metrics}}, grid images) over the whole test split."""
-    device = nets.device
+def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: list[int],
+                   shared: SharedNetworks, grid_pairs: int = 8,
+                   progress=None) -> tuple[dict, dict, dict]:
+    """Return ({row: {bucket: metrics}}, {row: per-image PSNR in dataset order}, grid
+    images) over the whole test split."""
+    device = joint.device
     results = {name: RowResults(BucketMetrics(shared)) for name in row_names(dilations)}
     grid: dict[str, list[torch.Tensor]] = defaultdict(list)
     for batch in batches(dataset, BATCH):
         batch = to_device(batch, device)
         images, target, gt = batch["image"], batch["target"], batch["mask"]
-        soft, semantic = selected_masks(nets.segmenter, images, gt)
-        semantic_probs = torch.softmax(semantic, 1)
-        joint_mask = (soft > 0.5).float()
-        pre_soft, _ = selected_masks(pretrained_segmenter, images, gt)
-        masks = {"joint": joint_mask, "pretrained_segmenter": (pre_soft > 0.5).float(),
-                 **{f"gt_d{d}": grow_mask(gt, d) for d in dilations}}
-        outputs = {name: inpaint(nets, images, m, semantic_probs) for name, m in masks.items()}
-        for method in ("telea", "ns"):
-            outputs[f"opencv_{method}"] = opencv_inpaint(images, joint_mask, method)
-            masks[f"opencv_{method}"] = joint_mask
+        soft, joint_missed, semantic = selected_masks(joint.segmenter, images, gt,
+                                                      joint.box_margin)
+        pre_soft, pre_missed, pre_semantic = selected_masks(pretrained.segmenter, images, gt,
+                                                            pretrained.box_margin)
+        masks = {"joint": (soft > 0.5).float(), "pretrained": (pre_soft > 0.5).float()}
+        missed = {"joint": joint_missed, "pretrained": pre_missed,
+                  "gt": torch.zeros_like(joint_missed)}
+        nets = {"joint": (joint, torch.softmax(semantic, 1)),
+                "pretrained": (pretrained, torch.softmax(pre_semantic, 1))}
+        outputs, used = {}, {}
+        for row, (mask_name, inpainter) in ROWS.items():
+            mask = gt if mask_name == "gt" else masks[mask_name]
+            if inpainter in ("telea", "ns"):
+                outputs[row] = opencv_inpaint(images, mask, inpainter)
+            else:
+                net, semantic_probs = nets[inpainter]
+                outputs[row] = inpaint(net, images, mask, semantic_probs)
+            used[row] = (mask, missed[mask_name])
+        for d in dilations:
+            mask = grow_mask(gt, d)
+            outputs[f"gt_d{d}"] = inpaint(pretrained, images, mask, nets["pretrained"][1])
+            used[f"gt_d{d}"] = (mask, missed["gt"])
         for name, result in outputs.items():
             results[name].images.update(result, target, batch["bucket"])
-            for m, g, bucket in zip(masks[name], gt, batch["bucket"], strict=True):
-                row = mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5)
+            mask, row_missed = used[name]
+            for m, g, miss, bucket in zip(mask, gt, row_missed, batch["bucket"], strict=True):
+                row = {**mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5),
+                       "fallback_rate": float(miss)}
                 results[name].masks[bucket].append(row)
                 results[name].masks[ALL].append(row)
-        if len(grid["input"]) < grid_pairs:
-            take = slice(0, grid_pairs - len(grid["input"]))
-            for key, value in (("input", images), ("selected mask", masks["pretrained_segmenter"]),
-                               ("expanded mask", joint_mask), ("ours", outputs["joint"]),
-                               ("OpenCV Telea", outputs["opencv_telea"]),
-                               ("ground truth", target)):
+        drawn = len(grid[GRID_FIRST_COLUMN])
+        if drawn < grid_pairs:
+            take = slice(0, grid_pairs - drawn)
+            for key, value in grid_columns(images, target, masks, outputs).items():
                 grid[key].extend(value[take].cpu())
         if progress is not None:
             progress.update(len(images))
-    return {name: r.summary() for name, r in results.items()}, dict(grid)
+    table = {name: r.summary() for name, r in results.items()}
+    per_image = {name: r.per_image_psnr() for name, r in results.items()}
+    return table, per_image, dict(grid)
+
+
+GRID_FIRST_COLUMN = "input I"
+
+
+def grid_columns(images, target, masks, outputs) -> dict[str, torch.Tensor]:
+    """The grid's columns, labelled as the table rows (short forms of ``describe_row``)."""
+    return {GRID_FIRST_COLUMN: images, "pretrained mask": masks["pretrained"],
+            "joint mask": masks["joint"], "starting point": outputs["starting_point"],
+            "Telea, pretr. mask": outputs["telea_pretrained_mask"],
+            "Telea, joint mask": outputs["telea_joint_mask"], "joint": outputs["joint"],
+            "ground truth I_G": target}
 
 
 def flat_metrics(table: dict, unavailable: dict[str, str]) -> dict:
@@ -89,7 +165,7 @@ def flat_metrics(table: dict, unavailable: dict[str, str]) -> dict:
     for row, buckets in table.items():
         for bucket, metrics in buckets.items():
             for metric, value in metrics.items():
-                if metric == "count" and row != "joint":
+                if metric == "count" and row != "joint":  # the same for every row
                     continue
                 if isinstance(value, float) and not np.isfinite(value):
                     continue

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from maskopt.models.segmenter import select_segment
+from maskopt.models.segmenter import selected_mask
 
 
 def mask_metrics(mask: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -31,18 +31,24 @@ def mask_metrics(mask: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def selected_masks(segmenter, images: torch.Tensor,
-                   gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The segmenter's mask of the segment overlapping each M_G (N×1×H×W, soft), and
-    its semantic logits (N×C×H×W) from the same pass."""
+def selected_masks(segmenter, images: torch.Tensor, gt_masks: torch.Tensor,
+                   margin: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each image, the segmenter's soft mask (N×1×H×W) of the segment overlapping
+    M_G most, as in the paper's experiments; a boolean N-vector telling which images
+    had no overlapping segment (their mask is empty: the input is returned as it is,
+    no ground-truth geometry enters a scored mask); and the semantic logits of the
+    same pass (N×C×H×W)."""
     segmenter.eval()
     out = segmenter.predict(images)
-    masks = []
+    masks, missed = [], []
     for b, det in enumerate(out.detections):
         one = {k: v[b:b + 1] for k, v in out.features.items()}
-        soft, _ = select_segment(det, gt_masks[b, 0] > 0.5, segmenter, one)
-        masks.append(soft)
-    return torch.stack(masks)[:, None], out.semantic_logits
+        soft, _ = selected_mask(segmenter, one, det, gt_masks[b, 0] > 0.5, margin,
+                                box_fallback=False)
+        missed.append(soft is None)
+        masks.append(torch.zeros_like(gt_masks[b, 0]) if soft is None else soft)
+    return (torch.stack(masks)[:, None], torch.tensor(missed, device=images.device),
+            out.semantic_logits)
 
 
 def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from maskopt.data.synthesize import BUCKETS, bucket_name
+from maskopt.evaluation.evaluate import describe_row
 from maskopt.training.data import tensor_to_rgb
 
 BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]
@@ -24,13 +25,31 @@ def _fmt(value, digits: int) -> str:
 
 
 def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[int],
-                    alpha: float, mask_expansion: bool, image_size: int) -> str:
+                    alpha: float, mask_expansion: bool, image_size: int,
+                    comparisons: list[dict] | None = None) -> str:
     digits = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2}
+    joint = "joint + MEL" if mask_expansion else "joint w/o MEL"
     lines = [f"# Evaluation on the synthesized test pairs ({image_size} px)", "",
              f"Joint model: α = {alpha}, mask expansion loss {'on' if mask_expansion else 'off'}."
              " Columns are mask-ratio buckets (% of the image covered by the object).",
              "Rows marked *paper* are the numbers of Shimosato & Ukita on COCO at 256 px, "
-             "for reference; they are not ours.", ""]
+             "for reference; they are not ours.", "", "## Rows", ""]
+    lines += [f"- `{row}`: {describe_row(row, mask_expansion)}" for row in table]
+    lines += ["", "A segmenter's mask is the segment that overlaps M_G most; where no "
+              "segment overlaps, the row scores an empty mask (the input unchanged) and "
+              "counts a fallback (see the mask table).", ""]
+    if comparisons:
+        lines += ["## Paired comparisons (PSNR per image)", "",
+                  "Wins: images where the first row scores higher. Interval: 95 % paired "
+                  "bootstrap of the mean difference; a claim holds when it excludes 0.", "",
+                  "| claim | rows | mean difference (dB) | wins | 95 % interval | holds |",
+                  "|---|---|---|---|---|---|"]
+        for c in comparisons:
+            claim = c["claim"].replace("joint", joint, 1) if c["a"] == "joint" else c["claim"]
+            lines.append(f"| {claim} | `{c['a']}` − `{c['b']}` | {c['mean_difference']:+.2f} | "
+                         f"{c['wins']}/{c['images']} | [{c['low']:+.2f}, {c['high']:+.2f}] | "
+                         f"{'yes' if c['holds'] else 'no'} |")
+        lines.append("")
     for metric in ("psnr", "ssim", "lpips", "fid"):
         lines += [f"## {metric.upper()}", ""]
         if metric in unavailable:
@@ -50,13 +69,15 @@ def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[in
                 _fmt(v, 2) for v in PAPER_WITHOUT_MEL_PSNR) + " | – |")
         lines.append("")
     lines += ["## Mask: how the removed region relates to the object", "",
-              "| row | coverage | precision | IoU | added area | expansion (px) |",
-              "|---|---|---|---|---|---|"]
+              "| row | coverage | precision | IoU | added area | expansion (px) | fallback rate |",
+              "|---|---|---|---|---|---|---|"]
     for row, buckets in table.items():
         m = buckets.get("all", {})
         lines.append(f"| {row} | " + " | ".join(_fmt(m.get(f"mask_{k}"), 3) for k in
-                     ("coverage", "precision", "iou", "added_area", "expansion_px")) + " |")
-    lines += ["", "## Table I: ground-truth mask grown by d px (PSNR, 0-10 % bucket)", "",
+                     ("coverage", "precision", "iou", "added_area", "expansion_px",
+                      "fallback_rate")) + " |")
+    lines += ["", "## Table I: pretrained inpainters on the ground-truth mask grown by d px "
+              "(PSNR, 0-10 % bucket)", "",
               "| d | ours | *paper* |", "|---|---|---|"]
     for d in dilations:
         ours = table.get(f"gt_d{d}", {}).get(BUCKET_NAMES[0], {}).get("psnr")

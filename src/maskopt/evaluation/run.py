@@ -6,17 +6,22 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from maskopt.evaluation.evaluate import evaluate_pairs, flat_metrics
+from maskopt.evaluation.evaluate import (
+    GRID_FIRST_COLUMN,
+    compare_rows,
+    evaluate_pairs,
+    flat_metrics,
+)
 from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
 from maskopt.inference import Networks
 from maskopt.io import atomic_path, write_json, write_png
-from maskopt.models.build import load_model, restore
+from maskopt.models.build import INPAINTERS
 from maskopt.params import Params
 from maskopt.tracking import flatten, open_stage_run
 from maskopt.training.data import PairDataset
 from maskopt.training.distributed import pick_device
-from maskopt.training.stages import JOINT_FILE, PAIRS, SEGMENTER_FILE
+from maskopt.training.stages import JOINT_FILE, PAIRS, SEGMENTER_FILE, inpainter_file
 
 REPORTS = Path("reports")
 GRIDS_PER_IMAGE = 4
@@ -25,9 +30,9 @@ GRIDS_PER_IMAGE = 4
 def evaluate(params: Params) -> dict:
     device = pick_device(params.train.device)
     nets = Networks.load(JOINT_FILE, device)
-    saved = load_model(SEGMENTER_FILE, "pretrain_segmentation")
-    pretrained = restore(saved["networks"]["segmenter"], source=str(SEGMENTER_FILE))
-    pretrained = pretrained.to(device).eval()
+    pretrained = Networks.load_pretrained(
+        SEGMENTER_FILE, {kind: inpainter_file(kind) for kind in INPAINTERS},
+        nets.canny_sigma, device)
     dataset = PairDataset(PAIRS / "test", nets.canny_sigma)
     e = params.evaluate
     reads = {"alpha": params.alpha, "evaluate": e.model_dump(),
@@ -37,12 +42,15 @@ def evaluate(params: Params) -> dict:
         for name, reason in shared.unavailable.items():
             tqdm.write(f"evaluate: {name} unavailable: {reason}")
         with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar:
-            table, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations, shared,
-                                         e.grid_pairs, bar)
+            table, per_image, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations,
+                                                    shared, e.grid_pairs, bar)
+        comparisons = compare_rows(per_image)
         metrics = flat_metrics(table, shared.unavailable)
+        metrics["comparisons"] = {f"{c['a']}-vs-{c['b']}": {k: c[k] for k in (
+            "mean_difference", "wins", "low", "high")} for c in comparisons}
         write_json(REPORTS / "metrics.json", metrics)
         markdown = tables_markdown(table, shared.unavailable, e.dilations, params.alpha,
-                                   params.train.mask_expansion, nets.image_size)
+                                   params.train.mask_expansion, nets.image_size, comparisons)
         with atomic_path(REPORTS / "tables.md") as tmp:
             tmp.write_text(markdown)
         per_bucket, per_dilation = plot_rows(table, e.dilations)
@@ -52,7 +60,7 @@ def evaluate(params: Params) -> dict:
             write_json(folder / "dilation.json", per_dilation)
         with atomic_path(REPORTS / "grids") as folder:
             folder.mkdir()
-            for start in range(0, len(grid["input"]), GRIDS_PER_IMAGE):
+            for start in range(0, len(grid[GRID_FIRST_COLUMN]), GRIDS_PER_IMAGE):
                 part = {k: v[start:start + GRIDS_PER_IMAGE] for k, v in grid.items()}
                 write_png(folder / f"pairs_{start:03d}.png", labelled_grid(part))
         numeric = {k: float(v) for k, v in flatten(metrics).items()

@@ -25,10 +25,13 @@ from maskopt.params import Params
 INPAINTERS = ("edge", "segmentation", "image")
 
 
-def segmenter_config(params: Params, num_things: int, num_classes: int) -> dict:
+def segmenter_config(params: Params, num_things: int, num_classes: int,
+                     thing_category_ids: list[int] | None = None) -> dict:
+    """``thing_category_ids``: COCO category id of thing labels 1..K (COCO weights need it)."""
     s = params.segmenter
     return {"kind": "segmenter", "backend": s.backend, "num_thing_classes": num_things,
-            "num_semantic_classes": num_classes, "depth": s.depth,
+            "num_semantic_classes": num_classes, "thing_category_ids": thing_category_ids,
+            "depth": s.depth,
             "fpn_channels": s.fpn_channels, "image_size": params.synthesize.image_size,
             "weights": s.weights, "box_batch_size": s.box_batch_size,
             "detections_per_image": s.detections_per_image}

@@ -13,6 +13,7 @@ masks are those of the input.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from torchvision.ops import misc as misc_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.errors import MaskoptError
+
+logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -71,22 +74,31 @@ def paste_soft_masks(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int,
     """Paste N×1×h×w mask probabilities into N×H×W images with ``grid_sample``.
 
     Differentiable in the probabilities (and the boxes), unlike torchvision's
-    integer paste; pixels outside a box get 0.
+    integer paste; pixels outside a box get 0. Always computed in float32: under
+    bfloat16 autocast the pixel-centre coordinates would snap to 2-px steps.
     """
     if len(boxes) == 0:
-        return mask_probs.new_zeros((0, height, width))
-    boxes = boxes.to(mask_probs.dtype)
-    x0, y0, x1, y1 = boxes.unbind(1)
-    xs = torch.arange(width, device=boxes.device, dtype=boxes.dtype) + 0.5
-    ys = torch.arange(height, device=boxes.device, dtype=boxes.dtype) + 0.5
-    # pixel centre → normalised coordinate inside the box (-1 .. 1 spans the box)
-    gx = 2 * (xs[None] - x0[:, None]) / (x1 - x0).clamp_min(1e-3)[:, None] - 1
-    gy = 2 * (ys[None] - y0[:, None]) / (y1 - y0).clamp_min(1e-3)[:, None] - 1
-    grid = torch.stack([gx[:, None, :].expand(-1, height, -1),
-                        gy[:, :, None].expand(-1, -1, width)], dim=-1)
-    pasted = F.grid_sample(mask_probs, grid, mode="bilinear", padding_mode="zeros",
-                           align_corners=False)
+        return mask_probs.new_zeros((0, height, width), dtype=torch.float32)
+    with torch.autocast(mask_probs.device.type, enabled=False):
+        probs, boxes = mask_probs.float(), boxes.float()
+        x0, y0, x1, y1 = boxes.unbind(1)
+        xs = torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5
+        ys = torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5
+        # pixel centre → normalised coordinate inside the box (-1 .. 1 spans the box)
+        gx = 2 * (xs[None] - x0[:, None]) / (x1 - x0).clamp_min(1e-3)[:, None] - 1
+        gy = 2 * (ys[None] - y0[:, None]) / (y1 - y0).clamp_min(1e-3)[:, None] - 1
+        grid = torch.stack([gx[:, None, :].expand(-1, height, -1),
+                            gy[:, :, None].expand(-1, -1, width)], dim=-1)
+        pasted = F.grid_sample(probs, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False)
     return pasted[:, 0]
+
+
+def enlarge_boxes(boxes: torch.Tensor, margin: float, height: int, width: int) -> torch.Tensor:
+    """xyxy boxes grown by ``margin`` px on every side, clipped to the image."""
+    grown = boxes + boxes.new_tensor([-margin, -margin, margin, margin])
+    limit = boxes.new_tensor([width, height, width, height])
+    return torch.minimum(grown.clamp_min(0), limit)
 
 
 class SemanticHead(nn.Module):
@@ -129,10 +141,13 @@ class PanopticFPN(nn.Module):
                  fpn_channels: int = 256, image_size: int = 256,
                  weights: Literal["none", "imagenet", "coco"] = "none",
                  box_batch_size: int = 512, detections_per_image: int = 100,
-                 score_threshold: float = 0.05, load_weights: bool = True):
+                 score_threshold: float = 0.05, load_weights: bool = True,
+                 thing_category_ids: list[int] | None = None):
         """``weights`` picks the norms (GroupNorm from scratch, frozen BN for pretrained
         starts) and, when ``load_weights``, loads them; restoring a saved model passes
-        ``load_weights=False`` so nothing is downloaded."""
+        ``load_weights=False`` so nothing is downloaded. ``thing_category_ids`` are the
+        COCO category ids of thing labels 1..K, needed to take the class rows of the
+        COCO weights."""
         super().__init__()
         if depth not in RESNET_CHANNELS:
             raise MaskoptError(f"segmenter depth must be one of 18, 34, 50 (got {depth})")
@@ -163,8 +178,11 @@ class PanopticFPN(nn.Module):
                                           channels=max(32, fpn_channels // 2))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.weights_report: dict | None = None
         if weights == "coco" and load_weights:
-            load_coco_maskrcnn(self)
+            if thing_category_ids is None or len(thing_category_ids) != num_thing_classes:
+                raise MaskoptError("COCO weights need the COCO category id of every thing class")
+            self.weights_report = load_coco_maskrcnn(self, thing_category_ids)
 
     # -- pieces ---------------------------------------------------------------------
 
@@ -263,53 +281,151 @@ def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool) -> 
                            norm_layer=norm)
 
 
-def load_coco_maskrcnn(model: PanopticFPN) -> None:
-    """Start from torchvision's COCO Mask R-CNN R50-FPN: every tensor whose shape fits."""
+# Layers of the published Mask R-CNN with one row (or 4 box rows) per COCO category.
+CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred",
+                  "roi_heads.mask_predictor.mask_fcn_logits")
+# Ours alone: may start untrained (the semantic branch is not part of Mask R-CNN; the
+# normalisation constants are buffers we set).
+NEW_IN_PANOPTIC = ("semantic_head.", "mean", "std")
+
+
+def download_coco_maskrcnn() -> dict:
     from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
 
     try:
-        state = MaskRCNN_ResNet50_FPN_Weights.COCO_V1.get_state_dict(progress=True)
+        return MaskRCNN_ResNet50_FPN_Weights.COCO_V1.get_state_dict(progress=True)
     except Exception as exc:  # noqa: BLE001
         raise MaskoptError(f"cannot load COCO Mask R-CNN weights ({exc}); connect to the "
                            "internet once, or set segmenter.weights: imagenet or none") from exc
-    own = model.state_dict()
-    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fitting, strict=False)
+
+
+def load_coco_maskrcnn(model: PanopticFPN, thing_category_ids: list[int],
+                       state: dict | None = None) -> dict:
+    """Start from torchvision's COCO Mask R-CNN R50-FPN, all of it.
+
+    The state dict goes through ``load_state_dict``, so torchvision's own hooks rename
+    the published file's older key layout (FPN blocks, RPN conv, mask-head convs). The
+    class-specific rows are taken from torchvision's 91-entry COCO index (which is the
+    COCO category id) for each of our thing classes. Returns a report of what was
+    loaded, remapped and left random; refuses a start where anything beyond the class
+    layers and the new semantic head would be left random. ``state`` replaces the
+    download (tests, a local copy).
+    """
+    state = download_coco_maskrcnn() if state is None else state
+    metadata = getattr(state, "_metadata", None)
+    remapped = OrderedDict(state)
+    if metadata is not None:
+        remapped._metadata = metadata  # the version info the renaming hooks read
+    rows = [0, *thing_category_ids]  # row 0 = background
+    names = []
+    for prefix in CLASS_SPECIFIC:
+        per_class = 4 if prefix.endswith("bbox_pred") else 1
+        index = [per_class * r + i for r in rows for i in range(per_class)]
+        for suffix in ("weight", "bias"):
+            key = f"{prefix}.{suffix}"
+            if key in remapped:
+                if max(index) >= len(remapped[key]):
+                    raise MaskoptError(f"COCO weights: {key} has {len(remapped[key])} rows, "
+                                       f"category ids up to {max(rows)} were asked for")
+                remapped[key] = remapped[key][index]
+                names.append(key)
+    try:
+        result = model.load_state_dict(remapped, strict=False)
+    except RuntimeError as exc:
+        raise MaskoptError(f"COCO weights do not fit the segmenter: {exc}") from exc
+    random = sorted(result.missing_keys)
+    unexpected = [k for k in random if not k.startswith(NEW_IN_PANOPTIC)]
+    if unexpected:
+        raise MaskoptError(f"COCO weights left {len(unexpected)} tensors random that should "
+                           f"have been loaded: {', '.join(unexpected[:5])}")
+    report = {"loaded": len(model.state_dict()) - len(random), "remapped": names,
+              "random": random, "unused": sorted(result.unexpected_keys)}
+    logger.info("COCO Mask R-CNN: %d tensors loaded, %d class layers remapped to %d classes, "
+                "%d left random (semantic head), %d unused", report["loaded"], len(names),
+                len(rows) - 1, len(random), len(report["unused"]))
+    return report
 
 
 # --- choosing the segment to remove ----------------------------------------------------
 
 
-def select_segment(detections: Detections, gt_mask: torch.Tensor,
-                   segmenter: PanopticFPN | None = None, features=None) -> tuple[torch.Tensor, int]:
-    """The soft mask (H×W, with gradient) of the instance overlapping ``gt_mask`` most.
+def box_margin(alpha: float, image_size: int, extra_px: int = 2) -> int:
+    """Pixels by which the selected segment's box is grown before its mask is computed.
 
-    Overlap is IoU of the thresholded (0.5) mask with ``gt_mask``; the soft mask of the
-    winner is returned, so losses on it reach the mask head and the backbone.
-    Fallback when no instance overlaps (early in training, or a missed object): the
-    mask head is run on ``gt_mask``'s bounding box, which is still the segmenter's own,
-    differentiable mask; this needs ``segmenter`` and its ``features`` for this image
-    (a batch of one). Returns (mask, index of the instance or -1 for the fallback).
+    The mask head only paints inside the box it is given, and detection boxes carry
+    no gradient, so on the detected box alone the mask expansion loss could never
+    reach the band α·S outside the object (a soft edge, a shadow, a hand's tip).
+    Growing the box by α·S plus a few pixels lets the mask extend past the object;
+    the same margin is used in joint training, evaluation and ``maskopt remove``.
     """
-    gt = gt_mask.bool()
-    if len(detections):
-        hard = detections.soft_masks() > 0.5
-        inter = (hard & gt).flatten(1).sum(1).float()
-        union = (hard | gt).flatten(1).sum(1).float().clamp_min(1)
-        iou = inter / union
-        best = int(torch.argmax(iou + 1e-6 * detections.scores))
-        if iou[best] > 0:
-            return detections.soft_masks()[best], best
-    if segmenter is None or features is None:
-        raise MaskoptError("no detected instance overlaps the mask, and no segmenter was given "
-                           "for the box fallback")
-    ys, xs = torch.nonzero(gt, as_tuple=True)
+    return math.ceil(alpha * image_size) + extra_px
+
+
+def select_segment(detections: Detections, gt_mask: torch.Tensor) -> int | None:
+    """Index of the detected instance whose mask overlaps ``gt_mask`` most, or None.
+
+    Overlap is the intersection *area* of the thresholded (0.5) mask with ``gt_mask``,
+    as the paper says ("the segment whose overlap with m_G is the largest"), not IoU:
+    a mask that spills over the object is not penalised for it here. Only instances
+    (thing classes) are candidates — stuff regions of the semantic branch have no
+    instance mask, and the object to remove is always a thing (a person).
+    """
+    if not len(detections):
+        return None
+    hard = detections.soft_masks() > 0.5
+    inter = (hard & gt_mask.bool()).flatten(1).sum(1).float()
+    best = int(torch.argmax(inter + 1e-6 * detections.scores))  # ties: higher score
+    return best if inter[best] > 0 else None
+
+
+def segment_mask(segmenter, features, box: torch.Tensor, label: torch.Tensor,
+                 image_size: tuple[int, int], margin: float) -> torch.Tensor:
+    """Soft mask (H×W, with gradient) of one instance: the mask head run on its box
+    grown by ``margin`` px (see :func:`box_margin`). ``features`` are those of this
+    one image (a batch of one); ``box`` is 4 xyxy values, ``label`` its thing label."""
+    grown = enlarge_boxes(box.detach().float().reshape(1, 4), margin, *image_size)
+    probs = segmenter.mask_probs(features, [grown], [label.reshape(1)], [image_size])[0]
+    return paste_soft_masks(probs, grown, *image_size)[0]
+
+
+def selected_mask(segmenter, features, detections: Detections, gt_mask: torch.Tensor,
+                  margin: float, box_fallback: bool) -> tuple[torch.Tensor | None, int]:
+    """The soft mask of the segment overlapping ``gt_mask`` most (see the two functions
+    above); returns (mask, index).
+
+    When no instance overlaps: with ``box_fallback`` (joint *training* only) the mask
+    head runs on ``gt_mask``'s box with the person label, so the step still teaches
+    the segmenter something; without it (evaluation) the result is (None, -1) and the
+    caller scores an empty mask — ground-truth geometry must never enter a scored mask.
+    """
+    index = select_segment(detections, gt_mask)
+    if index is not None:
+        return segment_mask(segmenter, features, detections.boxes[index],
+                            detections.labels[index], detections.image_size, margin), index
+    if not box_fallback:
+        return None, -1
+    ys, xs = torch.nonzero(gt_mask.bool(), as_tuple=True)
     if len(xs) == 0:
         raise MaskoptError("the ground-truth mask is empty")
-    box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()[None]
+    box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
     label = torch.ones(1, dtype=torch.long, device=box.device)  # first thing class (person)
-    probs = segmenter.mask_probs(features, [box], [label], [detections.image_size])[0]
-    return paste_soft_masks(probs, box, *detections.image_size)[0], -1
+    return segment_mask(segmenter, features, box, label, detections.image_size, margin), -1
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, soft_mask: torch.Tensor) -> torch.Tensor:
+        return (soft_mask > 0.5).to(soft_mask.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def straight_through(soft_mask: torch.Tensor) -> torch.Tensor:
+    """Exactly binary mask forward (what the inpainters see at inference: soft > 0.5),
+    the gradient passed to the soft mask unchanged backward (straight-through)."""
+    return _StraightThrough.apply(soft_mask)
 
 
 def select_segment_at_point(detections: Detections, x: float, y: float,

@@ -2,7 +2,8 @@
 
 Everything a stage needs per pair is made here, in data-loader workers rather than in
 the training step: the signed distance φ of M_G (scipy), Canny edges of I and I_G
-(OpenCV, Gaussian σ from params), and the instance targets of I for the segmenter.
+(scikit-image, as EdgeConnect; Gaussian σ from params), and the instance targets of
+I for the segmenter.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
+from skimage.color import rgb2gray
+from skimage.feature import canny
 from torch.utils.data import Dataset
 
 from maskopt.data.panoptic import rgb_to_id
@@ -44,6 +46,11 @@ class Taxonomy:
         return {cid: k + 1 for k, cid in enumerate(things)}
 
     @property
+    def thing_category_ids(self) -> list[int]:
+        """COCO category id of thing labels 1..K, in label order."""
+        return sorted(self.thing_ids, key=self.thing_ids.get)
+
+    @property
     def num_things(self) -> int:
         return len(self.thing_ids)
 
@@ -54,13 +61,14 @@ class Taxonomy:
         return names
 
 
-def canny_edges(gray: np.ndarray, sigma: float) -> np.ndarray:
-    """Edges in {0, 1} of a uint8 gray image: Gaussian blur σ, then Canny with
-    thresholds from the median intensity, so they adapt to each image's contrast."""
-    blurred = cv2.GaussianBlur(gray, (0, 0), sigma)
-    median = float(np.median(blurred))
-    low, high = max(5.0, 0.66 * median * 0.5), max(10.0, 1.33 * median * 0.5)
-    return (cv2.Canny(blurred, low, high) > 0).astype(np.float32)
+def gray_and_edges(rgb: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Luminance in [0, 1] and Canny edges in {0, 1} of an H×W×3 uint8 image, as
+    EdgeConnect computes them: scikit-image's ``rgb2gray`` and ``canny`` with Gaussian
+    σ from params and scikit-image's default hysteresis thresholds (0.1 and 0.2 of
+    the range for float input). Training, evaluation and ``maskopt remove`` all call
+    this one function, so the edge inpainter always sees the same kind of edges."""
+    gray = rgb2gray(np.asarray(rgb)).astype(np.float32)
+    return gray, canny(gray, sigma=sigma).astype(np.float32)
 
 
 def _png(path: Path, mode: str | None = None) -> np.ndarray:
@@ -111,7 +119,10 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``dataset[i]``: pair i as stored; ``dataset[(i, epoch)]`` (what the training
+        sampler asks for): with the random flip of that epoch, when ``flip`` is on."""
+        index, epoch = key if isinstance(key, tuple) else (key, None)
         pair = self.pairs[index]
         name = Path(pair["file_name"]).stem
         image = _png(self.dir / "images" / f"{name}.png", "RGB")
@@ -120,19 +131,20 @@ class PairDataset(Dataset):
         ids = rgb_to_id(_png(self.dir / "panoptic" / f"{name}.png", "RGB"))
         semantic = _png(self.dir / "semantic" / f"{name}.png")
         target_semantic = _png(self.dir / "target_semantic" / f"{name}.png")
-        if self.flip and np.random.default_rng((self.seed, index)).random() < 0.5:
+        if (self.flip and epoch is not None
+                and np.random.default_rng((self.seed, epoch, index)).random() < 0.5):
             image, target, mask, ids, semantic, target_semantic = (
                 a[:, ::-1] for a in (image, target, mask, ids, semantic, target_semantic))
-        gray = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
-        target_gray = cv2.cvtColor(np.ascontiguousarray(target), cv2.COLOR_RGB2GRAY)
+        gray, edges = gray_and_edges(image, self.canny_sigma)
+        target_gray, target_edges = gray_and_edges(target, self.canny_sigma)
         return {
             "image": _to_tensor(image), "target": _to_tensor(target),
             "mask": torch.from_numpy(mask.astype(np.float32))[None],
             "phi": torch.from_numpy(normalized_signed_distance(mask))[None],
-            "gray": torch.from_numpy(gray.astype(np.float32) / 255)[None],
-            "target_gray": torch.from_numpy(target_gray.astype(np.float32) / 255)[None],
-            "edges": torch.from_numpy(canny_edges(gray, self.canny_sigma))[None],
-            "target_edges": torch.from_numpy(canny_edges(target_gray, self.canny_sigma))[None],
+            "gray": torch.from_numpy(gray)[None],
+            "target_gray": torch.from_numpy(target_gray)[None],
+            "edges": torch.from_numpy(edges)[None],
+            "target_edges": torch.from_numpy(target_edges)[None],
             "semantic": torch.from_numpy(semantic.astype(np.int64)),  # astype copies
             "target_semantic": torch.from_numpy(target_semantic.astype(np.int64)),
             "instances": self._instances(ids, pair["segments_info"]),

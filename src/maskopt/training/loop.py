@@ -26,7 +26,10 @@ from maskopt.training.distributed import Context, any_rank, barrier, mean_over_r
 
 
 class ResumableSampler(DistributedSampler):
-    """A DistributedSampler (also for one process) that can start mid-epoch."""
+    """A DistributedSampler (also for one process) that can start mid-epoch.
+
+    It yields (index, epoch) keys, so the dataset draws each epoch's random flip
+    afresh and reproducibly (a resumed run flips exactly as an uninterrupted one)."""
 
     def __init__(self, dataset: Dataset, ctx: Context, seed: int):
         super().__init__(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -36,7 +39,7 @@ class ResumableSampler(DistributedSampler):
     def __iter__(self):
         indices = list(super().__iter__())[self.skip:]
         self.skip = 0
-        return iter(indices)
+        return iter([(index, self.epoch) for index in indices])
 
 
 def make_loader(dataset: Dataset, ctx: Context, batch_size: int, workers: int,

@@ -114,7 +114,7 @@ def extra_metrics(task, params: Params, ctx) -> dict:
     rows = []
     for batch in batches(test, 8):
         batch = to_device(batch, ctx.device)
-        masks, _ = selected_masks(task.segmenter, batch["image"], batch["mask"])
+        masks, _, _ = selected_masks(task.segmenter, batch["image"], batch["mask"], task.margin)
         rows += [mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5)
                  for m, g in zip(masks, batch["mask"], strict=True)]
     task.segmenter.train()
@@ -128,7 +128,8 @@ COMMON = ["seed", "train.device", "train.amp", "train.workers", "train.threads",
 def pretrain_segmentation(params: Params) -> dict:
     def factory(ctx, dataset):
         tax = dataset.taxonomy
-        config = segmenter_config(params, tax.num_things, tax.num_classes)
+        config = segmenter_config(params, tax.num_things, tax.num_classes,
+                                  tax.thing_category_ids)
         factory.config, factory.taxonomy = config, tax
         return SegmentationTask(build(config), params, ctx)
 
@@ -169,8 +170,9 @@ def train_joint(params: Params) -> dict:
     def factory(ctx, dataset):
         tax = dataset.taxonomy
         seg_entry = saved[SEGMENTER_FILE]["networks"]["segmenter"]
-        segmenter = restore(seg_entry, segmenter_config(params, tax.num_things, tax.num_classes),
-                            str(SEGMENTER_FILE))
+        expected = segmenter_config(params, tax.num_things, tax.num_classes,
+                                    tax.thing_category_ids)
+        segmenter = restore(seg_entry, expected, str(SEGMENTER_FILE))
         generators, discriminators, configs = {}, {}, {"segmenter": seg_entry["config"]}
         for kind in INPAINTERS:
             nets = saved[inpainter_file(kind)]["networks"]
@@ -184,7 +186,7 @@ def train_joint(params: Params) -> dict:
     def save(task):
         nets = {"segmenter": (factory.configs["segmenter"], task.segmenter),
                 **{k: (factory.configs[k], task.g[k]) for k in INPAINTERS}}
-        save_model(JOINT_FILE, nets, alpha=params.alpha,
+        save_model(JOINT_FILE, nets, alpha=params.alpha, box_margin=task.margin,
                    canny_sigma=params.inpainter.canny_sigma,
                    mask_expansion=params.train.mask_expansion,
                    taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []))

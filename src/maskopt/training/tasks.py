@@ -15,13 +15,14 @@ from torch import nn
 from maskopt import losses
 from maskopt.models.build import build_discriminator
 from maskopt.models.inpainter import composite
-from maskopt.models.segmenter import select_segment
+from maskopt.models.segmenter import box_margin, selected_mask, straight_through
 from maskopt.params import Params
 from maskopt.training.data import one_hot, tensor_to_rgb
 from maskopt.training.distributed import Context
 from maskopt.training.loop import autocast, sync_gradients
 
-ADAM_BETAS = (0.0, 0.9)  # EdgeConnect's
+ADAM_BETAS = (0.0, 0.9)  # EdgeConnect's, for generators and discriminators
+SEGMENTER_ADAM_BETAS = (0.9, 0.999)  # Adam's defaults, as PanopticFPN with Adam (paper IV-A)
 
 
 def instance_targets(batch: dict) -> list[dict]:
@@ -148,7 +149,7 @@ class InpainterTask:
             d_loss = losses.hinge_discriminator_loss(d_real, d_fake)
             g_fake, fake_features = self.discriminator(fake)
             terms = generator_terms(self.kind, self.weights, batch, out, g_fake, fake_features,
-                                    real_features, batch["mask"], self.vgg)
+                                    real_features, self.vgg)
         g_loss = sum(terms.values())
         _step(self.d_opt, self.d_params, d_loss, self.ctx)
         _step(self.g_opt, self.g_params, g_loss, self.ctx)
@@ -186,31 +187,80 @@ def hole_quality(kind: str, out: torch.Tensor, batch: dict, mask: torch.Tensor) 
 
 
 def generator_terms(kind: str, w, batch: dict, out, g_fake, fake_features, real_features,
-                    mask, vgg) -> dict[str, torch.Tensor]:
-    """The weighted generator losses of one inpainter (paper Sec. III-B)."""
+                    vgg, seg_is_probability: bool = False) -> dict[str, torch.Tensor]:
+    """The weighted generator losses of one inpainter (paper Sec. III-B).
+
+    Every term is normalised by, or restricted to, the ground-truth object M_G
+    (``batch["mask"]``), never by a predicted mask. ``out`` is the raw prediction in
+    pretraining and the composite (prediction inside the predicted mask, input
+    outside) in joint training, where segmentation ``out`` holds probabilities.
+    """
+    object_mask = batch["mask"]
     adversarial = losses.hinge_generator_loss(g_fake)
     if kind == "edge":
         return {"loss_eg": w.lambda_eg * adversarial,
                 "loss_ef": w.lambda_ef * losses.feature_matching_loss(fake_features,
                                                                       real_features)}
     if kind == "segmentation":
+        cross_entropy = (losses.composite_cross_entropy if seg_is_probability
+                         else losses.masked_cross_entropy)
         return {"loss_sg": w.lambda_sg * adversarial,
-                "loss_sc": w.lambda_sc * losses.masked_cross_entropy(
-                    out, batch["target_semantic"], mask)}
+                "loss_sc": w.lambda_sc * cross_entropy(out, batch["target_semantic"],
+                                                       object_mask)}
     target = batch["target"]
-    out_features, style_out = vgg(out), vgg(out * mask)
+    out_features, style_out = vgg(out), vgg(out * object_mask)
     with torch.no_grad():  # the targets need no graph
-        target_features, style_target = vgg(target), vgg(target * mask)
+        target_features, style_target = vgg(target), vgg(target * object_mask)
     return {"loss_ig": w.lambda_ig * adversarial,
             "loss_if": w.lambda_if * losses.perceptual_loss(out_features, target_features),
             "loss_is": w.lambda_is * losses.style_loss(style_out, style_target),
-            "loss_ir": w.lambda_ir * losses.masked_l1_loss(out, target, mask)}
+            "loss_ir": w.lambda_ir * losses.reconstruction_l1_loss(out, target, object_mask)}
+
+
+def inpaint_with_mask(generators: dict[str, nn.Module], batch: dict, mask: torch.Tensor,
+                      seg_probs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run edge → segmentation → image inpainters with ``mask`` (N×1×H×W); return the
+    composites (prediction inside the mask, the input outside) — what inference makes."""
+    edges = composite(generators["edge"](batch["gray"], batch["edges"], mask), batch["edges"],
+                      mask)
+    seg = composite(torch.softmax(generators["segmentation"](seg_probs, mask), 1), seg_probs,
+                    mask)
+    image = composite(generators["image"](batch["image"], edges, seg, mask), batch["image"],
+                      mask)
+    return {"edge": edges, "segmentation": seg, "image": image}
+
+
+def joint_inpainting_losses(composites: dict[str, torch.Tensor], discriminators: dict,
+                            batch: dict, weights, vgg, num_classes: int):
+    """Joint L_E + L_S + L_I on the composites, against I_G's edges, labels and pixels
+    over the whole image: any part of the person the mask misses stays in the
+    composite and is paid for. Returns (generator terms, discriminator losses)."""
+    fake = {"edge": torch.cat([batch["target_gray"], composites["edge"]], 1),
+            "segmentation": composites["segmentation"], "image": composites["image"]}
+    real = {"edge": torch.cat([batch["target_gray"], batch["target_edges"]], 1),
+            "segmentation": one_hot(batch["target_semantic"], num_classes),
+            "image": batch["target"]}
+    d_losses, terms = {}, {}
+    for kind, d in discriminators.items():
+        d_real, real_features = d(real[kind])
+        d_fake, _ = d(fake[kind].detach())
+        d_losses[kind] = losses.hinge_discriminator_loss(d_real, d_fake)
+        g_fake, fake_features = d(fake[kind])
+        terms.update(generator_terms(kind, weights, batch, composites[kind], g_fake,
+                                     fake_features, real_features, vgg,
+                                     seg_is_probability=True))
+    return terms, d_losses
 
 
 class JointTask:
-    """End-to-end training (Sec. III-C/D): segmenter → soft mask of the segment that
-    overlaps M_G → edge, segmentation and image inpainters with that mask;
-    L_SN = L_PS + L_E + L_S + L_I + λX·L_X, discriminators updated in alternation."""
+    """End-to-end training (Sec. III-C/D): segmenter → mask of the segment that
+    overlaps M_G most → edge, segmentation and image inpainters with that mask;
+    L_SN = L_PS + L_E + L_S + L_I + λX·L_X, discriminators updated in alternation.
+
+    The inpainters see a binary mask (straight-through: the same kind of mask as at
+    inference), the segmenter gets the soft mask's gradient; the mask head runs on
+    the selected box grown by ``box_margin`` px so the mask can extend past it.
+    """
 
     name = "train_joint"
 
@@ -219,14 +269,19 @@ class JointTask:
                  num_classes: int):
         self.ctx, self.amp, self.weights = ctx, params.train.amp, params.loss
         self.alpha, self.use_mel = params.alpha, params.train.mask_expansion
+        self.margin = box_margin(params.alpha, params.synthesize.image_size)
         self.num_classes = num_classes
         self.segmenter = segmenter.to(ctx.device).train()
         self.g = {k: m.to(ctx.device).train() for k, m in generators.items()}
         self.d = {k: m.to(ctx.device).train() for k, m in discriminators.items()}
         lr = params.train.joint.lr
-        self.main_params = [p for m in (segmenter, *self.g.values()) for p in m.parameters()
-                            if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.main_params, lr, betas=ADAM_BETAS)
+        segmenter_params = [p for p in segmenter.parameters() if p.requires_grad]
+        generator_params = [p for m in self.g.values() for p in m.parameters()]
+        self.main_params = segmenter_params + generator_params
+        # PanopticFPN's Adam (default betas) for the segmenter, EdgeConnect's for the GAN.
+        self.optimizer = torch.optim.Adam(
+            [{"params": segmenter_params, "betas": SEGMENTER_ADAM_BETAS},
+             {"params": generator_params, "betas": ADAM_BETAS}], lr)
         self.d_opts = {k: torch.optim.Adam(d.parameters(), lr * params.train.d_lr_ratio,
                                            betas=ADAM_BETAS) for k, d in self.d.items()}
         self.vgg = _vgg(params, ctx.device)
@@ -241,43 +296,25 @@ class JointTask:
             images, instance_targets(batch))
         masks = []
         for b, det in enumerate(detections):
-            # no overlapping instance → the mask head on M_G's box (select_segment's fallback)
             one = {k: v[b:b + 1] for k, v in features.items()}
-            soft, _ = select_segment(det, batch["mask"][b, 0], self.segmenter, one)
+            soft, _ = selected_mask(self.segmenter, one, det, batch["mask"][b, 0], self.margin,
+                                    box_fallback=True)
             masks.append(soft)
-        mask = torch.stack(masks)[:, None]
-        seg_probs = torch.softmax(semantic.detach(), 1)
-        edges_out = self.g["edge"](batch["gray"], batch["edges"], mask)
-        edges = composite(edges_out, batch["edges"], mask)
-        seg_logits = self.g["segmentation"](seg_probs, mask)
-        seg_out = torch.softmax(seg_logits, 1)
-        seg = composite(seg_out, seg_probs, mask)
-        image_out = self.g["image"](images, edges, seg, mask)
-        return {"parts": parts, "mask": mask, "edges_out": edges_out, "seg_logits": seg_logits,
-                "seg_out": seg_out, "image_out": image_out, "result":
-                composite(image_out, images, mask)}
+        soft = torch.stack(masks)[:, None]
+        # The segmenter's semantic map is an input here, not something the inpainting
+        # losses should rewrite (they compare with I_G, where the person is gone).
+        seg_probs = torch.softmax(semantic.detach().float(), 1)
+        composites = inpaint_with_mask(self.g, batch, straight_through(soft), seg_probs)
+        return {"parts": parts, "soft_mask": soft, "composites": composites}
 
     def step(self, batch: dict) -> dict[str, float]:
         with autocast(self.ctx, self.amp):
             f = self.forward(batch)
-            mask = f["mask"]
-            fake = {"edge": torch.cat([batch["target_gray"], f["edges_out"]], 1),
-                    "segmentation": f["seg_out"], "image": f["image_out"]}
-            real = {"edge": torch.cat([batch["target_gray"], batch["target_edges"]], 1),
-                    "segmentation": one_hot(batch["target_semantic"], self.num_classes),
-                    "image": batch["target"]}
-            outputs = {"edge": f["edges_out"], "segmentation": f["seg_logits"],
-                       "image": f["image_out"]}
-            d_losses, terms = {}, {}
-            for kind, d in self.d.items():
-                d_real, real_features = d(real[kind])
-                d_fake, _ = d(fake[kind].detach())
-                d_losses[kind] = losses.hinge_discriminator_loss(d_real, d_fake)
-                g_fake, fake_features = d(fake[kind])
-                terms.update(generator_terms(kind, self.weights, batch, outputs[kind], g_fake,
-                                             fake_features, real_features, mask, self.vgg))
+            soft = f["soft_mask"]
+            terms, d_losses = joint_inpainting_losses(f["composites"], self.d, batch,
+                                                      self.weights, self.vgg, self.num_classes)
             l_ps = sum(f["parts"].values())
-            l_x = losses.mask_expansion_loss(mask, batch["phi"], self.alpha)
+            l_x = losses.mask_expansion_loss(soft, batch["phi"], self.alpha)
         total = l_ps + sum(terms.values())
         if self.use_mel:
             total = total + self.weights.lambda_x * l_x
@@ -286,17 +323,17 @@ class JointTask:
         _step(self.optimizer, self.main_params, total, self.ctx)
         with torch.no_grad():
             gt = batch["mask"] > 0.5
-            hard = mask > 0.5
+            hard = soft > 0.5
             coverage = (hard & gt).sum() / gt.sum().clamp_min(1)
             added = (hard & ~gt).float().mean()
         return {"loss_sn": total.item(), "loss_ps": l_ps.item(), "loss_x": l_x.item(),
                 **{k: v.item() for k, v in terms.items()},
-                **hole_quality("image", f["image_out"], batch, batch["mask"]),
+                **hole_quality("image", f["composites"]["image"], batch, batch["mask"]),
                 **{f"loss_d_{k}": v.item() for k, v in d_losses.items()},
                 "coverage": coverage.item(), "added_area": added.item()}
 
     @torch.no_grad()
     def grid(self, batch: dict) -> np.ndarray:
         f = self.forward(batch)
-        return image_grid([batch["image"], batch["mask"], f["mask"], f["result"],
-                           batch["target"]])
+        return image_grid([batch["image"], batch["mask"], (f["soft_mask"] > 0.5).float(),
+                           f["composites"]["image"], batch["target"]])
