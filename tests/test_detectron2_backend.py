@@ -6,8 +6,9 @@ import torch
 
 pytest.importorskip("detectron2")
 
-from maskopt.models import PanopticFPN, select_segment  # noqa: E402
+from maskopt.models import PanopticFPN  # noqa: E402
 from maskopt.models.detectron2_backend import Detectron2PanopticFPN  # noqa: E402
+from maskopt.models.segmenter import selected_mask  # noqa: E402
 
 SIZE, CLASSES = 64, 5
 
@@ -38,7 +39,7 @@ def test_losses_are_finite_and_reach_the_mask_head(models):
     assert {"loss_sem_seg", "loss_mask", "loss_cls", "loss_rpn_cls"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
     assert semantic.shape == (1, CLASSES, SIZE, SIZE)
-    soft, _ = select_segment(detections[0], gt[0], d2, features)
+    soft, _ = selected_mask(d2, features, detections[0], gt[0], 2, box_fallback=True)
     d2.zero_grad()
     soft.sum().backward()
     assert d2.model.roi_heads.mask_head.predictor.weight.grad.abs().sum() > 0
@@ -54,3 +55,34 @@ def test_outputs_are_shaped_like_the_torchvision_backend(models):
         assert a.mask_probs.shape[1:] == b.mask_probs.shape[1:]
         assert a.soft_masks().shape[1:] == b.soft_masks().shape[1:] == (SIZE, SIZE)
         assert a.labels.dtype == b.labels.dtype
+
+
+def test_coco_checkpoint_loads_whole_in_the_configs_pixel_format(tmp_path):
+    from maskopt.errors import MaskoptError
+
+    torch.manual_seed(0)
+    published = Detectron2PanopticFPN(80, 54, depth=50, image_size=SIZE, weights="coco",
+                                      load_weights=False)
+    state = published.model.state_dict()
+    torch.save({"model": state}, tmp_path / "model_final.pth")
+    ours = Detectron2PanopticFPN(2, CLASSES, depth=50, image_size=SIZE, weights="coco",
+                                 load_weights=False)
+    assert ours.input_format == "BGR"
+    assert ours.model.pixel_mean.flatten().tolist() == pytest.approx([103.53, 116.28, 123.675])
+    report = ours.load_checkpoint(str(tmp_path / "model_final.pth"), "coco", [1, 18])
+    own = ours.model.state_dict()
+    for key in ("backbone.bottom_up.stem.conv1.weight", "backbone.fpn_lateral2.weight",
+                "proposal_generator.rpn_head.conv.weight", "roi_heads.mask_head.mask_fcn1.weight",
+                "roi_heads.box_head.fc1.weight"):
+        assert torch.equal(own[key], state[key]), key
+    cls = "roi_heads.box_predictor.cls_score.weight"
+    # person (id 1) is detectron2's class 0, dog (id 18) its class 16; background last
+    assert torch.equal(own[cls][0], state[cls][0]) and torch.equal(own[cls][1], state[cls][16])
+    assert torch.equal(own[cls][2], state[cls][80])
+    mask = "roi_heads.mask_head.predictor.weight"
+    assert torch.equal(own[mask][1], state[mask][16])
+    assert all(k.startswith("sem_seg_head.predictor.") for k in report["random"])
+    torch.save({"model": {k: v for k, v in state.items() if "rpn_head" not in k}},
+               tmp_path / "partial.pth")
+    with pytest.raises(MaskoptError, match="left random: proposal_generator"):
+        ours.load_checkpoint(str(tmp_path / "partial.pth"), "coco", [1, 18])

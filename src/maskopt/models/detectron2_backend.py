@@ -17,12 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskopt.errors import MaskoptError
-from maskopt.models.segmenter import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    Detections,
-    SegmenterOutput,
-)
+from maskopt.models.segmenter import Detections, SegmenterOutput
 
 try:  # detectron2 is an optional extra
     from detectron2 import model_zoo
@@ -37,11 +32,36 @@ def detectron2_available() -> bool:
     return model_zoo is not None
 
 
+def remap_coco_class_rows(state: dict, thing_category_ids: list[int]) -> list[str]:
+    """Keep, in place, the rows of detectron2's class-specific layers that belong to our
+    things (COCO category ids, in our label order). detectron2 numbers COCO's 80 thing
+    categories contiguously by id; its classifier has background as the last row."""
+    from detectron2.data.datasets.builtin_meta import COCO_CATEGORIES
+
+    contiguous = {c["id"]: i for i, c in enumerate(sorted(
+        (c for c in COCO_CATEGORIES if c["isthing"]), key=lambda c: c["id"]))}
+    missing = [cid for cid in thing_category_ids if cid not in contiguous]
+    if missing:
+        raise MaskoptError(f"COCO weights have no thing class for category ids {missing}")
+    rows = [contiguous[cid] for cid in thing_category_ids]
+    layers = {"roi_heads.box_predictor.cls_score": [*rows, len(contiguous)],
+              "roi_heads.box_predictor.bbox_pred": [4 * r + i for r in rows for i in range(4)],
+              "roi_heads.mask_head.predictor": rows}
+    remapped = []
+    for layer, index in layers.items():
+        for key in (f"{layer}.weight", f"{layer}.bias"):
+            if key in state:
+                state[key] = state[key][index]
+                remapped.append(key)
+    return remapped
+
+
 class Detectron2PanopticFPN(nn.Module):
     def __init__(self, num_thing_classes: int, num_semantic_classes: int, *, depth: int = 50,
                  image_size: int = 256, weights: Literal["none", "imagenet", "coco"] = "none",
                  box_batch_size: int = 512, detections_per_image: int = 100,
-                 score_threshold: float = 0.05, load_weights: bool = True, **_ignored):
+                 score_threshold: float = 0.05, load_weights: bool = True,
+                 thing_category_ids: list[int] | None = None, **_ignored):
         super().__init__()
         if not detectron2_available():
             raise MaskoptError("segmenter.backend is detectron2 but detectron2 is not installed; "
@@ -70,20 +90,62 @@ class Detectron2PanopticFPN(nn.Module):
         cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_semantic_classes
         cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 0
         cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[max(2, image_size // d)] for d in (32, 16, 8, 4, 2)]
-        cfg.INPUT.FORMAT = "RGB"
-        cfg.MODEL.PIXEL_MEAN = [255 * v for v in IMAGENET_MEAN]
-        cfg.MODEL.PIXEL_STD = [255 * v for v in IMAGENET_STD]
+        # The config's pixel format (BGR) and mean/std are those its weights were
+        # trained with: images are converted to them, never the other way round.
+        self.input_format = cfg.INPUT.FORMAT
         self.model = build_model(cfg)
-        if cfg.MODEL.WEIGHTS:
-            from detectron2.checkpoint import DetectionCheckpointer
-
-            DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         self.num_semantic_classes = num_semantic_classes
+        self.weights_report: dict | None = None
+        if cfg.MODEL.WEIGHTS:
+            self.weights_report = self.load_checkpoint(
+                cfg.MODEL.WEIGHTS, weights, thing_category_ids)
+
+    def load_checkpoint(self, path: str, weights: str,
+                        thing_category_ids: list[int] | None = None) -> dict:
+        """Load a detectron2 checkpoint (a path or URL) and say what was left random.
+
+        COCO weights: the class-specific rows are taken for our things from detectron2's
+        contiguous COCO thing index; only the semantic predictor (other classes) may
+        stay random. ImageNet weights: every backbone tensor must load. Anything else
+        left random, or skipped for its shape, is an error — never silently dropped.
+        """
+        from detectron2.checkpoint import DetectionCheckpointer
+
+        if weights == "coco" and thing_category_ids is None:
+            raise MaskoptError("COCO weights need the COCO category id of every thing class")
+
+        class Reporting(DetectionCheckpointer):
+            """detectron2's own loading, with our class rows taken first and the keys it
+            could not load kept instead of only logged."""
+
+            def _load_model(self, checkpoint):
+                self.remapped = (remap_coco_class_rows(checkpoint["model"], thing_category_ids)
+                                 if weights == "coco" else [])
+                self.incompatible = super()._load_model(checkpoint)
+                return self.incompatible
+
+        checkpointer = Reporting(self.model)
+        checkpointer.load(path)
+        incompatible, remapped = checkpointer.incompatible, checkpointer.remapped
+        left = sorted({*incompatible.missing_keys,
+                       *(key for key, *_ in incompatible.incorrect_shapes)})
+        if weights == "coco":
+            unexpected = [k for k in left if not k.startswith("sem_seg_head.predictor.")]
+        else:
+            unexpected = [k for k in left if k.startswith("backbone.bottom_up.")]
+        if unexpected:
+            raise MaskoptError(f"{path}: {len(unexpected)} tensors would be left random: "
+                               + ", ".join(unexpected[:5]))
+        return {"remapped": remapped, "random": left,
+                "unused": sorted(incompatible.unexpected_keys)}
 
     # -- pieces ---------------------------------------------------------------------
 
     def _image_list(self, images: torch.Tensor) -> ImageList:
+        """RGB images in [0, 1] → the config's pixel format, 0..255, normalised."""
         model = self.model
+        if self.input_format == "BGR":
+            images = images.flip(1)
         return ImageList.from_tensors(
             [(255 * img - model.pixel_mean) / model.pixel_std for img in images],
             model.backbone.size_divisibility)
