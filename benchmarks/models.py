@@ -66,7 +66,7 @@ def bench_inpainter(kind: str, args, vgg) -> None:
         if kind == "image":
             of, tf = vgg(out), vgg(real)
             g_loss = g_loss + losses.perceptual_loss(of, tf) + losses.style_loss(of, tf) \
-                + losses.masked_l1_loss(out, real, mask)
+                + losses.reconstruction_l1_loss(out, real, mask)
         else:
             g_loss = g_loss + losses.feature_matching_loss(fake_feats, real_feats)
         g_opt.zero_grad()
