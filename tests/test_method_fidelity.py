@@ -351,3 +351,30 @@ def test_coco_weights_refuse_a_start_with_random_layers():
                         load_weights=False, thing_category_ids=[1])
     with pytest.raises(MaskoptError, match="left .* random .* rpn"):
         load_coco_maskrcnn(model, [1], published)
+
+
+def test_grown_box_mask_loss_teaches_the_head_the_object_inside_a_larger_box():
+    torch.manual_seed(0)
+    seg = PanopticFPN(1, 4, depth=18, fpn_channels=32, image_size=64, grown_box_margin=0.1)
+    seg.train()
+    masks = torch.zeros(1, 64, 64, dtype=torch.uint8)
+    masks[:, 20:44, 24:36] = 1
+    target = {"boxes": torch.tensor([[24.0, 20.0, 36.0, 44.0]]), "labels": torch.tensor([1]),
+              "masks": masks, "semantic": torch.randint(1, 4, (64, 64))}
+    images = torch.rand(1, 3, 64, 64)
+    losses_, *_ = seg.losses_and_detections(images, [target], detect=False)
+    assert "loss_mask_grown_box" in losses_ and torch.isfinite(losses_["loss_mask_grown_box"])
+    optimizer = torch.optim.Adam(seg.roi_heads.parameters(), 1e-3)
+    features = seg.features(images)
+    for _ in range(40):
+        loss = seg.grown_box_mask_loss({k: v.detach() for k, v in features.items()}, [target],
+                                       [(64, 64)])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    soft = segment_mask(seg, features, target["boxes"][0], torch.tensor(1), (64, 64), 6)
+    hard = soft > 0.5
+    inter = (hard & masks[0].bool()).sum()
+    assert inter / masks.sum() > 0.8 and inter / hard.sum() > 0.6
+    off = PanopticFPN(1, 4, depth=18, fpn_channels=32, image_size=64).train()
+    assert "loss_mask_grown_box" not in off.losses_and_detections(images, [target], False)[0]

@@ -80,6 +80,10 @@ class SegmenterParams(_Section):
     weights: Literal["none", "imagenet", "coco"] = "none"
     box_batch_size: int = Field(default=512, ge=8)      # RoIs sampled per image for the box head
     detections_per_image: int = Field(default=100, ge=1)
+    # Extra mask loss on ground-truth boxes grown by a random margin up to this fraction
+    # of the image side, so the mask head can paint on the grown box that joint training
+    # and removal give it (see README, "The mask can grow past its box"). 0 = off.
+    grown_box_margin: float = Field(default=0.1, ge=0, le=0.5)
 
     @field_validator("fpn_channels")
     @classmethod

@@ -30,6 +30,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import misc as misc_ops
+from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.errors import MaskoptError
@@ -94,9 +95,11 @@ def paste_soft_masks(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int,
     return pasted[:, 0]
 
 
-def enlarge_boxes(boxes: torch.Tensor, margin: float, height: int, width: int) -> torch.Tensor:
-    """xyxy boxes grown by ``margin`` px on every side, clipped to the image."""
-    grown = boxes + boxes.new_tensor([-margin, -margin, margin, margin])
+def enlarge_boxes(boxes: torch.Tensor, margin: float | torch.Tensor, height: int,
+                  width: int) -> torch.Tensor:
+    """xyxy boxes grown by ``margin`` px on every side (a number, or n×1 per box),
+    clipped to the image."""
+    grown = boxes + margin * boxes.new_tensor([-1, -1, 1, 1])
     limit = boxes.new_tensor([width, height, width, height])
     return torch.minimum(grown.clamp_min(0), limit)
 
@@ -142,13 +145,16 @@ class PanopticFPN(nn.Module):
                  weights: Literal["none", "imagenet", "coco"] = "none",
                  box_batch_size: int = 512, detections_per_image: int = 100,
                  score_threshold: float = 0.05, load_weights: bool = True,
-                 thing_category_ids: list[int] | None = None):
+                 thing_category_ids: list[int] | None = None, grown_box_margin: float = 0.0):
         """``weights`` picks the norms (GroupNorm from scratch, frozen BN for pretrained
         starts) and, when ``load_weights``, loads them; restoring a saved model passes
         ``load_weights=False`` so nothing is downloaded. ``thing_category_ids`` are the
         COCO category ids of thing labels 1..K, needed to take the class rows of the
-        COCO weights."""
+        COCO weights. ``grown_box_margin`` (a fraction of the image side) adds the mask
+        loss on ground-truth boxes grown by a random margin up to it (see
+        :meth:`grown_box_mask_loss`)."""
         super().__init__()
+        self.grown_box_margin = grown_box_margin * image_size
         if depth not in RESNET_CHANNELS:
             raise MaskoptError(f"segmenter depth must be one of 18, 34, 50 (got {depth})")
         if weights == "coco" and (depth != 50 or fpn_channels != 256):
@@ -205,6 +211,37 @@ class PanopticFPN(nn.Module):
         probs = logits[torch.arange(len(flat_labels), device=logits.device), flat_labels]
         return list(probs.sigmoid()[:, None].split([len(b) for b in boxes]))
 
+    def grown_box_mask_loss(self, features, targets: list[dict], image_sizes) -> torch.Tensor:
+        """Mask R-CNN's mask loss (binary cross-entropy on the 28×28 grid) on each
+        ground-truth box grown by a random margin in [0, ``grown_box_margin``] px.
+
+        Joint training and removal run the mask head on the selected box grown by
+        α·S + 2 px, so that the mask can reach beyond it. Mask R-CNN alone only sees
+        proposals with IoU ≥ 0.5, and on small objects a grown box falls outside that:
+        without this term the head paints less, not more, on the grown box.
+        """
+        heads = self.roi_heads
+        boxes, labels, masks = [], [], []
+        for target, image_size in zip(targets, image_sizes, strict=True):
+            margin = torch.rand(len(target["boxes"]), 1, device=target["boxes"].device)
+            boxes.append(enlarge_boxes(target["boxes"], margin * self.grown_box_margin,
+                                       *image_size))
+            labels.append(target["labels"])
+            masks.append(target["masks"])
+        if sum(len(b) for b in boxes) == 0:
+            return features["0"].sum() * 0  # no instance: keep every rank's graph the same
+        pooled = heads.mask_roi_pool(features, boxes, image_sizes)
+        logits = heads.mask_predictor(heads.mask_head(pooled))
+        flat = torch.cat(labels)
+        logits = logits[torch.arange(len(flat), device=logits.device), flat]
+        # each instance's mask resampled into its grown box, as Mask R-CNN makes targets
+        gt = torch.cat([m.float() for m in masks])[:, None]  # one "image" per instance
+        grown = torch.cat(boxes)
+        rois = torch.cat([torch.arange(len(grown), device=grown.device,
+                                       dtype=grown.dtype)[:, None], grown], 1)
+        target = roi_align(gt, rois, tuple(logits.shape[-2:]), 1.0, aligned=False)[:, 0]
+        return F.binary_cross_entropy_with_logits(logits, (target > 0.5).float())
+
     def detect(self, features, proposals, image_sizes) -> list[Detections]:
         """Boxes from the box head (no gradient), masks from the mask head (with gradient)."""
         heads = self.roi_heads
@@ -243,6 +280,8 @@ class PanopticFPN(nn.Module):
         semantic_target = torch.stack([t["semantic"] for t in targets]).long()
         losses = {**rpn_losses, **roi_losses,
                   "loss_semantic": F.cross_entropy(semantic, semantic_target, ignore_index=0)}
+        if self.grown_box_margin > 0:
+            losses["loss_mask_grown_box"] = self.grown_box_mask_loss(features, targets, sizes)
         detections = self.detect(features, proposals, sizes) if detect else None
         return losses, detections, semantic, features
 

@@ -37,7 +37,11 @@ def _step(optimizer, parameters, loss, ctx: Context) -> None:
     optimizer.step()
 
 
-def _vgg(params: Params, device) -> losses.VGG19Features:
+def _vgg(params: Params, device) -> losses.VGG19Features | None:
+    """The VGG19 of the perceptual and style losses; None when both weights are 0 (the
+    sample profile: a random VGG19 costs most of the image step and adds nothing)."""
+    if params.loss.lambda_if == 0 and params.loss.lambda_is == 0:
+        return None
     return losses.VGG19Features(params.inpainter.vgg_weights, seed=params.seed).to(device)
 
 
@@ -208,13 +212,15 @@ def generator_terms(kind: str, w, batch: dict, out, g_fake, fake_features, real_
                 "loss_sc": w.lambda_sc * cross_entropy(out, batch["target_semantic"],
                                                        object_mask)}
     target = batch["target"]
-    out_features, style_out = vgg(out), vgg(out * object_mask)
-    with torch.no_grad():  # the targets need no graph
-        target_features, style_target = vgg(target), vgg(target * object_mask)
-    return {"loss_ig": w.lambda_ig * adversarial,
-            "loss_if": w.lambda_if * losses.perceptual_loss(out_features, target_features),
-            "loss_is": w.lambda_is * losses.style_loss(style_out, style_target),
-            "loss_ir": w.lambda_ir * losses.reconstruction_l1_loss(out, target, object_mask)}
+    terms = {"loss_ig": w.lambda_ig * adversarial,
+             "loss_ir": w.lambda_ir * losses.reconstruction_l1_loss(out, target, object_mask)}
+    if vgg is not None:
+        out_features, style_out = vgg(out), vgg(out * object_mask)
+        with torch.no_grad():  # the targets need no graph
+            target_features, style_target = vgg(target), vgg(target * object_mask)
+        terms["loss_if"] = w.lambda_if * losses.perceptual_loss(out_features, target_features)
+        terms["loss_is"] = w.lambda_is * losses.style_loss(style_out, style_target)
+    return terms
 
 
 def inpaint_with_mask(generators: dict[str, nn.Module], batch: dict, mask: torch.Tensor,
