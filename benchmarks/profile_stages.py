@@ -35,10 +35,29 @@ from maskopt.training.loop import make_loader, to_device
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
 
+class _Restore:
+    """Undo a method wrapped by ``forward_timer``, like a hook handle."""
+
+    def __init__(self, module, name):
+        self.module, self.name = module, name
+
+    def remove(self):
+        delattr(self.module, self.name)
+
+
 def forward_timer(modules: dict[str, torch.nn.Module], spent: dict[str, float]) -> list:
-    """Hooks that add each module's forward wall time to ``spent[name]``."""
+    """Hooks that add each module's forward wall time to ``spent[name]`` (for the
+    segmenter also its ``losses_and_detections``, which joint training calls)."""
     handles = []
     for name, module in modules.items():
+        if hasattr(module, "losses_and_detections"):
+            def timed(*args, _call=module.losses_and_detections, _name=name, **kwargs):
+                started = time.perf_counter()
+                result = _call(*args, **kwargs)
+                spent[_name] += time.perf_counter() - started
+                return result
+            module.losses_and_detections = timed
+            handles.append(_Restore(module, "losses_and_detections"))
         started = []
         handles.append(module.register_forward_pre_hook(
             lambda *_, s=started: s.append(time.perf_counter())))
