@@ -16,7 +16,7 @@ pipeline: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
 
 test: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=5
 
 lint: setup
 	$(BIN)/ruff check .

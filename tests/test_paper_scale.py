@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 SMOKE = {
-    "data.source": "sample", "sample.train_images": 6, "sample.test_images": 3,
+    "data.source": "sample", "sample.train_images": 8, "sample.test_images": 8,
+    "synthesize.train_pairs": 6, "synthesize.test_pairs": 4,
     "synthesize.workers": 1, "segmenter.weights": "none", "inpainter.vgg_weights": "random",
     "train.device": "cpu", "train.workers": 0, "train.threads": 2, "train.checkpoint_every": 1,
     "train.log_every": 1, "evaluate.grid_pairs": 2,
