@@ -138,3 +138,20 @@ def test_coco_download_rejects_a_corrupted_archive(tmp_path, sample_root):
     sums["val2017.zip"] = "0" * 32
     with FileServer(files) as server, pytest.raises(MaskoptError, match="val2017.zip: checksum"):
         download_coco(tmp_path / "coco", server.url, checksums=sums)
+
+
+def test_subset_then_full_then_subset_gives_exactly_each_dataset(tmp_path, sample_root):
+    files, sums = coco_mirror(sample_root)
+    root = tmp_path / "coco"
+    with FileServer(files) as server:
+        assert download_coco(root, server.url, max_images=5, checksums=sums) == \
+            {"train": 5, "val": 5}
+        assert download_coco(root, server.url, checksums=sums) == {"train": 24, "val": 16}
+        full = json.loads(split_paths(root, "train")[1].read_text())
+        assert len(full["images"]) == 24 and len(full["annotations"]) == 24
+        assert download_coco(root, server.url, max_images=3, checksums=sums) == \
+            {"train": 3, "val": 3}
+        assert download_coco(root, server.url, max_images=7, checksums=sums) == \
+            {"train": 7, "val": 7}
+        assert download_coco(root, server.url, checksums=sums) == {"train": 24, "val": 16}
+        assert len(PanopticDataset.from_root(root, "val")) == 16

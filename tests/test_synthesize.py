@@ -5,6 +5,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from maskopt.data.panoptic import PanopticDataset, split_paths
@@ -174,3 +175,34 @@ def test_soft_edge_colours_do_not_leak_black(train_dataset):
     gray = cv2.cvtColor(pair["I"], cv2.COLOR_RGB2GRAY).astype(float)
     bg = cv2.cvtColor(pair["I_G"], cv2.COLOR_RGB2GRAY).astype(float)
     assert np.mean(gray[edge]) > 0.5 * np.mean(bg[edge])
+
+
+def test_crowd_regions_keep_their_flag_and_are_no_instance_targets(train_dataset, tmp_path,
+                                                                   pairs_dir):
+    from maskopt.training.data import PairDataset
+
+    record = train_dataset.records[0]
+    for seg in record.segments:
+        seg["iscrowd"] = 1  # mark every background segment of this image as a crowd
+    try:
+        pair = make_pair(train_dataset, 0)
+    finally:
+        for seg in record.segments:
+            seg["iscrowd"] = 0
+    flags = {s["id"]: s["iscrowd"] for s in pair["segments_info"]}
+    assert flags[pair["person"]["id"]] == 0
+    assert sum(flags.values()) == len(flags) - 1 >= 1
+
+    split = tmp_path / "test"
+    shutil.copytree(pairs_dir / "test", split)
+    annotations = json.loads((split / "annotations.json").read_text())
+    first = annotations["annotations"][0]
+    pasted = first["person"]["id"]
+    for seg in first["segments_info"]:
+        seg["iscrowd"] = int(seg["id"] != pasted)
+    (split / "annotations.json").write_text(json.dumps(annotations))
+    before = PairDataset(pairs_dir / "test")[0]
+    item = PairDataset(split)[0]
+    assert len(before["instances"]["labels"]) > 1  # there were background persons
+    assert len(item["instances"]["labels"]) == 1  # only the pasted person
+    assert torch.equal(item["semantic"], before["semantic"])  # crowd pixels keep their class

@@ -54,15 +54,29 @@ def download_coco(root: str | Path, base_url: str, max_images: int | None = None
         image_dir, json_path, _ = split_paths(root, split)
         if max_images is None:
             safe_extract(fetch(f"{split}2017.zip"), root)
+            _restore_full_list(json_path)
         else:
             _fetch_subset(base_url, split, image_dir, json_path, max_images)
         counts[split] = len(json.loads(json_path.read_text())["images"])
     return counts
 
 
+def _full_list(json_path: Path) -> Path:
+    """Where a subset run keeps the split's uncut annotation JSON."""
+    return json_path.with_name(json_path.stem + ".full.json")
+
+
+def _restore_full_list(json_path: Path) -> None:
+    """A full run after a subset run: put the uncut list back, so the stage's output is
+    the whole split and never the earlier subset's."""
+    full_json = _full_list(json_path)
+    if full_json.exists():
+        os.replace(full_json, json_path)
+
+
 def _fetch_subset(base_url: str, split: str, image_dir: Path, json_path: Path, limit: int) -> None:
     """Keep the first ``limit`` images of the split's JSON and fetch them one by one."""
-    full_json = json_path.with_name(json_path.stem + ".full.json")
+    full_json = _full_list(json_path)
     if not full_json.exists():
         os.replace(json_path, full_json)
     data = json.loads(full_json.read_text())

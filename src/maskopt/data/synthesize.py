@@ -246,11 +246,12 @@ class PairSynthesizer:
                   "segmentation": {"size": rle["size"], "counts": rle["counts"].decode()}}
         categories = {s["id"]: s["category_id"] for s in bg_record.segments}
         categories[pasted_id] = self.person_id
+        crowd = {s["id"] for s in bg_record.segments if s.get("iscrowd", 0)}
         return {
             "I": image, "I_G": bg_rgb, "M_G": mask, "alpha": alpha, "ids": ids,
             "semantic": self._semantic(ids, categories),
             "target_semantic": self._semantic(bg_ids, categories),
-            "segments_info": _segments_info(ids, categories),
+            "segments_info": _segments_info(ids, categories, crowd),
             "person": person, "mask_ratio": float(mask.mean()),
         }
 
@@ -262,14 +263,16 @@ class PairSynthesizer:
         return lookup[ids]
 
 
-def _segments_info(ids: np.ndarray, categories: dict[int, int]) -> list[dict]:
+def _segments_info(ids: np.ndarray, categories: dict[int, int],
+                   crowd: set[int] = frozenset()) -> list[dict]:
+    """COCO segments_info of a segment-id map; crowd regions keep ``iscrowd: 1``."""
     info = []
     for segment_id in np.unique(ids):
         if segment_id == 0 or segment_id not in categories:
             continue
         ys, xs = np.nonzero(ids == segment_id)
         info.append({"id": int(segment_id), "category_id": int(categories[segment_id]),
-                     "iscrowd": 0, "area": int(len(xs)),
+                     "iscrowd": int(segment_id in crowd), "area": int(len(xs)),
                      "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs) + 1),
                               int(np.ptp(ys) + 1)]})
     return info

@@ -155,7 +155,9 @@ class PairDataset(Dataset):
         thing_ids = self.taxonomy.thing_ids
         boxes, labels, masks = [], [], []
         for seg in segments:
-            if seg["category_id"] not in thing_ids:
+            # Crowd regions are no instance targets (as COCO and detectron2 treat them);
+            # their pixels keep their class in the semantic maps.
+            if seg["category_id"] not in thing_ids or seg.get("iscrowd", 0):
                 continue
             m = ids == seg["id"]
             if not m.any():
