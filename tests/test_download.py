@@ -91,7 +91,7 @@ def test_damaged_archive_is_reported(tmp_path):
     data[40] ^= 0xFF  # inside the compressed member
     archive = tmp_path / "bad.zip"
     archive.write_bytes(bytes(data))
-    with pytest.raises(MaskoptError, match="not a valid zip"):
+    with pytest.raises(MaskoptError, match="member 'a.txt' is corrupt"):
         safe_extract(archive, tmp_path / "out", show_progress=False)
 
 
@@ -155,3 +155,65 @@ def test_subset_then_full_then_subset_gives_exactly_each_dataset(tmp_path, sampl
             {"train": 7, "val": 7}
         assert download_coco(root, server.url, checksums=sums) == {"train": 24, "val": 16}
         assert len(PanopticDataset.from_root(root, "val")) == 16
+
+
+def test_a_mirror_sets_its_own_checksums_or_turns_them_off(tmp_path, sample_root):
+    files, sums = coco_mirror(sample_root)
+    with FileServer(files) as server:
+        with pytest.raises(MaskoptError, match="checksum mismatch"):
+            download_coco(tmp_path / "published", server.url, max_images=2)  # official MD5s
+        with pytest.warns(UserWarning, match="verification is off"):
+            counts = download_coco(tmp_path / "off", server.url, max_images=2,
+                                   checksums={"panoptic_annotations_trainval2017.zip": None})
+        assert counts == {"train": 2, "val": 2}
+        with pytest.raises(MaskoptError, match="unknown archive"):
+            download_coco(tmp_path / "x", server.url, checksums={"train2014.zip": None})
+
+
+def test_checksum_params_are_validated():
+    from tiny import tiny_params
+
+    with pytest.raises(Exception, match="not an MD5"):
+        tiny_params(**{"data.coco_checksums": {"val2017.zip": "abc"}})
+    params = tiny_params(**{"data.coco_checksums": {"val2017.zip": "0" * 32}})
+    assert params.data.coco_checksums == {"val2017.zip": "0" * 32}
+
+
+def test_a_verified_archive_is_not_hashed_again(tmp_path, monkeypatch):
+    from maskopt.data import download
+
+    payload = b"x" * 5000
+    calls = []
+    real_md5 = download._md5
+    monkeypatch.setattr(download, "_md5", lambda path: calls.append(path) or real_md5(path))
+    with FileServer({"/a.zip": payload}) as server:
+        download_file(f"{server.url}/a.zip", tmp_path / "a.zip", md5=md5(payload),
+                      show_progress=False)
+        assert len(calls) == 1
+        download_file(f"{server.url}/a.zip", tmp_path / "a.zip", md5=md5(payload),
+                      show_progress=False)
+        assert len(calls) == 1  # unchanged file: the record is trusted
+        (tmp_path / "a.zip").write_bytes(b"y" * 5000)  # changed behind our back
+        download_file(f"{server.url}/a.zip", tmp_path / "a.zip", md5=md5(payload),
+                      show_progress=False)
+        assert (tmp_path / "a.zip").read_bytes() == payload and len(calls) == 3
+
+
+def test_a_corrupt_compressed_member_is_one_error_and_leaves_nothing(tmp_path):
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("good.txt", "fine")
+        zf.writestr("big.bin", bytes(range(256)) * 4000)
+    data = bytearray(buffer.getvalue())
+    start = data.find(b"big.bin") + len(b"big.bin") + 40  # inside its deflate stream
+    data[start:start + 64] = b"\xff" * 64
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(bytes(data))
+    with pytest.raises(MaskoptError, match="big.bin' is corrupt") as error:
+        safe_extract(archive, tmp_path / "out", show_progress=False)
+    assert "\n" not in str(error.value)
+    assert not list((tmp_path / "out").rglob("*.part"))
+    assert not (tmp_path / "out" / ".extracted-broken.zip").exists()

@@ -25,8 +25,12 @@ def write(tmp_path, **overrides):
 def test_project_params_load_with_paper_weights():
     params = load_params(ROOT / "params.yaml")
     assert params.alpha == 0.03
-    assert params.loss.lambda_x == 1000 and params.loss.lambda_is == 250
+    assert params.loss.lambda_x == 1000 and params.loss.lambda_ir == 1
     assert params.loss.lambda_sg == 0.1 and params.loss.lambda_ef == 10
+    # the sample turns the random-VGG terms off; the paper-scale profile keeps them
+    assert params.loss.lambda_if == params.loss.lambda_is == 0
+    coco = load_params(ROOT / "params-coco.yaml")
+    assert coco.loss.lambda_if == 0.1 and coco.loss.lambda_is == 250
 
 
 def test_coco_profile_is_valid():

@@ -29,6 +29,18 @@ class DataParams(_Section):
     # coco only: fetch just this many images per split (individual image URLs)
     max_images: int | None = Field(default=None, ge=1)
     coco_base_url: str = "http://images.cocodataset.org"
+    # Expected MD5 per archive name, replacing the published ones (a mirror, a re-packed
+    # archive); null turns the check off for that archive (with a warning).
+    coco_checksums: dict[str, str | None] = Field(default_factory=dict)
+
+    @field_validator("coco_checksums")
+    @classmethod
+    def _md5_or_null(cls, value: dict) -> dict:
+        bad = [k for k, v in value.items() if v is not None and
+               (len(v) != 32 or any(c not in "0123456789abcdef" for c in v.lower()))]
+        if bad:
+            raise ValueError(f"not an MD5 (32 hex digits): {bad}")
+        return value
 
 
 class SampleParams(_Section):

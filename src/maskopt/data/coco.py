@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 from tqdm import tqdm
@@ -35,11 +36,19 @@ def download_coco(root: str | Path, base_url: str, max_images: int | None = None
                   checksums: dict[str, str | None] | None = None) -> dict[str, int]:
     """Fetch COCO 2017 + panoptic annotations under ``root``; return images per split.
 
-    ``checksums`` overrides the published MD5s (a mirror, or the tests' archives).
+    ``checksums`` overrides the published MD5s (a mirror, or the tests' archives); a
+    None there skips the check for that archive, with a warning.
     """
     root = Path(root)
     downloads = root / "downloads"
+    unknown = sorted(set(checksums or {}) - set(ARCHIVES))
+    if unknown:
+        raise MaskoptError(f"data.coco_checksums: unknown archive(s) {', '.join(unknown)} "
+                           f"(known: {', '.join(ARCHIVES)})")
     sums = {name: md5 for name, (_, md5) in ARCHIVES.items()} | (checksums or {})
+    for name in sorted(k for k, v in sums.items() if v is None):
+        warnings.warn(f"{name}: checksum verification is off (data.coco_checksums)",
+                      stacklevel=2)
 
     def fetch(name: str) -> Path:
         path, _ = ARCHIVES[name]

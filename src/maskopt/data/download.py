@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import json
 import os
 import shutil
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm import tqdm
@@ -33,6 +35,31 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".verified.json")
+
+
+def _stamp(path: Path, md5: str) -> dict:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": md5}
+
+
+def _verified(path: Path, md5: str) -> bool:
+    """Whether ``path`` has ``md5``: from the record of an earlier check when the file's
+    size and modification time are unchanged (re-hashing 18 GB takes minutes), else by
+    hashing it and recording the result."""
+    record = _record_path(path)
+    try:
+        if json.loads(record.read_text()) == _stamp(path, md5):
+            return True
+    except (OSError, ValueError):
+        pass
+    if _md5(path) != md5:
+        return False
+    record.write_text(json.dumps(_stamp(path, md5)))
+    return True
+
+
 def _total_size(response, already: int) -> int | None:
     if response.status == 206:  # Content-Range: bytes START-END/TOTAL
         total = response.headers.get("Content-Range", "").rpartition("/")[2]
@@ -45,16 +72,18 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
                   timeout: float = 60.0, show_progress: bool = True) -> Path:
     """Download ``url`` to ``dest``, resuming a partial transfer; verify; return ``dest``.
 
-    A file already at ``dest`` is kept when its checksum (if known) matches. A size
-    or checksum mismatch deletes the partial file and raises MaskoptError, so the
-    next attempt starts clean.
+    A file already at ``dest`` is kept when its checksum (if known) matches; a
+    verified file is not hashed again while its size and time stamp are unchanged. A
+    size or checksum mismatch deletes the partial file and raises MaskoptError, so
+    the next attempt starts clean.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
-        if md5 is None or _md5(dest) == md5:
+        if md5 is None or _verified(dest, md5):
             return dest
         dest.unlink()  # a stale or damaged copy: fetch again
+        _record_path(dest).unlink(missing_ok=True)
     part = dest.with_name(dest.name + ".part")
     already = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={already}-"} if already else {})
@@ -98,6 +127,8 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
         raise MaskoptError(f"{dest}: checksum mismatch (md5 {actual}, expected {md5}); "
                            "the corrupted file was removed, run again to fetch it anew")
     os.replace(part, dest)
+    if md5 is not None:  # hashed just above: record it so reruns skip the hash
+        _record_path(dest).write_text(json.dumps(_stamp(dest, md5)))
     return dest
 
 
@@ -136,8 +167,14 @@ def safe_extract(archive: str | Path, target_dir: str | Path, show_progress: boo
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_name(target.name + ".part")
-                with zf.open(info) as src, tmp.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+                try:
+                    with zf.open(info) as src, tmp.open("wb") as dst:
+                        shutil.copyfileobj(src, dst, CHUNK)
+                except (zlib.error, zipfile.BadZipFile, EOFError) as exc:
+                    tmp.unlink(missing_ok=True)
+                    raise MaskoptError(f"{archive}: member {info.filename!r} is corrupt "
+                                       f"({type(exc).__name__}: {exc}); delete the archive "
+                                       "and run again to fetch it anew") from None
                 os.replace(tmp, target)
     except zipfile.BadZipFile as exc:
         raise MaskoptError(f"{archive}: not a valid zip archive ({exc})") from exc

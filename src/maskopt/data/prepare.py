@@ -34,7 +34,8 @@ def prepare_raw_data(params: Params, root: str | Path | None = None) -> dict:
     marker = root / SOURCE_FILE
     if marker.exists() and json.loads(marker.read_text()).get("source") != "coco":
         shutil.rmtree(root)  # switching from the sample: do not mix the two
-    counts = download_coco(root, params.data.coco_base_url, params.data.max_images)
+    counts = download_coco(root, params.data.coco_base_url, params.data.max_images,
+                           params.data.coco_checksums)
     write_json(marker, {"source": "coco", "images": counts,
                         "max_images": params.data.max_images})
     return counts
