@@ -8,11 +8,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class FileServer:
     """Serves ``files`` ({url path: bytes}). ``cut_after[path] = n`` drops the connection
-    after n bytes on the next request for that path (an interrupted transfer)."""
+    after n bytes on the next request for that path (an interrupted transfer);
+    ``fail_next[path] = [code, …]`` answers the next requests with those HTTP errors."""
 
     def __init__(self, files: dict[str, bytes]):
         self.files = files
         self.cut_after: dict[str, int] = {}
+        self.fail_next: dict[str, list[int]] = {}
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -23,6 +25,10 @@ class FileServer:
             def do_GET(self):
                 rng = self.headers.get("Range")
                 server.requests.append((self.path, rng))
+                failures = server.fail_next.get(self.path)
+                if failures:
+                    self.send_error(failures.pop(0))
+                    return
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)

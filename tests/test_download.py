@@ -217,3 +217,22 @@ def test_a_corrupt_compressed_member_is_one_error_and_leaves_nothing(tmp_path):
     assert "\n" not in str(error.value)
     assert not list((tmp_path / "out").rglob("*.part"))
     assert not (tmp_path / "out" / ".extracted-broken.zip").exists()
+
+
+def test_subset_images_are_retried_on_server_errors_but_not_on_missing_files(tmp_path,
+                                                                            sample_root):
+    files, sums = coco_mirror(sample_root)
+    val = sorted(p for p in files if p.startswith("/val2017/"))
+    with FileServer(files) as server:
+        server.fail_next[val[0]] = [503, 502]  # two transient failures, then served
+        counts = download_coco(tmp_path / "a", server.url, max_images=4, checksums=sums,
+                               retry_backoff=0.01)
+        assert counts == {"train": 4, "val": 4}
+        assert sum(path == val[0] for path, _ in server.requests) == 3
+        del files[val[1]]
+        before = len(server.requests)
+        with pytest.raises(MaskoptError, match="HTTP 404"):
+            download_coco(tmp_path / "b", server.url, max_images=4, checksums=sums,
+                          retry_backoff=0.01)
+        later = server.requests[before:]
+        assert sum(path == val[1] for path, _ in later) == 1  # not retried

@@ -3,8 +3,8 @@
 Full download: the train/val image archives and the panoptic annotation archive
 (whose per-split PNG archives are nested inside it). With ``max_images`` only the
 annotation archive is fetched in full; the first N images of each split are then
-fetched one by one from COCO's per-image URLs and the split's JSON is cut down to
-them, which gives a real COCO run in minutes.
+fetched from COCO's per-image URLs (a few at a time, retried on transient errors)
+and the split's JSON is cut down to them, which gives a real COCO run in minutes.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import os
 import warnings
 from pathlib import Path
 
-from tqdm import tqdm
-
-from maskopt.data.download import download_file, safe_extract
+from maskopt.data.download import download_file, download_many, safe_extract
 from maskopt.data.panoptic import split_paths
 from maskopt.errors import MaskoptError
 
@@ -33,7 +31,8 @@ ARCHIVES = {
 
 
 def download_coco(root: str | Path, base_url: str, max_images: int | None = None,
-                  checksums: dict[str, str | None] | None = None) -> dict[str, int]:
+                  checksums: dict[str, str | None] | None = None,
+                  retry_backoff: float = 1.0) -> dict[str, int]:
     """Fetch COCO 2017 + panoptic annotations under ``root``; return images per split.
 
     ``checksums`` overrides the published MD5s (a mirror, or the tests' archives); a
@@ -58,14 +57,24 @@ def download_coco(root: str | Path, base_url: str, max_images: int | None = None
     for split in SPLITS:
         safe_extract(root / "annotations" / f"panoptic_{split}2017.zip", root / "annotations")
 
-    counts = {}
+    counts, jobs, subsets = {}, [], {}
     for split in SPLITS:
         image_dir, json_path, _ = split_paths(root, split)
         if max_images is None:
             safe_extract(fetch(f"{split}2017.zip"), root)
             _restore_full_list(json_path)
         else:
-            _fetch_subset(base_url, split, image_dir, json_path, max_images)
+            subsets[split] = _subset_list(json_path, max_images)
+            jobs += [(f"{base_url.rstrip('/')}/{split}2017/{image['file_name']}",
+                      image_dir / image["file_name"]) for image in subsets[split]["images"]]
+    if jobs:  # subset mode: every image of both splits, a few at a time, one bar
+        download_many(jobs, desc="COCO images", backoff=retry_backoff)
+    for split in SPLITS:
+        _, json_path, _ = split_paths(root, split)
+        if split in subsets:
+            tmp = json_path.with_name(json_path.name + ".part")
+            tmp.write_text(json.dumps(subsets[split]))
+            os.replace(tmp, json_path)
         counts[split] = len(json.loads(json_path.read_text())["images"])
     return counts
 
@@ -83,8 +92,9 @@ def _restore_full_list(json_path: Path) -> None:
         os.replace(full_json, json_path)
 
 
-def _fetch_subset(base_url: str, split: str, image_dir: Path, json_path: Path, limit: int) -> None:
-    """Keep the first ``limit`` images of the split's JSON and fetch them one by one."""
+def _subset_list(json_path: Path, limit: int) -> dict:
+    """The split's annotation JSON cut to its first ``limit`` images (by id); the uncut
+    list is kept beside it, so another limit, or none, starts from the whole split."""
     full_json = _full_list(json_path)
     if not full_json.exists():
         os.replace(json_path, full_json)
@@ -93,11 +103,5 @@ def _fetch_subset(base_url: str, split: str, image_dir: Path, json_path: Path, l
         raise MaskoptError(f"{full_json}: no images listed")
     images = sorted(data["images"], key=lambda im: im["id"])[:limit]
     keep = {im["id"] for im in images}
-    for image in tqdm(images, desc=f"{split}2017 images", unit="img"):
-        download_file(f"{base_url.rstrip('/')}/{split}2017/{image['file_name']}",
-                      image_dir / image["file_name"], show_progress=False)
-    subset = dict(data, images=images,
-                  annotations=[a for a in data["annotations"] if a["image_id"] in keep])
-    tmp = json_path.with_name(json_path.name + ".part")
-    tmp.write_text(json.dumps(subset))
-    os.replace(tmp, json_path)
+    return dict(data, images=images,
+                annotations=[a for a in data["annotations"] if a["image_id"] in keep])

@@ -14,10 +14,12 @@ import http.client
 import json
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from tqdm import tqdm
@@ -25,6 +27,10 @@ from tqdm import tqdm
 from maskopt.errors import MaskoptError
 
 CHUNK = 1 << 20
+
+
+class TransientDownloadError(MaskoptError):
+    """A failure worth retrying: no connection, a server error (5xx), a cut transfer."""
 
 
 def _md5(path: Path) -> str:
@@ -93,9 +99,10 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
         if exc.code == 416 and already:  # the partial file is already complete
             response = None
         else:
-            raise MaskoptError(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from exc
+            error = TransientDownloadError if exc.code >= 500 else MaskoptError
+            raise error(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from exc
     except (urllib.error.URLError, OSError) as exc:
-        raise MaskoptError(f"{url}: cannot connect ({exc})") from exc
+        raise TransientDownloadError(f"{url}: cannot connect ({exc})") from exc
 
     total = already
     if response is not None:
@@ -113,13 +120,13 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
                         out.write(block)
                         bar.update(len(block))
                 except (OSError, http.client.HTTPException) as exc:
-                    raise MaskoptError(
+                    raise TransientDownloadError(
                         f"{url}: transfer interrupted after {part.stat().st_size} bytes "
                         f"({exc}); run again to resume"
                     ) from exc
     got = part.stat().st_size
     if total is not None and got != total:
-        raise MaskoptError(
+        raise TransientDownloadError(
             f"{url}: transfer incomplete ({got} of {total} bytes); run again to resume"
         )
     if md5 is not None and (actual := _md5(part)) != md5:
@@ -130,6 +137,38 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
     if md5 is not None:  # hashed just above: record it so reruns skip the hash
         _record_path(dest).write_text(json.dumps(_stamp(dest, md5)))
     return dest
+
+
+def download_with_retries(url: str, dest: str | Path, attempts: int = 4,
+                          backoff: float = 1.0, **kwargs) -> Path:
+    """``download_file``, retried with exponential backoff (``backoff`` × 1, 2, 4 … s) on
+    transient failures; a partial transfer resumes on each retry."""
+    for attempt in range(attempts):
+        try:
+            return download_file(url, dest, **kwargs)
+        except TransientDownloadError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(backoff * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def download_many(jobs: list[tuple[str, Path]], workers: int = 8, desc: str = "download",
+                  **kwargs) -> None:
+    """Fetch many small files (url, destination) a few at a time, each with retries,
+    under one progress bar; the first lasting failure stops the lot with its error."""
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            tqdm(total=len(jobs), desc=desc, unit="file") as bar:
+        futures = [pool.submit(download_with_retries, url, dest, show_progress=False, **kwargs)
+                   for url, dest in jobs]
+        try:
+            for future in as_completed(futures):
+                future.result()
+                bar.update(1)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 def _member_target(root: Path, name: str) -> Path:
