@@ -1,0 +1,228 @@
+"""One command to measure a GPU at paper scale: every training stage's step and `remove`.
+
+With CUDA: builds the networks of params-coco.yaml (256 px, width-64 inpainters with
+8 blocks, R50-FPN 256, random weights — speed does not depend on them) and times each
+training stage's own step function (`maskopt.training.tasks`) on synthetic batches,
+for fp32 and bf16 autocast, channels_last off/on and torch.compile off/on (the
+generators and discriminators; the segmenter's detection code does not compile),
+printing step time, images/s and peak memory; then the largest batch that fits for
+each stage (bf16), and `maskopt remove` latency at 256, 512 and 1024 px. Without CUDA
+it says so and exits 0. Budget: a few minutes on one GPU.
+
+    .venv/bin/python benchmarks/gpu.py [--steps 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES, THINGS, SIZE = 134, 80, 256
+
+
+def paper_params(batch: int, amp: bool):
+    from maskopt.params import Params
+
+    data = yaml.safe_load((ROOT / "params-coco.yaml").read_text())
+    data["segmenter"]["weights"] = "none"  # speed does not depend on the weights
+    data["inpainter"]["vgg_weights"] = "random"
+    data["train"]["amp"] = amp
+    for stage in ("segmentation", "inpainter", "joint"):
+        data["train"][stage]["batch_size"] = batch
+    return Params.model_validate(data)
+
+
+def synthetic_batch(batch: int, device) -> dict:
+    """A batch shaped like PairDataset's, with one person instance per image."""
+    g = torch.Generator().manual_seed(0)
+    mask = torch.zeros(batch, 1, SIZE, SIZE)
+    mask[..., 64:192, 96:160] = 1
+    box = torch.tensor([[96.0, 64.0, 160.0, 192.0]])
+    instance = {"boxes": box, "labels": torch.tensor([1]), "masks": mask[0].to(torch.uint8)}
+    item = {"image": torch.rand(batch, 3, SIZE, SIZE, generator=g),
+            "target": torch.rand(batch, 3, SIZE, SIZE, generator=g), "mask": mask,
+            "phi": torch.rand(batch, 1, SIZE, SIZE, generator=g) * 2 - 1,
+            "gray": torch.rand(batch, 1, SIZE, SIZE, generator=g),
+            "target_gray": torch.rand(batch, 1, SIZE, SIZE, generator=g),
+            "edges": (torch.rand(batch, 1, SIZE, SIZE, generator=g) > 0.9).float(),
+            "target_edges": (torch.rand(batch, 1, SIZE, SIZE, generator=g) > 0.9).float(),
+            "semantic": torch.randint(1, CLASSES, (batch, SIZE, SIZE), generator=g),
+            "target_semantic": torch.randint(1, CLASSES, (batch, SIZE, SIZE), generator=g),
+            "instances": [dict(instance) for _ in range(batch)]}
+    from maskopt.training.loop import to_device
+
+    return to_device(item, device)
+
+
+def make_task(stage: str, params, ctx):
+    from maskopt.models.build import (
+        INPAINTERS,
+        build,
+        build_discriminator,
+        inpainter_config,
+        segmenter_config,
+    )
+    from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
+
+    seg_config = segmenter_config(params, THINGS, CLASSES)
+    if stage == "segmenter":
+        return SegmentationTask(build(seg_config), params, ctx)
+    if stage in INPAINTERS:
+        return InpainterTask(stage, build(inpainter_config(params, stage, CLASSES)), params, ctx,
+                             CLASSES)
+    generators = {k: build(inpainter_config(params, k, CLASSES)) for k in INPAINTERS}
+    discriminators = {k: build_discriminator(k, CLASSES, params.inpainter.width)
+                      for k in INPAINTERS}
+    return JointTask(build(seg_config), generators, discriminators, params, ctx, CLASSES)
+
+
+def gan_modules(task) -> list[torch.nn.Module]:
+    """The generators and discriminators of a task (what channels_last/compile touch)."""
+    found = [getattr(task, name) for name in ("generator", "discriminator") if hasattr(task, name)]
+    return found + list(getattr(task, "g", {}).values()) + list(getattr(task, "d", {}).values())
+
+
+def prepare(task, channels_last: bool, compiled: bool) -> None:
+    for module in gan_modules(task):
+        if channels_last:
+            module.to(memory_format=torch.channels_last)
+        if compiled:
+            module.forward = torch.compile(module.forward)
+
+
+def time_stage(stage: str, batch: int, amp: bool, channels_last: bool, compiled: bool,
+               steps: int, device) -> tuple[float, float]:
+    """(seconds per step, peak GiB) of ``steps`` steps after two warm-up steps."""
+    from maskopt.training.distributed import Context
+
+    ctx = Context(0, 1, 0, device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        task = make_task(stage, paper_params(batch, amp), ctx)
+        prepare(task, channels_last, compiled)
+        data = synthetic_batch(batch, device)
+        for _ in range(2):
+            task.step(data)
+        torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            task.step(data)
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - started) / steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**30
+    del task
+    torch.cuda.empty_cache()
+    return seconds, peak
+
+
+def largest_batch(stage: str, device, start: int = 4, limit: int = 256) -> int:
+    """Double the batch (bf16) until a step runs out of memory; the last that ran."""
+    fits, batch = 0, start
+    while batch <= limit:
+        try:
+            time_stage(stage, batch, True, True, False, 1, device)
+            fits, batch = batch, batch * 2
+        except torch.OutOfMemoryError:
+            break
+        finally:
+            torch.cuda.empty_cache()
+    return fits
+
+
+def remove_latency(device, sizes=(256, 512, 1024), repeat: int = 3) -> dict[int, tuple]:
+    """Seconds of `remove`'s segmentation and inpainting for one photo of each size (the
+    same parts `benchmarks/remove.py` times on CPU)."""
+    from maskopt.inference import Networks
+    from maskopt.models.build import build
+    from maskopt.removal import Letterbox, Remover, _tensor
+    from maskopt.training.data import Taxonomy
+
+    torch.manual_seed(0)
+    seg = build({"kind": "segmenter", "backend": "torchvision", "num_thing_classes": THINGS,
+                 "num_semantic_classes": CLASSES, "depth": 50, "fpn_channels": 256,
+                 "image_size": SIZE, "weights": "none"})
+    nets = {k: build({"kind": k, "num_classes": CLASSES, "width": 64, "blocks": 8})
+            for k in ("edge", "segmentation", "image")}
+    remover = Remover.__new__(Remover)  # untrained paper-scale networks, no model file
+    remover.nets = Networks(seg.to(device).eval(), *(n.to(device).eval() for n in nets.values()),
+                            SIZE, CLASSES, Taxonomy(()), 2.0, 10)
+    remover.min_score = 0.3
+    out = {}
+    for size in sizes:
+        photo = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        mask = np.zeros((size, size), bool)
+        mask[size // 4: 3 * size // 4, size // 3: 2 * size // 3] = True
+        lb = Letterbox.fit(size, size, SIZE)
+        net_input = _tensor(lb.image(photo), device)
+
+        def segment(net_input=net_input):
+            with torch.no_grad():
+                return remover.nets.segmenter.predict(net_input).semantic_logits
+
+        semantic = segment()
+
+        def fill(photo=photo, mask=mask, semantic=semantic, lb=lb):
+            remover._inpaint(photo, mask, semantic, lb)
+
+        out[size] = tuple(_cuda_seconds(fn, repeat, device) for fn in (segment, fill))
+    return out
+
+
+def _cuda_seconds(fn, repeat: int, device) -> float:
+    fn()
+    torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / repeat
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="fp32/bf16 only, no compile")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("benchmarks/gpu.py: no CUDA device here; nothing to measure.")
+        return 0
+    device = torch.device("cuda", 0)
+    print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
+          f"paper scale ({SIZE} px, width 64, R50-FPN), {args.steps} timed steps")
+    batches = {"segmenter": 4, "edge": 8, "segmentation": 8, "image": 8, "joint": 4}
+    variants = list(itertools.product((False, True), (False, True), (False, True)))
+    if args.quick:
+        variants = [(amp, False, False) for amp in (False, True)]
+    print("| stage | batch | precision | channels_last | compile | s/step | images/s | peak GiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for stage, batch in batches.items():
+        for amp, channels_last, compiled in variants:
+            try:
+                seconds, peak = time_stage(stage, batch, amp, channels_last, compiled,
+                                           args.steps, device)
+                cells = f"{seconds:.3f} | {batch / seconds:.1f} | {peak:.1f}"
+            except Exception as exc:  # noqa: BLE001 - report and go on with the next one
+                cells = f"failed: {type(exc).__name__} | – | –"
+            print(f"| {stage} | {batch} | {'bf16' if amp else 'fp32'} | {channels_last} | "
+                  f"{compiled} | {cells} |", flush=True)
+    print("\nlargest batch that fits (bf16, channels_last):")
+    for stage in batches:
+        print(f"  {stage}: {largest_batch(stage, device)}", flush=True)
+    print("\nremove, one photo (s): segmentation + inpainting")
+    for size, (segment, fill) in remove_latency(device).items():
+        print(f"  {size} px: {segment:.3f} + {fill:.3f} = {segment + fill:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
