@@ -38,6 +38,7 @@ def experiment_name(alpha: float) -> str:
     return "alpha-" + f"{alpha:g}".replace(".", "p")
 
 
+COMMITS = 30
 COMPARISONS = ("joint-vs-starting_point", "joint-vs-telea_pretrained_mask",
                "joint-vs-telea_joint_mask", "gt_d0-vs-telea_gt_mask", "gt_d0-vs-gt_d-2")
 
@@ -69,7 +70,8 @@ def ours(row: dict) -> bool:
 def tables() -> str:
     import dvc.api
 
-    rows = [row for row in dvc.api.exp_show() if ours(row)]
+    # experiments of the last commits too: the sweep's base commit may not be HEAD now
+    rows = [row for row in dvc.api.exp_show(num=COMMITS) if ours(row)]
     lines = ["| experiment | seed | α | MEL | " + " | ".join(COLUMNS) + " |",
              "|---|---|---|---|" + "---|" * len(COLUMNS)]
     for row in rows:
