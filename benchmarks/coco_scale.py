@@ -5,7 +5,8 @@ each, a person in about half; no image files) and a pairs annotations.json of th
 length, then measures, each in a fresh process (peak resident memory above that
 process's start, and wall time): reading the panoptic JSON into `PanopticDataset`,
 finding the pasteable person segments (synthesis' planning step), and opening the
-pairs for training (`PairDataset`, what every data-loader worker holds).
+pairs for training (`PairDataset`); for the last, also how much of it a forked
+data-loader worker copies while it reads every pair's record once.
 
     .venv/bin/python benchmarks/coco_scale.py [--images 118287] [--dir /tmp/coco_scale]
 """
@@ -62,6 +63,31 @@ def _resident_kib(field: str) -> int:
     return 0
 
 
+def _private_kib() -> int:
+    """Memory this process does not share with its parent (copy-on-write copies)."""
+    text = Path("/proc/self/smaps_rollup").read_text()
+    return sum(int(line.split()[1]) for line in text.splitlines()
+               if line.startswith(("Private_Dirty:", "Private_Clean:")))
+
+
+def _walk_epoch(dataset, queue) -> None:
+    """In a forked worker: read every pair's record, as one epoch of loading does."""
+    before = _private_kib()
+    for i in range(len(dataset.pairs)):
+        dataset.pairs[i]
+    queue.put((_private_kib() - before) / 1024)
+
+
+def _worker_copy_mib(dataset) -> float:
+    context = multiprocessing.get_context("fork")  # what DataLoader workers use on Linux
+    queue = context.Queue()
+    worker = context.Process(target=_walk_epoch, args=(dataset, queue))
+    worker.start()
+    copied = queue.get()
+    worker.join()
+    return copied
+
+
 def _measure(task: str, folder: str, queue) -> None:
     from maskopt.data.panoptic import PanopticDataset
     from maskopt.data.synthesize import find_person_segments
@@ -70,15 +96,20 @@ def _measure(task: str, folder: str, queue) -> None:
     root = Path(folder)
     start_rss = _resident_kib("VmRSS:")  # after the imports: only the data counts
     started = time.perf_counter()
+    worker_copy = None
     if task == "open pairs for training":
-        PairDataset(root / "pairs")
+        dataset = PairDataset(root / "pairs")
+        seconds = time.perf_counter() - started
+        worker_copy = _worker_copy_mib(dataset)
     else:
         dataset = PanopticDataset(root / "images", root / "annotations/panoptic_train2017.json",
                                   root / "png")
         if task == "find person segments":
             find_person_segments(dataset, 0.005)
-    seconds = time.perf_counter() - started
-    queue.put((seconds, (_resident_kib("VmHWM:") - start_rss) / 1024))
+        seconds = time.perf_counter() - started
+    peak = (_resident_kib("VmHWM:") - start_rss) / 1024
+    held = (_resident_kib("VmRSS:") - start_rss) / 1024
+    queue.put((seconds, peak, held, worker_copy))
 
 
 def main() -> None:
@@ -98,9 +129,12 @@ def main() -> None:
         queue = context.Queue()
         process = context.Process(target=_measure, args=(task, str(folder), queue))
         process.start()
-        seconds, peak = queue.get()
+        seconds, peak, held, worker_copy = queue.get()
         process.join()
-        print(f"  {task:<26} {seconds:6.1f} s   peak +{peak:6.0f} MiB")
+        line = f"  {task:<26} {seconds:6.1f} s   peak +{peak:6.0f} MiB   held after +{held:6.0f} MiB"
+        if worker_copy is not None:
+            line += f"   each forked worker copies {worker_copy:.0f} MiB over an epoch"
+        print(line)
 
 
 if __name__ == "__main__":

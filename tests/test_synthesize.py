@@ -206,3 +206,22 @@ def test_crowd_regions_keep_their_flag_and_are_no_instance_targets(train_dataset
     assert len(before["instances"]["labels"]) > 1  # there were background persons
     assert len(item["instances"]["labels"]) == 1  # only the pasted person
     assert torch.equal(item["semantic"], before["semantic"])  # crowd pixels keep their class
+
+
+def test_pair_records_are_flat_arrays_and_slices_give_the_same_items(pairs_dir):
+    """What a data-loader worker holds of annotations.json: numpy arrays, no per-pair
+    dicts, and a slice of them (used to cut a split short) gives the same pairs."""
+    from maskopt.training.data import PairDataset
+
+    full = PairDataset(pairs_dir / "test")
+    cut = PairDataset(pairs_dir / "test")
+    cut.pairs = cut.pairs[2:5]
+    assert len(cut) == 3
+    for field in vars(full.pairs).values():
+        assert isinstance(field, np.ndarray) and field.dtype != object
+    for i in range(3):
+        a, b = full[2 + i], cut[i]
+        assert a["name"] == b["name"] and a["bucket"] == b["bucket"]
+        for key in ("boxes", "labels", "masks"):
+            assert torch.equal(a["instances"][key], b["instances"][key])
+    assert any(len(full[i]["instances"]["labels"]) for i in range(2, 5))

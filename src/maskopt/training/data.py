@@ -88,6 +88,62 @@ def tensor_to_rgb(image: torch.Tensor) -> np.ndarray:
             ).round().astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class PairRecords:
+    """What a data-loader worker keeps of annotations.json, in a few flat numpy arrays.
+
+    At COCO's size the parsed JSON is ~800 MiB of Python dicts, and every forked worker
+    would soon hold its own copy (reference counting writes to every object it reads).
+    Numpy arrays are not touched that way, so workers share these pages with the parent.
+    Only what ``__getitem__`` needs is kept: the file stem, bucket and mask ratio of
+    each pair and the (segment id, thing label) of its non-crowd thing segments.
+    """
+
+    names: np.ndarray            # n, str
+    buckets: np.ndarray          # n, str
+    mask_ratios: np.ndarray      # n, float
+    offsets: np.ndarray          # n + 1: pair i's things are [offsets[i], offsets[i+1])
+    segment_ids: np.ndarray      # panoptic segment id of each thing
+    labels: np.ndarray           # its thing label 1..K
+
+    @classmethod
+    def from_annotations(cls, pairs: list[dict], thing_ids: dict[int, int]) -> PairRecords:
+        offsets, segment_ids, labels = [0], [], []
+        for pair in pairs:
+            for seg in pair["segments_info"]:
+                # Crowd regions are no instance targets (as COCO and detectron2 treat
+                # them); their pixels keep their class in the semantic maps.
+                if seg["category_id"] in thing_ids and not seg.get("iscrowd", 0):
+                    segment_ids.append(seg["id"])
+                    labels.append(thing_ids[seg["category_id"]])
+            offsets.append(len(segment_ids))
+        return cls(np.array([Path(p["file_name"]).stem for p in pairs]),
+                   np.array([p["bucket"] for p in pairs]),
+                   np.array([p["mask_ratio"] for p in pairs], dtype=np.float64),
+                   np.array(offsets, dtype=np.int64), np.array(segment_ids, dtype=np.int64),
+                   np.array(labels, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int | slice):
+        if isinstance(index, slice):  # a prefix or other run of pairs, e.g. for a test
+            start, stop, step = index.indices(len(self))
+            if step != 1:
+                raise ValueError("PairRecords slices take step 1")
+            stop = max(stop, start)
+            first, last = self.offsets[start], self.offsets[stop]
+            return PairRecords(self.names[start:stop], self.buckets[start:stop],
+                               self.mask_ratios[start:stop],
+                               self.offsets[start:stop + 1] - first,
+                               self.segment_ids[first:last], self.labels[first:last])
+        things = slice(self.offsets[index], self.offsets[index + 1])
+        return {"name": str(self.names[index]), "bucket": str(self.buckets[index]),
+                "mask_ratio": float(self.mask_ratios[index]),
+                "thing_segments": list(zip(self.segment_ids[things].tolist(),
+                                           self.labels[things].tolist()))}
+
+
 class PairDataset(Dataset):
     """One split of the synthesized pairs. Each item is a dict of tensors:
 
@@ -108,10 +164,10 @@ class PairDataset(Dataset):
             raise MaskoptError(f"{annotations}: not found; run `dvc repro synthesize` first")
         data = read_json(annotations)
         self.taxonomy = Taxonomy(tuple(data["categories"]))
-        self.pairs = data["annotations"]
-        if not self.pairs:
+        if not data["annotations"]:
             raise MaskoptError(f"{annotations}: the split has no pairs")
-        self.category_of = {c["id"]: c for c in data["categories"]}
+        self.pairs = PairRecords.from_annotations(data["annotations"], self.taxonomy.thing_ids)
+        del data  # the parsed JSON goes before any worker is forked
         self.canny_sigma = canny_sigma
         self.flip = flip
         self.seed = seed
@@ -124,7 +180,7 @@ class PairDataset(Dataset):
         sampler asks for): with the random flip of that epoch, when ``flip`` is on."""
         index, epoch = key if isinstance(key, tuple) else (key, None)
         pair = self.pairs[index]
-        name = Path(pair["file_name"]).stem
+        name = pair["name"]
         image = _png(self.dir / "images" / f"{name}.png", "RGB")
         target = _png(self.dir / "targets" / f"{name}.png", "RGB")
         mask = _png(self.dir / "masks" / f"{name}.png", "L") > 127
@@ -147,24 +203,19 @@ class PairDataset(Dataset):
             "target_edges": torch.from_numpy(target_edges)[None],
             "semantic": torch.from_numpy(semantic.astype(np.int64)),  # astype copies
             "target_semantic": torch.from_numpy(target_semantic.astype(np.int64)),
-            "instances": self._instances(ids, pair["segments_info"]),
+            "instances": self._instances(ids, pair["thing_segments"]),
             "bucket": pair["bucket"], "mask_ratio": pair["mask_ratio"], "name": name,
         }
 
-    def _instances(self, ids: np.ndarray, segments: list[dict]) -> dict:
-        thing_ids = self.taxonomy.thing_ids
+    def _instances(self, ids: np.ndarray, thing_segments: list[tuple[int, int]]) -> dict:
         boxes, labels, masks = [], [], []
-        for seg in segments:
-            # Crowd regions are no instance targets (as COCO and detectron2 treat them);
-            # their pixels keep their class in the semantic maps.
-            if seg["category_id"] not in thing_ids or seg.get("iscrowd", 0):
-                continue
-            m = ids == seg["id"]
+        for segment_id, label in thing_segments:
+            m = ids == segment_id
             if not m.any():
                 continue
             ys, xs = np.nonzero(m)
             boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-            labels.append(thing_ids[seg["category_id"]])
+            labels.append(label)
             masks.append(m)
         h, w = ids.shape
         return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),

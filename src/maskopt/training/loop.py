@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from maskopt import precision
 from maskopt.errors import MaskoptError
 from maskopt.training.checkpoint import load_checkpoint, restore_training, save_checkpoint
 from maskopt.training.data import collate
@@ -82,10 +82,10 @@ def broadcast_weights(modules: dict, ctx: Context) -> None:
 
 
 def autocast(ctx: Context, enabled: bool):
-    """bfloat16 autocast on CUDA (no loss scaler needed); nothing on CPU."""
-    if enabled and ctx.device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    """With ``train.amp``: bfloat16 autocast where the device runs it fast (CUDA, or a
+    CPU with AVX-512 BF16/AMX), fp32 elsewhere (see maskopt.precision)."""
+    return precision.autocast(ctx.device, precision.use_bf16("auto" if enabled else "fp32",
+                                                             ctx.device))
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
