@@ -1,5 +1,6 @@
-"""Stage `evaluate`: the comparison rows on the test pairs -> reports/metrics.json,
-tables.md, plots/, grids/ (and the same in the stage's MLflow run)."""
+"""Stage `evaluate`: the comparison rows on the test pairs -> reports/metrics.json (the
+headline numbers), evaluation.json (all of them), tables.md, plots/, grids/ (and the
+same in the stage's MLflow run)."""
 
 from maskopt.evaluation.run import evaluate
 from maskopt.stage import run_stage

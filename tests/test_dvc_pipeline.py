@@ -68,8 +68,11 @@ def test_repro_runs_every_stage(project):
     for model in ("segmenter", "inpainter_edge", "inpainter_segmentation", "inpainter_image",
                   "joint"):
         assert (project / "models" / f"{model}.pt").exists()
-    metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert {"joint", "starting_point", "gt_d0", "telea_pretrained_mask"} <= set(metrics)
+    full = json.loads((project / "reports" / "evaluation.json").read_text())
+    assert {"joint", "starting_point", "gt_d0", "telea_pretrained_mask"} <= set(full)
+    for stage in ("pretrain_segmentation", "pretrain_inpainter_image", "train_joint"):
+        curve = json.loads((project / "reports" / "curves" / f"{stage}.json").read_text())
+        assert curve and all("step" in point for point in curve)
     assert (project / "mlflow.db").exists()
 
 
@@ -90,6 +93,35 @@ def test_alpha_reruns_only_joint_training_and_evaluation(project):
     assert ran == {"train_joint", "evaluate"}
     set_params(project, alpha=0.03)
     assert changed_stages(project, env) == set()
+
+
+RUN_ONLY = {"train.workers": 1, "train.threads": 2, "train.log_every": 3,
+            "train.checkpoint_every": 5, "evaluate.grid_pairs": 3, "synthesize.workers": 2}
+
+
+def test_run_only_settings_leave_every_stage_up_to_date(project):
+    project, env = project
+    original = (project / "params.yaml").read_text()
+    try:
+        for key, value in RUN_ONLY.items():
+            set_params(project, **{key: value})
+            assert changed_stages(project, env) == set(), f"{key} invalidated a stage"
+    finally:
+        (project / "params.yaml").write_text(original)
+
+
+def test_dvc_metrics_are_the_few_headline_numbers(project):
+    project, env = project
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project, env))
+
+    def numbers(value):
+        if isinstance(value, dict):
+            return sum(numbers(v) for v in value.values())
+        return int(isinstance(value, int | float))
+
+    files = shown[""]["data"]
+    assert list(files) == ["reports/metrics.json"]
+    assert 8 <= numbers(files) <= 15
 
 
 IMPORTS_OF_STAGE = """

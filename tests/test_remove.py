@@ -139,7 +139,7 @@ def test_cli_errors_are_one_line_with_nonzero_exit(trained_project, tmp_path, ca
                  "--models", str(tmp_path / "missing.pt")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0
-    assert "model not found; run `dvc repro train_joint`" in err
+    assert "no model found (looked at: " in err and "missing.pt" in err
     code = main(["remove", str(image), "--point", "1,1", "-o", str(tmp_path / "o.png"),
                  "--models", str(trained_project / "models/joint.pt"), "--max-pixels", "1000"])
     err = capsys.readouterr().err
@@ -147,3 +147,63 @@ def test_cli_errors_are_one_line_with_nonzero_exit(trained_project, tmp_path, ca
     assert not (tmp_path / "o.png").exists()
     with pytest.raises(SystemExit):
         main(["remove", str(image), "--point", "1", "-o", "x.png"])
+
+
+def _patched_remover(monkeypatch):
+    real_init = Remover.__init__
+
+    def init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        fixed_detections(self, [[4.0, 4.0, 28.0, 28.0]])
+
+    monkeypatch.setattr(Remover, "__init__", init)
+
+
+def test_cli_says_what_it_removed_and_warns_once_about_the_sample_model(
+        trained_project, monkeypatch, tmp_path, capsys):
+    _patched_remover(monkeypatch)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b"):
+        Image.fromarray(photo(40, 60)).save(folder / f"{name}.png")
+    monkeypatch.chdir(tmp_path)  # another folder than the project's
+    monkeypatch.setenv("MASKOPT_MODELS", str(trained_project / "models"))
+    assert main(["remove", str(folder), "--point", "20,20", "-o", "out"]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if "removed" in line]
+    assert len(lines) == 2
+    assert "a.png: removed person (score 0.90); mask " in lines[0]
+    assert "of the image; wrote out/a.png (" in lines[0] and lines[0].endswith(" s)")
+    assert captured.err.count("trained on the synthetic sample") == 1
+    assert "not a model for real photos" in captured.err
+
+    assert main(["remove", str(folder / "a.png"), "--point", "20,20", "-o", "q.png",
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_cli_model_lookup_says_where_it_looked(monkeypatch, tmp_path, capsys):
+    from maskopt.locate import model_candidates
+
+    monkeypatch.delenv("MASKOPT_MODELS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    places = model_candidates()
+    assert places[0].as_posix() == "models/joint.pt"
+    # an editable install also looks in the project it was installed from
+    assert any(p.parent.parent.joinpath("dvc.yaml").exists() for p in places[1:])
+    Image.fromarray(photo()).save(tmp_path / "p.png")
+    monkeypatch.setenv("MASKOPT_MODELS", str(tmp_path / "nowhere.pt"))
+    code = main(["remove", "p.png", "--point", "1,1", "-o", "o.png"])
+    err = capsys.readouterr().err
+    assert code == 2 and "looked at: " in err and "nowhere.pt" in err and "MASKOPT_MODELS" in err
+
+
+def test_info_prints_networks_and_training_profile(trained_project, capsys):
+    assert main(["info", str(trained_project / "models/joint.pt")]) == 0
+    out = capsys.readouterr().out
+    for text in ("segmenter", "edge", "image", "alpha: ", "box_margin: ",
+                 "trained on: sample data, 32 px", "real photos need the COCO profile"):
+        assert text in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("maskopt ")

@@ -1,9 +1,11 @@
-"""`maskopt` command line: `maskopt remove PHOTO --point X,Y -o OUT` (see README)."""
+"""`maskopt` command line: `maskopt remove PHOTO --point X,Y -o OUT`, `maskopt info`
+(see README). Heavy imports (torch) happen only once the arguments are checked."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +29,22 @@ def _numbers(text: str, count: int, what: str) -> tuple[float, ...]:
     return values
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("maskopt")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskopt", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"maskopt {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="what a model file holds and how it was trained")
+    info.add_argument("model", type=Path, nargs="?",
+                      help="model file (default: found as for `remove`)")
     rm = commands.add_parser("remove", help="remove an object from photos")
     rm.add_argument("photo", type=Path, help="an image file, or a folder of images")
     pick = rm.add_mutually_exclusive_group(required=True)
@@ -45,9 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="output file (or folder when PHOTO is a folder)")
     rm.add_argument("--save-mask", action="store_true",
                     help="also write the mask used, as NAME.mask.png")
-    rm.add_argument("--models", type=Path, default=Path("models/joint.pt"),
-                    help="model file from `dvc repro train_joint` (default: %(default)s)")
-    rm.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    rm.add_argument("--models", type=Path, default=None,
+                    help="model file from `dvc repro train_joint` (default: $MASKOPT_MODELS, "
+                         "else ./models/joint.pt, else the installed project's)")
+    rm.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="auto: CUDA when present (default)")
+    rm.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="auto: bfloat16 where the device runs it fast (default)")
+    rm.add_argument("-q", "--quiet", action="store_true",
+                    help="print nothing on success (errors still go to stderr)")
     rm.add_argument("--min-score", type=float, default=0.3,
                     help="ignore detections below this score (default: %(default)s)")
     rm.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -70,9 +91,11 @@ def _inputs_and_outputs(photo: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(photo, output)]
 
 
-def _remove_one(remover, source: Path, target: Path, args) -> None:
+def _remove_one(remover, source: Path, target: Path, args) -> str:
+    """Remove, write; return the line that says what was done."""
     from maskopt.io import read_rgb, write_png
 
+    started = time.perf_counter()
     rgb, _ = read_rgb(source, max_pixels=args.max_pixels)
     rough = None
     if args.mask is not None:
@@ -89,22 +112,54 @@ def _remove_one(remover, source: Path, target: Path, args) -> None:
         with atomic_path(target) as tmp:
             Image.fromarray(result.image).save(tmp, format="JPEG", quality=95)
     else:
-        write_png(target.with_suffix(".png") if suffix != ".png" else target, result.image)
+        target = target.with_suffix(".png") if suffix != ".png" else target
+        write_png(target, result.image)
     if args.save_mask:
         write_png(target.with_name(f"{target.stem}.mask.png"),
                   result.mask.astype(np.uint8) * 255)
+    return (f"{source}: removed {_summary(result.removed)}; mask {result.mask.mean():.1%} "
+            f"of the image; wrote {target} ({time.perf_counter() - started:.2f} s)")
+
+
+def _summary(removed: list[tuple[str, float]]) -> str:
+    """"person (score 0.84)", or "3 × person (scores 0.30–0.84)" for a whole class."""
+    parts = []
+    for name in dict.fromkeys(n for n, _ in removed):
+        scores = sorted(s for n, s in removed if n == name)
+        parts.append(f"{name} (score {scores[0]:.2f})" if len(scores) == 1 else
+                     f"{len(scores)} × {name} (scores {scores[0]:.2f}–{scores[-1]:.2f})")
+    return ", ".join(parts)
+
+
+def _warn_if_demo(path: Path, trained_on: dict | None) -> None:
+    if trained_on is None:
+        print(f"warning: {path} does not record how it was trained (made by an older "
+              "maskopt); if it came from the sample profile it is a 64 px demo",
+              file=sys.stderr)
+    elif trained_on.get("data_source") == "sample":
+        print(f"warning: {path} was trained on the synthetic sample "
+              f"({trained_on.get('image_size')} px scenes, {trained_on.get('train_pairs')} "
+              "pairs): a demo of the method, not a model for real photos; train the COCO "
+              "profile (params-coco.yaml) for those", file=sys.stderr)
 
 
 def remove_command(args) -> int:
-    from maskopt.removal import Remover
+    from maskopt.locate import find_model
 
     pairs = _inputs_and_outputs(args.photo, args.output)
-    remover = Remover(args.models, args.device, args.min_score)
+    model = find_model(args.models)
+    from maskopt.removal import Remover  # torch: only once the arguments are good
+
+    remover = Remover(model, args.device, args.min_score, args.precision)
+    _warn_if_demo(model, remover.nets.trained_on)
     failures = 0
     many = len(pairs) > 1 or args.photo.is_dir()
-    for source, target in tqdm(pairs, desc="remove", unit="img", disable=not many):
+    for source, target in tqdm(pairs, desc="remove", unit="img",
+                               disable=not many or args.quiet):
         try:
-            _remove_one(remover, source, target, args)
+            line = _remove_one(remover, source, target, args)
+            if not args.quiet:
+                tqdm.write(line)
         except MaskoptError as exc:
             if not many:
                 raise
@@ -116,11 +171,23 @@ def remove_command(args) -> int:
     return 0
 
 
+def info_command(args) -> int:
+    from maskopt.locate import find_model
+
+    model = find_model(args.model)
+    from maskopt.models.build import describe_model
+
+    print(describe_model(model))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "remove":
             return remove_command(args)
+        if args.command == "info":
+            return info_command(args)
     except MaskoptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ class Networks:
     taxonomy: Taxonomy
     canny_sigma: float = 1.0
     box_margin: float = 0.0
+    trained_on: dict | None = None  # the training profile stored in the file, if any
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -53,7 +54,7 @@ class Networks:
                                                     config["image_size"]))
         return cls(nets["segmenter"], nets["edge"], nets["segmentation"], nets["image"],
                    config["image_size"], config["num_semantic_classes"], taxonomy, sigma,
-                   margin)
+                   margin, saved.get("trained_on"))
 
     @classmethod
     def load_pretrained(cls, segmenter_file: str | Path, inpainter_files: dict[str, Path],

@@ -10,7 +10,7 @@ it stays exactly as it was.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -25,6 +25,7 @@ from maskopt.models.segmenter import (
     select_segment,
     select_segment_at_point,
 )
+from maskopt.precision import autocast, use_bf16
 from maskopt.training.data import tensor_to_rgb
 
 DEFAULT_MODELS = Path("models/joint.pt")
@@ -36,6 +37,7 @@ CROP_CONTEXT = 2.0  # the inpainting crop is this many times the mask's larger s
 class Removal:
     image: np.ndarray  # H×W×3 uint8, the photo with the object removed
     mask: np.ndarray   # H×W bool, the pixels that were replaced
+    removed: list[tuple[str, float]] = field(default_factory=list)  # (class, score) per segment
 
 
 @dataclass
@@ -87,14 +89,31 @@ def _describe(det: Detections, index: int, box: Letterbox, names: list[str]) -> 
             f"{round(x0)},{round(y0)},{round(x1)},{round(y1)}")
 
 
-class Remover:
-    """Loads the networks once; ``__call__`` removes one object from one photo."""
+def pick_device(device: str) -> torch.device:
+    """``auto``: CUDA when present, else the CPU."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MaskoptError("--device cuda was asked for but no CUDA device is available")
+    if device not in ("auto", "cpu", "cuda"):
+        raise MaskoptError(f"device must be auto, cpu or cuda (got {device!r})")
+    return torch.device("cuda" if device == "cuda" or (
+        device == "auto" and torch.cuda.is_available()) else "cpu")
 
-    def __init__(self, models: str | Path = DEFAULT_MODELS, device: str = "cpu",
-                 min_score: float = MIN_SCORE):
-        if device == "cuda" and not torch.cuda.is_available():
-            raise MaskoptError("--device cuda was asked for but no CUDA device is available")
-        self.nets = Networks.load(models, device)
+
+class Remover:
+    """Loads the networks once; ``__call__`` removes one object from one photo.
+
+    ``precision``: ``auto`` runs the networks under bfloat16 autocast where the device
+    does bf16 fast (CUDA; CPUs with AVX-512 BF16 or AMX), fp32 elsewhere.
+    """
+
+    def __init__(self, models: str | Path = DEFAULT_MODELS, device: str = "auto",
+                 min_score: float = MIN_SCORE, precision: str = "auto"):
+        self.device = pick_device(device)
+        try:
+            self.bf16 = use_bf16(precision, self.device)
+        except ValueError as exc:
+            raise MaskoptError(str(exc)) from exc
+        self.nets = Networks.load(models, self.device)
         self.min_score = min_score
         taxonomy = self.nets.taxonomy
         name_of = {c["id"]: c["name"] for c in taxonomy.categories}
@@ -107,7 +126,7 @@ class Remover:
             raise MaskoptError("give exactly one of point, box, category or rough mask")
         height, width = rgb.shape[:2]
         lb = Letterbox.fit(height, width, self.nets.image_size)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, self.bf16):
             out = self.nets.segmenter.eval().predict(_tensor(lb.image(rgb), self.nets.device))
         det = out.detections[0]
         keep = det.scores >= self.min_score
@@ -116,20 +135,23 @@ class Remover:
         chosen = self._select(det, lb, height, width, point, box, category, rough_mask)
         # the learned mask: the mask head on each chosen box grown by the joint model's
         # margin, exactly as in joint training and evaluation
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, self.bf16):
             soft = torch.stack([segment_mask(self.nets.segmenter, out.features, det.boxes[i],
                                              det.labels[i], det.image_size,
                                              self.nets.box_margin) for i in chosen])
         mask = lb.mask_to_photo(soft.amax(0).cpu().numpy(), height, width)
         if not mask.any():
             raise MaskoptError("the selected segment's mask is empty at this image size")
-        return Removal(self._inpaint(rgb, mask, out.semantic_logits, lb), mask)
+        names = self._names()
+        removed = [(names[int(det.labels[i])] if int(det.labels[i]) < len(names) else "object",
+                    float(det.scores[i])) for i in chosen]
+        return Removal(self._inpaint(rgb, mask, out.semantic_logits, lb), mask, removed)
 
     # -- choosing the segment -------------------------------------------------------
 
     def _select(self, det, lb, height, width, point, box, category, rough_mask) -> list[int]:
         """Indices of the chosen instances (one, or every one of ``category``)."""
-        names = ["object"] + [self.thing_names[k] for k in sorted(self.thing_names)]
+        names = self._names()
         if point is not None:
             x, y = point
             if not (0 <= x < width and 0 <= y < height):
@@ -162,6 +184,10 @@ class Remover:
         if not chosen.any():
             raise MaskoptError(f"no {category} found (score >= {self.min_score})")
         return torch.nonzero(chosen)[:, 0].tolist()
+
+    def _names(self) -> list[str]:
+        """Display name of each thing label (0 = no class)."""
+        return ["object"] + [self.thing_names[k] for k in sorted(self.thing_names)]
 
     def _by_region(self, det, lb, region: np.ndarray, what: str, names) -> list[int]:
         in_network = torch.from_numpy(lb.image(region[..., None])[..., 0] > 0)
@@ -203,7 +229,8 @@ class Remover:
         padding = crop_box.image(np.ones(crop.shape[:2] + (1,), np.uint8))[..., 0] == 0
         hole = torch.from_numpy((net_mask > 0) | padding).float()[None, None].to(net_image.device)
         semantic = self._semantic_for_crop(semantic_logits, lb, (x0, y0, side), crop_box)
-        filled = inpaint(self.nets, net_image, hole, semantic)[0]
+        with torch.no_grad(), autocast(self.device, self.bf16):
+            filled = inpaint(self.nets, net_image, hole, semantic)[0]
         filled = tensor_to_rgb(filled)
         new_w, new_h = round(crop.shape[1] * crop_box.scale), round(crop.shape[0] * crop_box.scale)
         inner = filled[crop_box.pad_y:crop_box.pad_y + new_h, crop_box.pad_x:crop_box.pad_x + new_w]
@@ -223,14 +250,14 @@ class Remover:
         nx = (px * lb.scale + lb.pad_x) / s * 2 - 1  # whole-photo network grid, in [-1, 1]
         ny = (py * lb.scale + lb.pad_y) / s * 2 - 1
         grid = torch.stack([nx[None, :].expand(s, s), ny[:, None].expand(s, s)], -1)[None]
-        probs = torch.softmax(logits, 1)
+        probs = torch.softmax(logits.float(), 1)
         return torch.nn.functional.grid_sample(probs, grid.to(probs.device), mode="bilinear",
                                                padding_mode="border", align_corners=False)
 
 
 def remove(image, *, point=None, box=None, category=None, rough_mask=None,
            models: str | Path = DEFAULT_MODELS,
-           device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+           device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Python API: ``maskopt.remove(image, point=(x, y))`` → (image, mask).
 
     ``image`` is an H×W×3 uint8 array or a path; the result is the same size, with

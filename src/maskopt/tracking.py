@@ -1,18 +1,26 @@
 """MLflow tracking: one parent run per DVC experiment, one child run per stage.
 
-The store is ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///mlflow.db`` in the
-working directory (the project root under `dvc repro` / `dvc exp run`). The parent
-run is named after ``DVC_EXP_NAME`` (set by `dvc exp run`), or ``workspace`` for a
-plain `dvc repro`; stages find it by that name, so all stages of one experiment sit
-under one parent in the UI. :func:`open_stage_run` touches the store before any
-training, so a store that cannot be written fails in seconds, not after hours.
+The store is ``MLFLOW_TRACKING_URI`` when set, else ``mlflow.db`` in the project's
+workspace — also for queued experiments, which DVC runs in a copy of the project
+under ``.dvc/tmp/exps/``: their runs land beside the others. The parent run is named
+after ``DVC_EXP_NAME`` (set by `dvc exp run`), or ``workspace`` for a plain `dvc
+repro`; it carries the experiment's key params (α, MEL, λ, sizes, data source) and,
+once evaluated, its headline metrics, and stages find it by name and key params, so
+all stages of one experiment sit under one parent. Child runs are named
+``<experiment>/<stage>``; every run is tagged with the git commit and DVC experiment.
+:func:`open_stage_run` touches the store before any training, so a store that cannot
+be written fails in seconds, not after hours.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +28,55 @@ from pathlib import Path
 from maskopt.errors import MaskoptError
 
 EXPERIMENT = "maskopt"
-DEFAULT_URI = "sqlite:///mlflow.db"
+STORE_FILE = "mlflow.db"
+# What tells experiments apart in the UI; the parent run carries these.
+KEY_PARAMS = ("alpha", "train.mask_expansion", "loss", "seed", "data.source",
+              "synthesize.image_size", "segmenter.depth", "inpainter.width",
+              "inpainter.blocks", "train.joint.steps", "train.joint.lr")
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",  # the UI's model-training view
+    "mlflow.note.content": "maskopt: joint segmentation + inpainting with the mask "
+                           "expansion loss. One parent run per DVC experiment (key params "
+                           "and headline metrics), one child run per stage.",
+}
+
+
+def workspace_root(cwd: Path | None = None) -> Path:
+    """The project's workspace, also from inside a queued experiment's copy of it
+    (``<workspace>/.dvc/tmp/exps/<tmp>/``)."""
+    cwd = (cwd or Path.cwd()).resolve()
+    parts = cwd.parts
+    for i in range(len(parts) - 3):
+        if parts[i:i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return cwd
 
 
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / STORE_FILE}"
+
+
+def pick_params(dumped: Mapping, keys: tuple[str, ...] = KEY_PARAMS) -> dict:
+    """The dotted ``keys`` of a (nested) params dict, e.g. ``Params.model_dump()``."""
+    picked = {}
+    for key in keys:
+        value = dumped
+        for part in key.split("."):
+            value = value[part]
+        picked[key] = value
+    return picked
+
+
+def git_commit() -> str | None:
+    """The commit the run's code is at: DVC's baseline for an experiment, else HEAD."""
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        return os.environ["DVC_EXP_BASELINE_REV"]
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
 def experiment_name() -> str:
@@ -46,8 +98,8 @@ def flatten(params: Mapping, prefix: str = "") -> dict[str, str]:
 class StageRun:
     """What a stage logs; a no-op on ranks other than 0 (``active=False``)."""
 
-    def __init__(self, client=None, run_id: str | None = None):
-        self.client, self.run_id = client, run_id
+    def __init__(self, client=None, run_id: str | None = None, parent_id: str | None = None):
+        self.client, self.run_id, self.parent_id = client, run_id, parent_id
 
     @property
     def active(self) -> bool:
@@ -58,6 +110,23 @@ class StageRun:
             import mlflow
 
             mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_parent_metrics(self, metrics: Mapping[str, float]) -> None:
+        """Metrics on the experiment's parent run (what the runs table compares)."""
+        if self.active:
+            from mlflow.entities import Metric
+
+            now = int(1000 * time.time())
+            self.client.log_batch(self.parent_id, metrics=[
+                Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def log_model(self, model_file: str | Path, registered_name: str) -> None:
+        """The joint model as an MLflow pyfunc model (see maskopt.mlflow_model), one
+        registered version per experiment."""
+        if self.active:
+            from maskopt.mlflow_model import log_joint_model
+
+            log_joint_model(model_file, registered_name)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if self.active:
@@ -82,21 +151,34 @@ class StageRun:
                 self.log_artifact(path, "images")
 
 
-def _parent_run_id(client, experiment_id: str, name: str) -> str:
-    found = client.search_runs([experiment_id],
-                               filter_string=f"tags.`maskopt.parent` = '{name}'",
-                               max_results=1, order_by=["attributes.start_time DESC"])
+def _params_hash(params: Mapping) -> str:
+    return hashlib.sha1(json.dumps(flatten(params), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _parent_run_id(client, experiment_id: str, name: str, params: Mapping,
+                   tags: Mapping[str, str]) -> str:
+    """The parent run of experiment ``name`` with these key params (a workspace rerun
+    with other params gets a parent of its own: MLflow params cannot change)."""
+    digest = _params_hash(params)
+    found = client.search_runs(
+        [experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+        filter_string=f"tags.`maskopt.parent` = '{name}' and tags.`maskopt.params` = '{digest}'")
     if found:
         return found[0].info.run_id
     run = client.create_run(experiment_id, run_name=name,
-                            tags={"maskopt.parent": name, "dvc.exp_name": name})
+                            tags={"maskopt.parent": name, "maskopt.params": digest, **tags})
+    from mlflow.entities import Param
+
+    client.log_batch(run.info.run_id, params=[Param(k, v) for k, v in flatten(params).items()])
     client.set_terminated(run.info.run_id)
     return run.info.run_id
 
 
 @contextmanager
-def open_stage_run(stage: str, params: Mapping, enabled: bool = True) -> Iterator[StageRun]:
-    """A child MLflow run for ``stage`` under the experiment's parent run."""
+def open_stage_run(stage: str, params: Mapping, key_params: Mapping | None = None,
+                   enabled: bool = True) -> Iterator[StageRun]:
+    """A child MLflow run ``<experiment>/<stage>`` logging ``params``, under the
+    experiment's parent run, which carries ``key_params`` (see :data:`KEY_PARAMS`)."""
     if not enabled:
         yield StageRun()
         return
@@ -104,18 +186,26 @@ def open_stage_run(stage: str, params: Mapping, enabled: bool = True) -> Iterato
     import mlflow
 
     uri = tracking_uri()
+    name = experiment_name()
+    tags = {"dvc.exp_name": name}
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
     try:
         mlflow.set_tracking_uri(uri)
         experiment = mlflow.set_experiment(EXPERIMENT)
         client = mlflow.MlflowClient(uri)
-        parent = _parent_run_id(client, experiment.experiment_id, experiment_name())
+        for key, value in EXPERIMENT_TAGS.items():
+            if experiment.tags.get(key) != value:
+                client.set_experiment_tag(experiment.experiment_id, key, value)
+        parent = _parent_run_id(client, experiment.experiment_id, name, key_params or {}, tags)
     except Exception as exc:  # noqa: BLE001 - any store failure, reported before training
         raise MaskoptError(f"MLflow store {uri} cannot be used ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}); set "
                            "MLFLOW_TRACKING_URI to a writable store") from exc
-    with mlflow.start_run(run_name=f"{stage}", parent_run_id=parent,
-                          tags={"maskopt.stage": stage, "dvc.exp_name": experiment_name()}) as run:
+    with mlflow.start_run(run_name=f"{name}/{stage}", parent_run_id=parent,
+                          tags={"maskopt.stage": stage, **tags}) as run:
         flat = flatten(params)
         for start in range(0, len(flat), 90):  # MLflow takes at most 100 params per call
             mlflow.log_params(dict(list(flat.items())[start:start + 90]))
-        yield StageRun(client, run.info.run_id)
+        yield StageRun(client, run.info.run_id, parent)

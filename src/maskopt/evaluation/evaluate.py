@@ -158,9 +158,30 @@ def grid_columns(images, target, masks, outputs) -> dict[str, torch.Tensor]:
             "ground truth I_G": target}
 
 
+HEADLINE_ROWS = ("joint", "starting_point", "telea_pretrained_mask")
+
+
+def headline_metrics(table: dict) -> dict:
+    """The ~10 numbers that answer "did this run do better?" (reports/metrics.json, what
+    `dvc metrics diff` and `dvc exp show` display): PSNR/SSIM over all test pairs of the
+    joint model, the paper's starting point and Telea on the same (pretrained) mask;
+    the joint mask's coverage and added area beside the pretrained mask's coverage; the
+    share of test pairs where no segment was found."""
+    overall = {row: table[row]["all"] for row in HEADLINE_ROWS}
+    joint = overall["joint"]
+    return {
+        "psnr": {row: round(float(m["psnr"]), 4) for row, m in overall.items()},
+        "ssim": {row: round(float(m["ssim"]), 5) for row, m in overall.items()},
+        "mask": {"coverage": round(float(joint["mask_coverage"]), 5),
+                 "pretrained_coverage": round(float(overall["starting_point"]["mask_coverage"]), 5),
+                 "added_area": round(float(joint["mask_added_area"]), 5),
+                 "fallback_rate": round(float(joint["mask_fallback_rate"]), 5)},
+    }
+
+
 def flat_metrics(table: dict, unavailable: dict[str, str]) -> dict:
-    """Nested {row: {metric: {bucket: value}}} for reports/metrics.json; DVC shows it as
-    flat keys like ``joint.psnr.0-10``, which read well in `dvc metrics diff`."""
+    """Nested {row: {metric: {bucket: value}}}: every number of the evaluation, for
+    reports/evaluation.json and MLflow (keys like ``joint.psnr.0-10`` once flattened)."""
     out: dict = {}
     for row, buckets in table.items():
         for bucket, metrics in buckets.items():

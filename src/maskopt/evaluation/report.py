@@ -94,14 +94,18 @@ def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[in
 
 def plot_rows(table: dict, dilations: list[int]) -> tuple[dict[str, list[dict]], list[dict]]:
     """Data for `dvc plots`: per row, PSNR/SSIM per bucket (x = the bucket's middle mask
-    ratio in %); and PSNR/SSIM against the dilation d of the GT mask."""
+    ratio in %); and PSNR/SSIM against the dilation d of the GT mask, with Telea's PSNR
+    on the exact GT mask beside it."""
     middles = {bucket_name(low): round(50 * (low + high)) for low, high in BUCKETS}
     per_bucket = {row: [{"mask_ratio_pct": middles[b], "bucket": b,
                          "psnr": round(buckets[b]["psnr"], 4), "ssim": round(buckets[b]["ssim"], 4)}
                         for b in BUCKET_NAMES if b in buckets]
                   for row, buckets in table.items()}
+    telea = table.get("telea_gt_mask", {}).get("all", {})
     per_dilation = [{"d": d, "psnr": round(table[f"gt_d{d}"]["all"]["psnr"], 4),
-                     "ssim": round(table[f"gt_d{d}"]["all"]["ssim"], 4)}
+                     "ssim": round(table[f"gt_d{d}"]["all"]["ssim"], 4),
+                     # a flat line: Telea on the exact GT mask, the level to beat
+                     **({"telea_gt_mask_psnr": round(telea["psnr"], 4)} if telea else {})}
                     for d in dilations if f"gt_d{d}" in table]
     return per_bucket, per_dilation
 

@@ -11,6 +11,7 @@ from maskopt.evaluation.evaluate import (
     compare_rows,
     evaluate_pairs,
     flat_metrics,
+    headline_metrics,
 )
 from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
@@ -18,7 +19,7 @@ from maskopt.inference import Networks
 from maskopt.io import atomic_path, write_json, write_png
 from maskopt.models.build import INPAINTERS
 from maskopt.params import Params
-from maskopt.tracking import flatten, open_stage_run
+from maskopt.tracking import flatten, open_stage_run, pick_params
 from maskopt.training.data import PairDataset
 from maskopt.training.distributed import pick_device
 from maskopt.training.stages import JOINT_FILE, PAIRS, SEGMENTER_FILE, inpainter_file
@@ -37,7 +38,7 @@ def evaluate(params: Params) -> dict:
     e = params.evaluate
     reads = {"alpha": params.alpha, "evaluate": e.model_dump(),
              "train.mask_expansion": params.train.mask_expansion}
-    with open_stage_run("evaluate", reads) as run:
+    with open_stage_run("evaluate", reads, pick_params(params.model_dump())) as run:
         shared = SharedNetworks(device)
         for name, reason in shared.unavailable.items():
             tqdm.write(f"evaluate: {name} unavailable: {reason}")
@@ -48,7 +49,9 @@ def evaluate(params: Params) -> dict:
         metrics = flat_metrics(table, shared.unavailable)
         metrics["comparisons"] = {f"{c['a']}-vs-{c['b']}": {k: c[k] for k in (
             "mean_difference", "wins", "low", "high")} for c in comparisons}
-        write_json(REPORTS / "metrics.json", metrics)
+        headline = headline_metrics(table)
+        write_json(REPORTS / "metrics.json", headline)
+        write_json(REPORTS / "evaluation.json", metrics)
         markdown = tables_markdown(table, shared.unavailable, e.dilations, params.alpha,
                                    params.train.mask_expansion, nets.image_size, comparisons)
         with atomic_path(REPORTS / "tables.md") as tmp:
@@ -66,14 +69,17 @@ def evaluate(params: Params) -> dict:
         numeric = {k: float(v) for k, v in flatten(metrics).items()
                    if not k.startswith("unavailable") and _is_number(v)}
         run.log_metrics(numeric)
+        run.log_metrics({f"headline.{k}": v for k, v in flatten(headline).items()})
+        run.log_parent_metrics({k: float(v) for k, v in flatten(headline).items()})
         run.set_tags({f"unavailable.{k}": v for k, v in shared.unavailable.items()})
         run.log_artifact(REPORTS / "metrics.json")
+        run.log_artifact(REPORTS / "evaluation.json")
         run.log_artifact(REPORTS / "tables.md")
         for path in sorted((REPORTS / "plots").rglob("*.json")):
             run.log_artifact(path, "plots")
         for path in sorted((REPORTS / "grids").glob("*.png")):
             run.log_artifact(path, "grids")
-    return metrics
+    return headline
 
 
 def _is_number(text: str) -> bool:

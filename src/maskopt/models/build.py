@@ -116,3 +116,36 @@ def load_state(module: nn.Module, state: dict, source: str) -> None:
                    else f"missing {', '.join(missing[:3])}")
         raise MaskoptError(f"{source}: checkpoint does not fit the network ({problem})")
     module.load_state_dict(state)
+
+
+def describe_model(path: str | Path) -> str:
+    """What a model file holds and how it was trained, as lines for `maskopt info`."""
+    path = Path(path)
+    saved = load_model(path, "train_joint")
+    lines = [f"{path} ({path.stat().st_size / 2**20:.1f} MiB)"]
+    for name, entry in saved["networks"].items():
+        config = entry["config"]
+        size = sum(t.numel() for t in entry["state_dict"].values() if torch.is_tensor(t))
+        shape = {k: v for k, v in config.items()
+                 if k in ("depth", "fpn_channels", "width", "blocks", "image_size")}
+        lines.append(f"  {name:<13} {config['kind']:<13} {size / 1e6:6.2f} M values  "
+                     + " ".join(f"{k}={v}" for k, v in shape.items()))
+    for key in ("alpha", "box_margin", "mask_expansion", "canny_sigma"):
+        if key in saved:
+            lines.append(f"  {key}: {saved[key]}")
+    if saved.get("taxonomy"):
+        things = [c["name"] for c in saved["taxonomy"] if c.get("isthing")]
+        lines.append(f"  classes: {len(saved['taxonomy'])} ({len(things)} things: "
+                     f"{', '.join(things[:8])}{', …' if len(things) > 8 else ''})")
+    profile = saved.get("trained_on")
+    if profile is None:
+        lines.append("  trained on: not recorded (a file from an older maskopt)")
+    else:
+        steps = ", ".join(f"{k} {v}" for k, v in profile.get("steps", {}).items())
+        lines.append(f"  trained on: {profile.get('data_source')} data, "
+                     f"{profile.get('image_size')} px, {profile.get('train_pairs')} pairs, "
+                     f"seed {profile.get('seed')}; steps: {steps}")
+        if profile.get("data_source") == "sample":
+            lines.append("  note: the synthetic sample profile, a demo of the method; "
+                         "real photos need the COCO profile (params-coco.yaml)")
+    return "\n".join(lines)

@@ -102,7 +102,8 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 def train(task, loader: DataLoader, *, steps: int, ctx: Context, checkpoint: Path,
           fingerprint: str, checkpoint_every: int, log_every: int, run, desc: str) -> dict:
-    """Run ``task.step`` for ``steps`` steps; return first/last mean losses and timing."""
+    """Run ``task.step`` for ``steps`` steps; return first/last mean losses, timing and
+    the curve (the mean losses of every ``log_every`` window, against step)."""
     start_step = 0
     state = load_checkpoint(checkpoint, fingerprint)
     if state is not None:
@@ -146,6 +147,8 @@ def train(task, loader: DataLoader, *, steps: int, ctx: Context, checkpoint: Pat
                 window.clear()
                 history.setdefault("first", means)
                 history["last"] = means
+                history.setdefault("curve", []).append(
+                    {"step": step, **{k: round(v, 6) for k, v in means.items()}})
                 run.log_metrics(means, step=step)
             if step % checkpoint_every == 0 or step == steps:
                 if ctx.is_main:
@@ -160,5 +163,6 @@ def train(task, loader: DataLoader, *, steps: int, ctx: Context, checkpoint: Pat
     summary = {f"{k}_first": v for k, v in history.get("first", {}).items()}
     summary.update({f"{k}_last": v for k, v in history.get("last", {}).items()})
     summary.update(steps=steps, resumed_from=start_step, seconds=round(seconds, 1),
-                   seconds_per_step=round(seconds / max(1, steps - start_step), 3))
+                   seconds_per_step=round(seconds / max(1, steps - start_step), 3),
+                   curve=history.get("curve", []))
     return summary

@@ -24,7 +24,7 @@ from maskopt.models.build import (
     segmenter_config,
 )
 from maskopt.params import Params
-from maskopt.tracking import open_stage_run
+from maskopt.tracking import open_stage_run, pick_params
 from maskopt.training import distributed
 from maskopt.training.checkpoint import fingerprint
 from maskopt.training.data import PairDataset, batches
@@ -34,10 +34,12 @@ from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 PAIRS = Path("data/pairs")
 MODELS = Path("models")
 REPORTS = Path("reports/train")
+CURVES = Path("reports/curves")  # losses against step, for `dvc plots`
 CHECKPOINTS = Path(".checkpoints")
 SEGMENTER_FILE = MODELS / "segmenter.pt"
 JOINT_FILE = MODELS / "joint.pt"
 GRID_SAMPLES = 6
+REGISTERED_MODEL = "maskopt-joint"  # in MLflow's model registry, one version per run
 
 
 def inpainter_file(kind: str) -> Path:
@@ -66,11 +68,22 @@ def _stage_params(params: Params, *keys: str) -> dict:
     return out
 
 
-def _finish(name: str, summary: dict, grid, run, ctx) -> None:
+def training_profile(params: Params, train_pairs: int) -> dict:
+    """How a model file was trained, stored in it (``maskopt info`` prints it, ``maskopt
+    remove`` warns when the data were the synthetic sample)."""
+    t = params.train
+    return {"data_source": params.data.source, "image_size": params.synthesize.image_size,
+            "train_pairs": train_pairs, "seed": params.seed,
+            "steps": {"segmentation": t.segmentation.steps, "inpainter": t.inpainter.steps,
+                      "joint": t.joint.steps}}
+
+
+def _finish(name: str, summary: dict, curve: list[dict], grid, run, ctx) -> None:
     if not ctx.is_main:
         return
     slug = name.replace("@", "_")
     write_json(REPORTS / f"{slug}.json", summary)
+    write_json(CURVES / f"{slug}.json", curve)
     write_png(REPORTS / f"{slug}.png", grid)
     run.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     run.log_image(grid, f"{slug}.png")
@@ -83,11 +96,13 @@ def _grid_batch(dataset: PairDataset, device) -> dict:
 def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps: int,
                batch_size: int, upstream: list[Path], save) -> dict:
     ctx = _prepare(params)
-    config = _stage_params(params, *reads)
+    config = _stage_params(params, *reads)  # what the result depends on
+    settings = _stage_params(params, *RUN_ONLY)  # logged, but a change keeps the checkpoint
     dataset = PairDataset(PAIRS / "train", params.inpainter.canny_sigma, flip=True,
                           seed=params.seed)
     try:
-        with open_stage_run(name, config, enabled=ctx.is_main) as run:
+        with open_stage_run(name, {**config, **settings}, pick_params(params.model_dump()),
+                            enabled=ctx.is_main) as run:
             task = task_factory(ctx, dataset)
             loader = make_loader(dataset, ctx, batch_size, params.train.workers, params.seed)
             checkpoint = CHECKPOINTS / f"{name.replace('@', '_')}.pt"
@@ -96,9 +111,11 @@ def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps:
                             checkpoint_every=params.train.checkpoint_every,
                             log_every=params.train.log_every, run=run, desc=name)
             if ctx.is_main:
-                save(task)
+                save(task, run)
                 summary.update(extra_metrics(task, params, ctx))
-                _finish(name, summary, task.grid(_grid_batch(dataset, ctx.device)), run, ctx)
+                curve = summary.pop("curve")
+                _finish(name, summary, curve, task.grid(_grid_batch(dataset, ctx.device)),
+                        run, ctx)
                 # The model is out: a later run (new code, new inputs) starts afresh.
                 checkpoint.unlink(missing_ok=True)
         return summary
@@ -121,8 +138,10 @@ def extra_metrics(task, params: Params, ctx) -> dict:
     return {f"test_{k}": v for k, v in mean_metrics(rows).items()}
 
 
-COMMON = ["seed", "train.device", "train.amp", "train.workers", "train.threads",
-          "train.checkpoint_every", "train.log_every"]
+# What every training stage's result depends on (its dvc.yaml params list the same);
+# run-only settings change how fast or how often it reports, not what it learns.
+COMMON = ["seed", "train.device", "train.amp"]
+RUN_ONLY = ["train.workers", "train.threads", "train.checkpoint_every", "train.log_every"]
 
 
 def pretrain_segmentation(params: Params) -> dict:
@@ -130,12 +149,13 @@ def pretrain_segmentation(params: Params) -> dict:
         tax = dataset.taxonomy
         config = segmenter_config(params, tax.num_things, tax.num_classes,
                                   tax.thing_category_ids)
-        factory.config, factory.taxonomy = config, tax
+        factory.config, factory.taxonomy, factory.train_pairs = config, tax, len(dataset)
         return SegmentationTask(build(config), params, ctx)
 
-    def save(task):
+    def save(task, run):
         save_model(SEGMENTER_FILE, {"segmenter": (factory.config, task.segmenter)},
-                   taxonomy=list(factory.taxonomy.categories))
+                   taxonomy=list(factory.taxonomy.categories),
+                   trained_on=training_profile(params, factory.train_pairs))
 
     reads = [*COMMON, "segmenter", "synthesize.image_size", "train.segmentation"]
     schedule = params.train.segmentation
@@ -146,14 +166,15 @@ def pretrain_segmentation(params: Params) -> dict:
 def pretrain_inpainter(params: Params, kind: str) -> dict:
     def factory(ctx, dataset):
         config = inpainter_config(params, kind, dataset.taxonomy.num_classes)
-        factory.config = config
+        factory.config, factory.train_pairs = config, len(dataset)
         return InpainterTask(kind, build(config), params, ctx, dataset.taxonomy.num_classes)
 
-    def save(task):
+    def save(task, run):
         d_config = {"kind": "discriminator", "in_channels": task.discriminator.in_channels,
                     "width": params.inpainter.width}
         save_model(inpainter_file(kind), {"generator": (factory.config, task.generator),
-                                          "discriminator": (d_config, task.discriminator)})
+                                          "discriminator": (d_config, task.discriminator)},
+                   trained_on=training_profile(params, factory.train_pairs))
 
     reads = [*COMMON, "inpainter", "loss", "train.inpainter", "train.d_lr_ratio"]
     schedule = params.train.inpainter
@@ -180,16 +201,18 @@ def train_joint(params: Params) -> dict:
             generators[kind] = restore(nets["generator"], expected, str(inpainter_file(kind)))
             discriminators[kind] = restore(nets["discriminator"], None, str(inpainter_file(kind)))
             configs[kind] = nets["generator"]["config"]
-        factory.configs = configs
+        factory.configs, factory.train_pairs = configs, len(dataset)
         return JointTask(segmenter, generators, discriminators, params, ctx, tax.num_classes)
 
-    def save(task):
+    def save(task, run):
         nets = {"segmenter": (factory.configs["segmenter"], task.segmenter),
                 **{k: (factory.configs[k], task.g[k]) for k in INPAINTERS}}
         save_model(JOINT_FILE, nets, alpha=params.alpha, box_margin=task.margin,
                    canny_sigma=params.inpainter.canny_sigma,
                    mask_expansion=params.train.mask_expansion,
-                   taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []))
+                   taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []),
+                   trained_on=training_profile(params, factory.train_pairs))
+        run.log_model(JOINT_FILE, REGISTERED_MODEL)
 
     reads = [*COMMON, "alpha", "loss", "inpainter", "segmenter", "synthesize.image_size",
              "train.joint", "train.mask_expansion", "train.d_lr_ratio"]

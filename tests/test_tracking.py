@@ -1,0 +1,70 @@
+"""MLflow: the parent run tells the experiment's story, the joint model is registered
+and loads, queued experiments find the workspace's store."""
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from maskopt import tracking
+
+
+def test_queued_experiment_copies_log_to_the_workspace_store(tmp_path, monkeypatch):
+    copy = tmp_path / "project" / ".dvc" / "tmp" / "exps" / "tmpab12cd"
+    copy.mkdir(parents=True)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(copy)
+    assert tracking.workspace_root() == (tmp_path / "project").resolve()
+    assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'project').resolve()}/mlflow.db"
+    monkeypatch.chdir(tmp_path)
+    assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_parent_run_carries_key_params_and_children_are_named_after_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("DVC_EXP_NAME", "alpha-0p05")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
+    key = {"alpha": 0.05, "train.mask_expansion": True}
+    with tracking.open_stage_run("train_joint", {"alpha": 0.05}, key) as run:
+        run.log_parent_metrics({"psnr.joint": 20.5})
+    with tracking.open_stage_run("evaluate", {"evaluate.dilations": [0]}, key):
+        pass
+    with tracking.open_stage_run("evaluate", {}, {**key, "alpha": 0.03}):
+        pass  # same experiment name, other params: a parent of its own
+    runs = mlflow.search_runs(experiment_names=["maskopt"], output_format="list")
+    parents = [r for r in runs if "maskopt.parent" in r.data.tags]
+    children = [r for r in runs if "maskopt.stage" in r.data.tags]
+    assert sorted(p.data.params["alpha"] for p in parents) == ["0.03", "0.05"]
+    first = next(p for p in parents if p.data.params["alpha"] == "0.05")
+    assert first.info.run_name == "alpha-0p05" and first.data.metrics["psnr.joint"] == 20.5
+    assert sorted(c.info.run_name for c in children) == [
+        "alpha-0p05/evaluate", "alpha-0p05/evaluate", "alpha-0p05/train_joint"]
+    for r in runs:
+        assert r.data.tags["mlflow.source.git.commit"] == "a" * 40
+        assert r.data.tags["dvc.exp_name"] == "alpha-0p05"
+    experiment = mlflow.get_experiment_by_name("maskopt")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_joint_model_is_registered_and_loads_as_pyfunc(trained_project, monkeypatch):
+    from test_remove import fixed_detections
+
+    from maskopt.training.stages import REGISTERED_MODEL
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
+    mlflow.set_tracking_uri(f"sqlite:///{trained_project}/mlflow.db")
+    versions = mlflow.MlflowClient().search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    assert len(versions) == 1
+    run = mlflow.get_run(versions[0].run_id)
+    assert run.info.run_name == "workspace/train_joint" and run.data.params["alpha"] == "0.03"
+    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}/{versions[0].version}")
+    remover = model.unwrap_python_model().remover
+    fixed_detections(remover, [[4.0, 4.0, 20.0, 20.0]])
+    photo = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    clean = model.predict({"image": photo, "category": "person"})
+    assert clean.shape == photo.shape and not np.array_equal(clean, photo)
+    assert Path(trained_project / "models/joint.pt").exists()
+    with pytest.raises(Exception, match="exactly one"):
+        model.predict({"image": photo})
