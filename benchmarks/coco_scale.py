@@ -131,7 +131,8 @@ def main() -> None:
         process.start()
         seconds, peak, held, worker_copy = queue.get()
         process.join()
-        line = f"  {task:<26} {seconds:6.1f} s   peak +{peak:6.0f} MiB   held after +{held:6.0f} MiB"
+        line = (f"  {task:<26} {seconds:6.1f} s   peak +{peak:6.0f} MiB   "
+                f"held after +{held:6.0f} MiB")
         if worker_copy is not None:
             line += f"   each forked worker copies {worker_copy:.0f} MiB over an epoch"
         print(line)

@@ -120,7 +120,7 @@ class StageSchedule(_Section):
 
 class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True                                    # bf16 autocast where it is fast (maskopt.precision)
+    amp: bool = True                                    # bf16 autocast where fast (precision.py)
     workers: int = Field(default=2, ge=0)               # data loader processes per rank
     threads: int = Field(default=0, ge=0)               # torch CPU threads (0: torch's default)
     checkpoint_every: int = Field(default=100, ge=1)    # steps

@@ -141,7 +141,7 @@ class PairRecords:
         return {"name": str(self.names[index]), "bucket": str(self.buckets[index]),
                 "mask_ratio": float(self.mask_ratios[index]),
                 "thing_segments": list(zip(self.segment_ids[things].tolist(),
-                                           self.labels[things].tolist()))}
+                                           self.labels[things].tolist(), strict=True))}
 
 
 class PairDataset(Dataset):
