@@ -1,130 +1,191 @@
-"""Parameters, forward time and one training step of every network, on this CPU.
+"""Every network of a params profile on this CPU, against the compute floor.
 
-For each inpainter (generator + its discriminator): forward of G, and one full step
-(G forward, D on real and fake, G loss incl. feature matching, both backwards and
-Adam steps). For the segmenter: inference forward and one training step (L_PS).
-Run on an idle machine: with 2 cores, any other job makes the figures swing.
+The floor is measured in the same run: a 3×3 convolution of the residual blocks' size
+(256 channels at 64×64), in fp32 and under bf16 autocast, gives this machine's
+conv throughput (GFLOP/s). For each network the script counts FLOPs per image with
+torch's ``FlopCounterMode`` and prints
 
-    .venv/bin/python benchmarks/models.py [--size 256] [--batch 4] [--width 64] [--repeat 2]
+- inference: eval mode, no grad, one image (as `maskopt remove` runs it), fp32 and
+  bf16 where the CPU has fast bf16, with the ratio time ÷ (FLOPs ÷ throughput);
+- training: one step of the stage's own task (``InpainterTask.step``,
+  ``SegmentationTask.step``, ``JointTask.step``: G + D + losses, with the profile's
+  λ and a random VGG19) on a synthetic batch, under the profile's ``train.amp``;
+- the peak resident memory of each measurement (each runs in a fresh process).
+
+Run on an idle machine: with 2 cores any other job makes the figures swing.
+
+    .venv/bin/python benchmarks/models.py [--params params-coco.yaml] [--batch 4]
+        [--only edge,segmentation,image,segmenter,joint] [--repeat 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import resource
 import time
 import warnings
 
 import torch
 
-from maskopt import losses
-from maskopt.models import PanopticFPN
-from maskopt.models.build import build, build_discriminator
-from maskopt.models.inpainter import count_parameters
-
 CLASSES = 134  # COCO panoptic: 133 categories + unlabeled
+THINGS = 80
+KINDS = ("edge", "segmentation", "image", "segmenter", "joint")
 
 
 def timed(fn, repeat: int) -> float:
-    fn()  # warm-up
+    fn()  # warm-up (oneDNN picks its kernels on the first call)
     start = time.perf_counter()
     for _ in range(repeat):
         fn()
     return (time.perf_counter() - start) / repeat
 
 
-def inputs(kind: str, batch: int, size: int) -> tuple:
+def conv_throughput(bf16: bool, repeat: int = 5) -> float:
+    """GFLOP/s of a 256→256 3×3 convolution at 64×64 (the residual blocks' size)."""
+    from maskopt.precision import autocast
+
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval()
+    x = torch.rand(1, 256, 64, 64)
+    flops = 2 * 256 * 256 * 9 * 64 * 64
+
+    def run():
+        with torch.no_grad(), autocast(torch.device("cpu"), bf16):
+            conv(x)
+
+    return flops / timed(run, repeat) / 1e9
+
+
+def count_flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def synthetic_batch(size: int, batch: int, classes: int) -> dict:
+    """A batch with every key the training tasks read, one person-like box each."""
+    g = torch.Generator().manual_seed(0)
     mask = torch.zeros(batch, 1, size, size)
-    mask[..., size // 4: size // 2, size // 3: 2 * size // 3] = 1
-    gray, edges, rgb = (torch.rand(batch, c, size, size) for c in (1, 1, 3))
-    seg = torch.softmax(torch.randn(batch, CLASSES, size, size), 1)
-    args = {"edge": (gray, edges, mask), "segmentation": (seg, mask),
-            "image": (rgb, edges, seg, mask)}[kind]
-    real = {"edge": torch.cat([gray, edges], 1), "segmentation": seg, "image": rgb}[kind]
-    return args, real, mask
+    mask[..., size // 4: 3 * size // 4, size // 3: 2 * size // 3] = 1
+    semantic = torch.randint(1, classes, (batch, size, size), generator=g)
+    inst_mask = mask[0, 0].to(torch.uint8)[None]
+    box = torch.tensor([[size / 3, size / 4, 2 * size / 3, 3 * size / 4]])
+    rand = lambda c: torch.rand(batch, c, size, size, generator=g)  # noqa: E731
+    return {"image": rand(3), "target": rand(3), "mask": mask, "phi": rand(1) * 2 - 1,
+            "gray": rand(1), "target_gray": rand(1), "edges": (rand(1) > 0.9).float(),
+            "target_edges": (rand(1) > 0.9).float(), "semantic": semantic,
+            "target_semantic": semantic.clone(),
+            "instances": [{"boxes": box, "labels": torch.tensor([1]), "masks": inst_mask}
+                          for _ in range(batch)]}
 
 
-def bench_inpainter(kind: str, args, vgg) -> None:
-    g = build({"kind": kind, "num_classes": CLASSES, "width": args.width, "blocks": 8})
-    d = build_discriminator(kind, CLASSES, args.width)
-    g_opt = torch.optim.Adam(g.parameters(), 1e-4, betas=(0.0, 0.9))
-    d_opt = torch.optim.Adam(d.parameters(), 1e-5, betas=(0.0, 0.9))
-    net_in, real, mask = inputs(kind, args.batch, args.size)
+def _measure(kind: str, args, floors: dict, queue) -> None:
+    """In a fresh process: FLOPs, inference and training-step time, peak memory."""
+    warnings.simplefilter("ignore")
+    import yaml
 
-    def forward():
-        with torch.no_grad():
-            g(*net_in)
+    from maskopt.models.build import build, build_discriminator, inpainter_config, segmenter_config
+    from maskopt.params import Params
+    from maskopt.precision import autocast
+    from maskopt.training.distributed import Context
+    from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
-    def step():
-        out = g(*net_in)
-        fake = torch.cat([net_in[0], out], 1) if kind == "edge" else (
-            torch.softmax(out, 1) if kind == "segmentation" else out)
-        d_real, real_feats = d(real)
-        d_fake, _ = d(fake.detach())
-        d_loss = losses.hinge_discriminator_loss(d_real, d_fake)
-        g_fake, fake_feats = d(fake)
-        g_loss = losses.hinge_generator_loss(g_fake)
-        if kind == "image":
-            of, tf = vgg(out), vgg(real)
-            g_loss = g_loss + losses.perceptual_loss(of, tf) + losses.style_loss(of, tf) \
-                + losses.reconstruction_l1_loss(out, real, mask)
-        else:
-            g_loss = g_loss + losses.feature_matching_loss(fake_feats, real_feats)
-        g_opt.zero_grad()
-        d_opt.zero_grad()
-        d_loss.backward(inputs=list(d.parameters()))
-        g_loss.backward(inputs=list(g.parameters()))
-        d_opt.step()
-        g_opt.step()
-
-    print(f"{kind:>12} inpainter  G {count_parameters(g) / 1e6:6.2f} M  "
-          f"D {count_parameters(d) / 1e6:5.2f} M  forward {timed(forward, args.repeat):6.2f} s  "
-          f"train step (G+D) {timed(step, args.repeat):6.2f} s")
-
-
-def bench_segmenter(args) -> None:
     torch.manual_seed(0)
-    seg = PanopticFPN(80, CLASSES, depth=args.depth, image_size=args.size)
-    images = torch.rand(args.batch, 3, args.size, args.size)
-    s = args.size
-    masks = torch.zeros(1, s, s, dtype=torch.uint8)
-    masks[:, s // 4: s // 2, s // 3: 2 * s // 3] = 1
-    box = torch.tensor([[s / 3, s / 4, 2 * s / 3, s / 2]])
-    targets = [{"boxes": box, "labels": torch.tensor([1]), "masks": masks,
-                "semantic": torch.randint(1, CLASSES, (s, s))} for _ in range(args.batch)]
-    opt = torch.optim.AdamW(seg.parameters(), 1e-4)
+    with open(args.params) as f:
+        raw = yaml.safe_load(f)
+    raw["segmenter"]["weights"] = "none"  # offline: nothing to download
+    raw["inpainter"]["vgg_weights"] = "random"
+    params = Params.model_validate(raw)
+    size = params.synthesize.image_size
+    ctx = Context(0, 1, 0, torch.device("cpu"))
+    batch = synthetic_batch(size, args.batch, CLASSES)
+    one = {k: v[:1] if torch.is_tensor(v) else v[:1] for k, v in batch.items()}
 
-    def forward():
+    def generator(k):
+        return build(inpainter_config(params, k, CLASSES)).eval()
+
+    if kind == "segmenter":
+        net = build(segmenter_config(params, THINGS, CLASSES)).eval()
+        forward = lambda: net(one["image"])  # noqa: E731
+        task = SegmentationTask(build(segmenter_config(params, THINGS, CLASSES)), params, ctx)
+    elif kind == "joint":
+        seg = build(segmenter_config(params, THINGS, CLASSES))
+        gens = {k: generator(k) for k in ("edge", "segmentation", "image")}
+        forward = None  # its networks' inference is the rows above
+        discriminators = {k: build_discriminator(k, CLASSES, params.inpainter.width)
+                          for k in gens}
+        task = JointTask(seg, gens, discriminators, params, ctx, CLASSES)
+    else:
+        net = generator(kind)
+        inputs = {"edge": (one["gray"], one["edges"], one["mask"]),
+                  "segmentation": (torch.softmax(torch.rand(1, CLASSES, size, size), 1),
+                                   one["mask"]),
+                  "image": (one["image"], one["edges"], torch.softmax(
+                      torch.rand(1, CLASSES, size, size), 1), one["mask"])}[kind]
+        forward = lambda: net(*inputs)  # noqa: E731
+        task = InpainterTask(kind, generator(kind).train(), params, ctx, CLASSES)
+
+    result = {"kind": kind}
+    if forward is not None:
         with torch.no_grad():
-            seg.eval()(images)
+            result["gflop"] = count_flops(forward) / 1e9
+        for precision, bf16 in (("fp32", False), ("bf16", True)):
+            if precision not in floors:
+                continue
 
-    def step():
-        seg.train()
-        loss = sum(seg(images, targets).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+            def infer(bf16=bf16):
+                with torch.no_grad(), autocast(ctx.device, bf16):
+                    forward()
 
-    print(f"{'segmenter':>12} R{args.depth}-FPN  {count_parameters(seg) / 1e6:6.2f} M  "
-          f"forward {timed(forward, args.repeat):6.2f} s  "
-          f"train step (L_PS) {timed(step, args.repeat):6.2f} s")
+            seconds = timed(infer, args.repeat)
+            result[f"infer_{precision}"] = seconds
+            result[f"floor_{precision}"] = result["gflop"] / floors[precision]
+    else:
+        result["gflop"] = None
+    result["train_step"] = timed(lambda: task.step(batch), args.repeat)
+    result["amp"] = params.train.amp
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(result)
 
 
 def main() -> None:
+    from maskopt.precision import cpu_has_fast_bf16
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--params", default="params-coco.yaml")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--only", default=",".join(KINDS))
     args = parser.parse_args()
-    print(f"{args.size} px, batch {args.batch}, width {args.width}, "
-          f"{torch.get_num_threads()} threads")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        vgg = losses.VGG19Features("random")
-    for kind in ("edge", "segmentation", "image"):
-        bench_inpainter(kind, args, vgg)
-    bench_segmenter(args)
+    floors = {"fp32": conv_throughput(False)}
+    if cpu_has_fast_bf16():
+        floors["bf16"] = conv_throughput(True)
+    print(f"{args.params}, batch {args.batch} for training steps, "
+          f"{torch.get_num_threads()} threads; 3×3 conv throughput: "
+          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in floors.items()))
+    context = multiprocessing.get_context("spawn")
+    total = 0.0
+    for kind in args.only.split(","):
+        queue = context.Queue()
+        process = context.Process(target=_measure, args=(kind, args, floors, queue))
+        process.start()
+        r = queue.get()
+        process.join()
+        line = f"{kind:>12}"
+        if r["gflop"] is not None:
+            if kind != "segmenter":
+                total += r["gflop"]
+            line += f"  {r['gflop']:6.1f} GFLOP/img  inference"
+            for precision in floors:
+                t, floor = r[f"infer_{precision}"], r[f"floor_{precision}"]
+                line += f"  {precision} {t:5.2f} s ({t / floor:4.2f}x floor)"
+        line += (f"  train step (batch {args.batch}, amp={r['amp']}) {r['train_step']:6.2f} s"
+                 f"  peak {r['peak_mib']:5.0f} MiB")
+        print(line)
+    if total:
+        print(f"three generators: {total:.0f} GFLOP per image")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Seconds per photo of `maskopt remove` at 256 and 512 px, split into segmentation and
-inpainting, beside OpenCV `inpaint` (Telea) on the same photo and mask.
+inpainting, in fp32 and (where the CPU has it) bf16, beside OpenCV `inpaint` (Telea)
+on the same photo and mask; and the command's start-up: importing what `remove` needs,
+each in a fresh process.
 
 By default the trained networks of models/joint.pt are timed. `--paper-scale` times
 untrained networks of the paper's size instead (R50-FPN, width-64 inpainters at 256 px):
@@ -12,6 +14,8 @@ photo, so every run inpaints the same area. Run on an idle machine.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
 import warnings
 
@@ -21,6 +25,7 @@ import torch
 
 from maskopt.inference import Networks
 from maskopt.models.build import build
+from maskopt.precision import autocast, cpu_has_fast_bf16
 from maskopt.removal import Letterbox, Remover, _tensor
 from maskopt.training.data import Taxonomy
 
@@ -54,42 +59,66 @@ def seconds(fn, repeat: int) -> float:
     return (time.perf_counter() - start) / repeat
 
 
+def import_seconds(module: str, repeat: int = 3) -> float:
+    """Best of ``repeat`` fresh interpreters importing ``module`` (its own start-up
+    excluded by subtracting an empty interpreter's)."""
+    def best(code: str) -> float:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(f"import {module}") - best("pass")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="models/joint.pt")
     parser.add_argument("--paper-scale", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    for module in ("torch", "maskopt.cli", "maskopt.removal"):
+        print(f"import {module:<16} {import_seconds(module):6.2f} s")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.paper_scale:
             remover = Remover.__new__(Remover)
             remover.nets, remover.min_score = paper_scale_networks(), 0.3
+            remover.device = torch.device("cpu")
         else:
-            remover = Remover(args.models)
+            remover = Remover(args.models, device="cpu")
     s = remover.nets.image_size
     print(f"networks at {s} px ({'untrained, paper scale' if args.paper_scale else args.models}),"
           f" {torch.get_num_threads()} threads")
+    precisions = ["fp32"] + (["bf16"] if cpu_has_fast_bf16() else [])
     for size in (256, 512):
         image, mask = photo_and_mask(size)
         lb = Letterbox.fit(size, size, s)
         net_input = _tensor(lb.image(image), "cpu")
         with torch.no_grad():
             semantic = remover.nets.segmenter.predict(net_input).semantic_logits
+        totals = {}
+        for precision in precisions:
+            remover.bf16 = precision == "bf16"
 
-        def segment(net_input=net_input):
-            with torch.no_grad():
-                remover.nets.segmenter.predict(net_input)
+            def segment(net_input=net_input):
+                with torch.no_grad(), autocast(remover.device, remover.bf16):
+                    remover.nets.segmenter.predict(net_input)
 
-        def fill(image=image, mask=mask, semantic=semantic, lb=lb):
-            remover._inpaint(image, mask, semantic, lb)
+            def fill(image=image, mask=mask, semantic=semantic, lb=lb):
+                remover._inpaint(image, mask, semantic, lb)
 
-        def opencv(image=image, mask=mask):
-            cv2.inpaint(image, mask.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
+            def opencv(image=image, mask=mask):
+                cv2.inpaint(image, mask.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
 
-        seg_s, inp_s, cv_s = (seconds(f, args.repeat) for f in (segment, fill, opencv))
-        print(f"{size:4d} px photo: segmentation {seg_s:6.3f} s + inpainting {inp_s:6.3f} s "
-              f"= {seg_s + inp_s:6.3f} s   | OpenCV Telea {cv_s:6.3f} s")
+            seg_s, inp_s, cv_s = (seconds(f, args.repeat) for f in (segment, fill, opencv))
+            totals[precision] = seg_s + inp_s
+            ratio = (f"  ({totals['fp32'] / totals[precision]:.2f}x fp32's speed)"
+                     if precision != "fp32" else "")
+            print(f"{size:4d} px photo, {precision}: segmentation {seg_s:6.3f} s + inpainting "
+                  f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from browser import needs_chromium, rendered_dom, screenshot
 from tiny import TINY, apply
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+# where the page tests leave their screenshots (default: pytest's tmp_path)
+SCREENSHOTS = os.environ.get("MASKOPT_SCREENSHOTS")
 
 
 def run(cmd, cwd, env):
@@ -42,7 +45,9 @@ def project(tmp_path_factory):
         shutil.copytree(ROOT / folder, project / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               DVC_NO_ANALYTICS="1")
+               DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
+    env.pop("MLFLOW_TRACKING_URI", None)  # the default store: the workspace's mlflow.db
     run(["git", "init", "-q"], project, env)
     run(["dvc", "init", "-q"], project, env)
     set_params(project, **TINY)
@@ -146,3 +151,97 @@ def test_every_stage_depends_on_every_source_file_it_imports():
         uncovered = [f for f in imported
                      if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
         assert not uncovered, f"stage {name} imports {uncovered} but does not depend on them"
+
+
+def _screenshot_path(tmp_path: Path, name: str) -> Path:
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
+@needs_chromium
+def test_plots_page_draws_every_chart_with_the_network_cut(project, tmp_path):
+    project, env = project
+    run([sys.executable, "-m", "maskopt.offline_plots"], project, env)
+    run(["dvc", "config", "plots.html_template", "plots/offline.html"], project, env)
+    run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], project, env)
+    page = tmp_path / "plots" / "index.html"
+    assert "cdn.jsdelivr" not in page.read_text()
+    dom = rendered_dom(page.as_uri())
+    charts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    assert dom.count('class="marks"') == len(charts), "a chart did not draw"
+    screenshot(page.as_uri(), _screenshot_path(tmp_path, "dvc-plots-offline.png"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_until_up(url: str, seconds: float = 90) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not come up")
+
+
+@needs_chromium
+def test_queued_alpha_run_lands_in_the_workspace_store_and_compares_in_the_ui(project,
+                                                                            tmp_path):
+    import time
+    import urllib.parse
+
+    import mlflow
+
+    project, env = project
+    run(["git", "add", "-A"], project, env)
+    run(["git", "commit", "-qm", "baseline"], project, env)
+    run(["dvc", "exp", "run", "--queue", "-S", "alpha=0.05", "-n", "alpha-0p05"], project, env)
+    run(["dvc", "queue", "start", "--jobs", "1"], project, env)
+    deadline = time.monotonic() + 600
+    while any(w in run(["dvc", "queue", "status"], project, env) for w in ("Queued", "Running")):
+        assert time.monotonic() < deadline, "the queued experiment did not finish"
+        time.sleep(2)
+    assert "Failed" not in run(["dvc", "queue", "status"], project, env)
+
+    store = f"sqlite:///{project}/mlflow.db"
+    client = mlflow.MlflowClient(store)
+    experiment = client.get_experiment_by_name("maskopt")
+    parents = {r.data.params["alpha"]: r for r in client.search_runs(
+        [experiment.experiment_id], "tags.`maskopt.parent` != ''")}
+    assert parents["0.05"].info.run_name == "alpha-0p05"  # the queued run, in this store
+    assert "0.03" in parents
+    for parent in (parents["0.03"], parents["0.05"]):
+        assert "psnr.joint" in parent.data.metrics
+    versions = client.search_model_versions("name = 'maskopt-joint'")
+    assert len(versions) >= 2  # one per experiment
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", store,
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_up(f"http://127.0.0.1:{port}/health")
+        ids = json.dumps([parents["0.03"].info.run_id, parents["0.05"].info.run_id])
+        url = (f"http://127.0.0.1:{port}/#/compare-runs?runs={urllib.parse.quote(ids)}"
+               f"&experiments={urllib.parse.quote(json.dumps([experiment.experiment_id]))}")
+        dom = rendered_dom(url, budget_ms=30000)
+        assert "alpha-0p05" in dom and "workspace" in dom
+        assert "0.05" in dom and "0.03" in dom and "psnr.joint" in dom
+        for parent in (parents["0.03"], parents["0.05"]):
+            assert f"{parent.data.metrics['psnr.joint']:.2f}"[:4] in dom
+        screenshot(url, _screenshot_path(tmp_path, "mlflow-compare.png"), budget_ms=30000)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

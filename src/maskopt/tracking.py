@@ -29,6 +29,7 @@ from maskopt.errors import MaskoptError
 
 EXPERIMENT = "maskopt"
 STORE_FILE = "mlflow.db"
+ARTIFACTS_DIR = "mlartifacts"
 # What tells experiments apart in the UI; the parent run carries these.
 KEY_PARAMS = ("alpha", "train.mask_expansion", "loss", "seed", "data.source",
               "synthesize.image_size", "segmenter.depth", "inpainter.width",
@@ -52,8 +53,12 @@ def workspace_root(cwd: Path | None = None) -> Path:
     return cwd
 
 
+def _workspace_uri() -> str:
+    return f"sqlite:///{workspace_root() / STORE_FILE}"
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / STORE_FILE}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or _workspace_uri()
 
 
 def pick_params(dumped: Mapping, keys: tuple[str, ...] = KEY_PARAMS) -> dict:
@@ -193,8 +198,12 @@ def open_stage_run(stage: str, params: Mapping, key_params: Mapping | None = Non
         tags["mlflow.source.git.commit"] = commit
     try:
         mlflow.set_tracking_uri(uri)
-        experiment = mlflow.set_experiment(EXPERIMENT)
         client = mlflow.MlflowClient(uri)
+        if client.get_experiment_by_name(EXPERIMENT) is None and uri == _workspace_uri():
+            # artifacts beside the store, not in the copy a queued experiment runs in
+            client.create_experiment(EXPERIMENT,
+                                     (workspace_root() / ARTIFACTS_DIR).resolve().as_uri())
+        experiment = mlflow.set_experiment(EXPERIMENT)
         for key, value in EXPERIMENT_TAGS.items():
             if experiment.tags.get(key) != value:
                 client.set_experiment_tag(experiment.experiment_id, key, value)
