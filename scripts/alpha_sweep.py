@@ -7,7 +7,9 @@ data). Runs the queue one at a time and prints two Markdown tables: what MEL and
 change (the joint model's PSNR, mask coverage, added area, fallback rate on the test
 pairs), and each experiment's paired comparisons (mean PSNR difference and 95 %
 bootstrap interval; a claim holds when the interval excludes 0). An α or MEL change
-reruns only `train_joint` and `evaluate`. Runs log to this project's MLflow store.
+reruns only `train_joint` and `evaluate`. Queued runs log to this project's MLflow
+store (see maskopt.tracking); the comparisons come from each experiment's
+reports/evaluation.json.
 
     PATH="$PWD/.venv/bin:$PATH" .venv/bin/python scripts/alpha_sweep.py \
         [--alphas 0 0.01 0.03 0.05] [--seeds 1 2] [--no-run]
@@ -16,15 +18,14 @@ reruns only `train_joint` and `evaluate`. Runs log to this project's MLflow stor
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-COLUMNS = {"PSNR": "joint.psnr.all", "coverage": "joint.mask_coverage.all",
-           "added area": "joint.mask_added_area.all",
-           "fallback rate": "joint.mask_fallback_rate.all"}
+COLUMNS = {"PSNR": "psnr.joint", "coverage": "mask.coverage",
+           "added area": "mask.added_area", "fallback rate": "mask.fallback_rate"}
 
 
 def dvc(*args: str) -> str:
@@ -62,9 +63,27 @@ def value(row: dict, suffix: str):
     return None
 
 
+def row_name(row: dict) -> str:
+    return str(row.get("Experiment") or row.get("rev"))
+
+
 def ours(row: dict) -> bool:
-    name = str(row.get("Experiment") or "")
-    return name.startswith(("alpha-", "seed-")) or name == "without-mel"
+    """The sweep's experiments and the workspace (the committed params)."""
+    return row_name(row).startswith(("alpha-", "seed-")) or row_name(row) in ("without-mel",
+                                                                        "workspace")
+
+
+def comparisons(row: dict) -> dict:
+    """The paired comparisons of an experiment, from its commit's evaluation.json."""
+    rev = row.get("rev") or "HEAD"
+    if rev == "workspace":
+        path = Path("reports/evaluation.json")
+        text = path.read_text() if path.exists() else "{}"
+    else:
+        done = subprocess.run(["git", "show", f"{rev}:reports/evaluation.json"],
+                              capture_output=True, text=True)
+        text = done.stdout if done.returncode == 0 else "{}"
+    return json.loads(text).get("comparisons", {})
 
 
 def tables() -> str:
@@ -76,19 +95,19 @@ def tables() -> str:
              "|---|---|---|---|" + "---|" * len(COLUMNS)]
     for row in rows:
         cells = [value(row, key) for key in COLUMNS.values()]
-        lines.append(f"| {row['Experiment']} | {value(row, 'seed')} | {value(row, 'alpha')} | "
+        lines.append(f"| {row_name(row)} | {value(row, 'seed')} | {value(row, 'alpha')} | "
                      f"{value(row, 'train.mask_expansion')} | "
-                     + " | ".join("–" if c is None else f"{c:.4g}" for c in cells) + " |")
+                     + " | ".join(f"{c:.4g}" if isinstance(c, int | float) else "–"
+                                  for c in cells) + " |")
     lines += ["", "| experiment | " + " | ".join(COMPARISONS) + " |",
               "|---|" + "---|" * len(COMPARISONS)]
     for row in rows:
-        cells = []
+        cells, found = [], comparisons(row)
         for name in COMPARISONS:
-            mean, low, high = (value(row, f"comparisons.{name}.{k}")
-                               for k in ("mean_difference", "low", "high"))
-            cells.append("–" if mean is None else
-                         f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]{' ✓' if low > 0 else ''}")
-        lines.append(f"| {row['Experiment']} | " + " | ".join(cells) + " |")
+            c = found.get(name)
+            cells.append("–" if c is None else f"{c['mean_difference']:+.2f} [{c['low']:+.2f}, "
+                         f"{c['high']:+.2f}] {c['wins']}{' ✓' if c['low'] > 0 else ''}")
+        lines.append(f"| {row_name(row)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -98,8 +117,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
     parser.add_argument("--no-run", action="store_true", help="only print the tables")
     args = parser.parse_args()
-    # queued experiments run in a temporary copy: point them at this project's store
-    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path.cwd() / 'mlflow.db'}")
     if not args.no_run:
         run_sweep(args.alphas, args.seeds)
     print(tables())

@@ -139,3 +139,34 @@ def test_select_segment_by_point_and_overlap():
     assert select_segment(det, gt) == 1
     assert select_segment_at_point(det, 5, 5) == 0
     assert select_segment_at_point(det, 15, 15) is None
+
+
+def test_low_rank_class_path_cuts_the_flops_and_keeps_the_shapes():
+    """With class_channels the 134 class maps pass k channels around the 7×7 convs: the
+    three generators at 256 px come within 1.15× of three EdgeConnect-sized ones."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from maskopt.models.build import build
+
+    def flops_and_shape(config, *inputs):
+        net = build(config).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            out = net(*inputs)
+        return counter.get_total_flops() / 1e9, tuple(out.shape)
+
+    size, classes, mask = 256, 134, torch.zeros(1, 1, 256, 256)
+    seg, rgb, one = torch.rand(1, classes, size, size), torch.rand(1, 3, size, size), \
+        torch.rand(1, 1, size, size)
+    edge, _ = flops_and_shape({"kind": "edge", "num_classes": classes, "width": 64,
+                               "blocks": 8}, one, one, mask)
+    totals = {}
+    for k in (None, 16):
+        extra = {"class_channels": k} if k else {}
+        s, s_shape = flops_and_shape({"kind": "segmentation", "num_classes": classes,
+                                      "width": 64, "blocks": 8, **extra}, seg, mask)
+        i, i_shape = flops_and_shape({"kind": "image", "num_classes": classes, "width": 64,
+                                      "blocks": 8, **extra}, rgb, one, seg, mask)
+        assert s_shape == (1, classes, size, size) and i_shape == (1, 3, size, size)
+        totals[k] = edge + s + i
+    assert totals[None] > 1.3 * 3 * edge  # full-width class layers: ~406 GFLOP
+    assert totals[16] <= 1.15 * 3 * 97.0  # EdgeConnect's generator: ~97 GFLOP at 256 px

@@ -41,8 +41,11 @@ def segmenter_config(params: Params, num_things: int, num_classes: int,
 def inpainter_config(params: Params, kind: str, num_classes: int) -> dict:
     if kind not in INPAINTERS:
         raise MaskoptError(f"unknown inpainter {kind!r} (one of {', '.join(INPAINTERS)})")
-    return {"kind": kind, "num_classes": num_classes, "width": params.inpainter.width,
-            "blocks": params.inpainter.blocks}
+    config = {"kind": kind, "num_classes": num_classes, "width": params.inpainter.width,
+              "blocks": params.inpainter.blocks}
+    if kind != "edge" and params.inpainter.class_channels:  # see maskopt.models.inpainter
+        config["class_channels"] = params.inpainter.class_channels
+    return config
 
 
 def build(config: dict) -> nn.Module:

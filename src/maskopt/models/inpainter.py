@@ -9,8 +9,17 @@ Channel layouts (mask ``m``: 1 = hole; "masked" x = x·(1-m) + m, holes white as
 EdgeConnect; segmentation maps are one-hot over C classes, class 0 = unlabeled):
 
     edge inpainter          in [gray_masked, edges·(1-m), m]        (3)      → 1 edge prob.
-    segmentation inpainter  in [embed(onehot·(1-m)), m]              (C → w/4, + 1) → C logits
-    image inpainter         in [rgb_masked, edges, seg probs, m]     (3+1+C+1)→ RGB in [0, 1]
+    segmentation inpainter  in [embed(onehot·(1-m)), m]              (C → k, + 1) → k → C logits
+    image inpainter         in [rgb_masked, edges, embed(seg), m]    (3+1+k+1)→ RGB in [0, 1]
+
+Where this differs from EdgeConnect, and why: COCO has C = 134 classes, and a 7×7
+convolution that reads or writes 134 channels at 256 px costs as much as half a
+generator. The class maps therefore pass a low-rank path of k = ``class_channels``
+channels (params ``inpainter.class_channels``, 16 in the paper-scale profile): a 1×1
+embedding C → k before the first 7×7 convolution, and for the segmentation
+inpainter's output a 7×7 convolution into k channels then a 1×1 to the C logits
+(benchmarks/models.py gives the FLOPs). Without ``class_channels`` (the sample
+profile, whose C is 9, and model files made before) the layers are full width.
 
 The inpainters return raw predictions; :func:`composite` keeps the known pixels.
 """
@@ -136,39 +145,55 @@ class EdgeInpainter(nn.Module):
         return torch.sigmoid(self.generator(x))
 
 
+def default_class_channels(width: int) -> int:
+    """k of the low-rank class path: a quarter of the first layer's width, at least 4."""
+    return max(4, width // 4)
+
+
 class SegmentationInpainter(nn.Module):
     """Masked one-hot segmentation + mask → class logits (C channels).
 
-    The one-hot map is first embedded by a 1×1 conv into ``width // 4`` channels, so
-    COCO's 134 classes do not inflate the 7×7 input conv (the generator then stays
-    within a few % of EdgeConnect's size).
+    The one-hot map is embedded by a 1×1 conv into k channels before the 7×7 input
+    conv; with ``class_channels`` = k the generator also writes k channels, which a
+    1×1 conv maps to the C logits (without it, the 7×7 output conv writes C).
     """
 
-    def __init__(self, num_classes: int, width: int = 64, blocks: int = 8):
+    def __init__(self, num_classes: int, width: int = 64, blocks: int = 8,
+                 class_channels: int | None = None):
         super().__init__()
         self.num_classes = num_classes
-        embedded = max(4, width // 4)
+        embedded = class_channels or default_class_channels(width)
         self.embed = nn.Conv2d(num_classes, embedded, 1)
-        self.generator = InpaintGenerator(embedded + 1, num_classes, width, blocks,
-                                          use_spectral_norm=True)
+        self.generator = InpaintGenerator(embedded + 1, class_channels or num_classes, width,
+                                          blocks, use_spectral_norm=True)
+        self.to_classes = (nn.Conv2d(class_channels, num_classes, 1) if class_channels
+                           else nn.Identity())
 
     def forward(self, segmentation: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``segmentation``: one-hot or class probabilities, N×C×H×W."""
         embedded = self.embed(segmentation * (1 - mask))
-        return self.generator(torch.cat([embedded, mask], dim=1))
+        return self.to_classes(self.generator(torch.cat([embedded, mask], dim=1)))
 
 
 class ImageInpainter(nn.Module):
-    """Masked RGB + inpainted edges + inpainted segmentation + mask → RGB in [0, 1]."""
+    """Masked RGB + inpainted edges + inpainted segmentation + mask → RGB in [0, 1].
 
-    def __init__(self, num_classes: int, width: int = 64, blocks: int = 8):
+    With ``class_channels`` = k the class probabilities are embedded by a 1×1 conv
+    into k channels before the 7×7 input conv (without it, all C channels go in).
+    """
+
+    def __init__(self, num_classes: int, width: int = 64, blocks: int = 8,
+                 class_channels: int | None = None):
         super().__init__()
         self.num_classes = num_classes
-        self.generator = InpaintGenerator(3 + 1 + num_classes + 1, 3, width, blocks)
+        self.embed = nn.Conv2d(num_classes, class_channels, 1) if class_channels \
+            else nn.Identity()
+        self.generator = InpaintGenerator(3 + 1 + (class_channels or num_classes) + 1, 3,
+                                          width, blocks)
 
     def forward(self, image: torch.Tensor, edges: torch.Tensor, segmentation: torch.Tensor,
                 mask: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([mask_input(image, mask), edges, segmentation, mask], dim=1)
+        x = torch.cat([mask_input(image, mask), edges, self.embed(segmentation), mask], dim=1)
         return (torch.tanh(self.generator(x)) + 1) / 2
 
 
