@@ -111,6 +111,26 @@ def tables() -> str:
     return "\n".join(lines)
 
 
+SWEEP_PLOT = Path("reports/alpha_sweep.json")  # dvc.yaml plots it against α
+
+
+def write_sweep_plot() -> None:
+    """α against the joint model's PSNR, coverage and added area (MEL on, seed 0)."""
+    import dvc.api
+
+    points = {}
+    for row in dvc.api.exp_show(num=COMMITS):
+        if not ours(row) or value(row, "train.mask_expansion") is not True \
+                or value(row, "seed") not in (0, 0.0):
+            continue
+        cells = {k: value(row, key) for k, key in (("psnr", "psnr.joint"),
+                 ("coverage", "mask.coverage"), ("added_area", "mask.added_area"))}
+        if all(isinstance(v, int | float) for v in cells.values()):
+            points.setdefault(float(value(row, "alpha")), cells)
+    SWEEP_PLOT.write_text(json.dumps([{"alpha": a, **points[a]} for a in sorted(points)],
+                                     indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.01, 0.03, 0.05])
@@ -120,6 +140,7 @@ def main() -> None:
     if not args.no_run:
         run_sweep(args.alphas, args.seeds)
     print(tables())
+    write_sweep_plot()
 
 
 if __name__ == "__main__":
