@@ -50,6 +50,8 @@ def project(tmp_path_factory):
     env.pop("MLFLOW_TRACKING_URI", None)  # the default store: the workspace's mlflow.db
     run(["git", "init", "-q"], project, env)
     run(["dvc", "init", "-q"], project, env)
+    shutil.copytree(ROOT / ".dvc/plots", project / ".dvc/plots",  # the charts' templates
+                    ignore=shutil.ignore_patterns("offline.html"))
     set_params(project, **TINY)
     run(["dvc", "repro", "--quiet"], project, env)
     return project, env
@@ -168,12 +170,9 @@ def test_plots_page_draws_every_chart_with_the_network_cut(project, tmp_path):
     page = tmp_path / "plots" / "index.html"
     assert "cdn.jsdelivr" not in page.read_text()
     dom = rendered_dom(page.as_uri())
-    charts = [next(iter(c.values())) for c in yaml.safe_load((ROOT / "dvc.yaml").read_text())
-              ["plots"]]
-    # every chart whose data the pipeline made (the α sweep's comes from a script)
-    made = [c for c in charts if all((project / f).exists() for f in c["y"])]
-    assert len(made) >= 8
-    assert dom.count('class="marks"') == len(made), "a chart did not draw"
+    charts = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    assert dom.count('class="marks"') == len(charts), "a chart did not draw"
+    assert "Error" not in dom.split("</style>")[-1]  # vega-embed writes errors into the page
     screenshot(page.as_uri(), _screenshot_path(tmp_path, "dvc-plots-offline.png"))
 
 
