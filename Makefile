@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 PLOTS_PAGE := .dvc/plots/offline.html
 
-.PHONY: setup pipeline test lint plots
+.PHONY: setup pipeline test lint plots ui
 setup: $(VENV)/.installed $(PLOTS_PAGE)
 
 $(VENV)/.installed: pyproject.toml
@@ -23,6 +23,11 @@ pipeline: setup
 
 plots: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc plots show
+
+# MLflow's UI on this project's store, on 127.0.0.1 only, opened in the model-training view
+ui: setup
+	@echo "open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning"
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 test: setup
 	$(BIN)/pytest -q --durations=5
