@@ -73,11 +73,52 @@ def import_seconds(module: str, repeat: int = 3) -> float:
     return best(f"import {module}") - best("pass")
 
 
+def folder_throughput(models: str, count: int) -> None:
+    """A folder of ``count`` 256 px photos (sample test images, upscaled) through
+    `maskopt remove` (decode and encode overlapped with the networks), against the
+    networks alone on the same photos, model loading excluded from both."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from maskopt import cli
+
+    sources = sorted(Path("data/pairs/test/images").glob("*.png"))[:count]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "in"
+        folder.mkdir()
+        photos = []
+        for path in sources:
+            image = Image.open(path).convert("RGB").resize((256, 256), Image.BICUBIC)
+            image.save(folder / f"{path.stem}.jpg", quality=95)
+            photos.append(np.asarray(image))
+        remover = Remover(models, device="cpu")
+        start = time.perf_counter()
+        for rgb in photos:
+            try:
+                remover(rgb, category="person")
+            except Exception:  # noqa: BLE001 - a photo with no person: counted in both
+                pass
+        networks = time.perf_counter() - start
+        load = seconds(lambda: Remover(models, device="cpu"), 1)
+        start = time.perf_counter()
+        cli.main(["remove", str(folder), "--class", "person", "-o", str(Path(tmp) / "out"),
+                  "--quiet", "--models", models, "--device", "cpu"])
+        command = time.perf_counter() - start - load
+    print(f"folder of {len(photos)} photos at 256 px: networks alone {networks / len(photos):.3f}"
+          f" s/photo, `maskopt remove` {command / len(photos):.3f} s/photo "
+          f"({networks / command:.2f}x the networks' throughput; model load {load:.2f} s "
+          f"excluded)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="models/joint.pt")
     parser.add_argument("--paper-scale", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--folder", type=int, default=0,
+                        help="also time a folder of this many photos (needs data/pairs)")
     args = parser.parse_args()
     for module in ("torch", "maskopt.cli", "maskopt.removal"):
         print(f"import {module:<16} {import_seconds(module):6.2f} s")
@@ -119,6 +160,8 @@ def main() -> None:
                      if precision != "fp32" else "")
             print(f"{size:4d} px photo, {precision}: segmentation {seg_s:6.3f} s + inpainting "
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
+    if args.folder and not args.paper_scale:
+        folder_throughput(args.models, args.folder)
 
 
 if __name__ == "__main__":

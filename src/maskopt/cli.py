@@ -91,23 +91,25 @@ def _inputs_and_outputs(photo: Path, output: Path) -> list[tuple[Path, Path]]:
     return [(photo, output)]
 
 
-def _remove_one(remover, source: Path, target: Path, args) -> str:
-    """Remove, write; return the line that says what was done."""
-    from maskopt.io import read_rgb, write_png
+def _read(source: Path, args) -> tuple[np.ndarray, np.ndarray | None]:
+    """The photo and, with --mask, the rough mask (decoding: runs on an I/O thread)."""
+    from maskopt.io import read_rgb
 
-    started = time.perf_counter()
     rgb, _ = read_rgb(source, max_pixels=args.max_pixels)
     rough = None
     if args.mask is not None:
         rough_rgb, _ = read_rgb(args.mask, max_pixels=args.max_pixels)
         rough = rough_rgb.max(axis=2) > 127
-    result = remover(rgb, point=args.point, box=args.box, category=args.category,
-                     rough_mask=rough)
+    return rgb, rough
+
+
+def _write(target: Path, result, args) -> Path:
+    """Encode and write the result (and the mask): runs on an I/O thread."""
+    from maskopt.io import atomic_path, write_png
+
     suffix = target.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
         from PIL import Image
-
-        from maskopt.io import atomic_path
 
         with atomic_path(target) as tmp:
             Image.fromarray(result.image).save(tmp, format="JPEG", quality=95)
@@ -117,8 +119,12 @@ def _remove_one(remover, source: Path, target: Path, args) -> str:
     if args.save_mask:
         write_png(target.with_name(f"{target.stem}.mask.png"),
                   result.mask.astype(np.uint8) * 255)
+    return target
+
+
+def _line(source: Path, target: Path, result, seconds: float) -> str:
     return (f"{source}: removed {_summary(result.removed)}; mask {result.mask.mean():.1%} "
-            f"of the image; wrote {target} ({time.perf_counter() - started:.2f} s)")
+            f"of the image; wrote {target} ({seconds:.2f} s)")
 
 
 def _summary(removed: list[tuple[str, float]]) -> str:
@@ -143,7 +149,15 @@ def _warn_if_demo(path: Path, trained_on: dict | None) -> None:
               "profile (params-coco.yaml) for those", file=sys.stderr)
 
 
+PREFETCH = 2  # photos decoded ahead of the networks
+
+
 def remove_command(args) -> int:
+    """Photos are decoded and results encoded on two I/O threads while the networks
+    run on the main one (torch, PIL and OpenCV release the GIL), so a folder keeps
+    both cores busy."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from maskopt.locate import find_model
 
     pairs = _inputs_and_outputs(args.photo, args.output)
@@ -152,23 +166,54 @@ def remove_command(args) -> int:
 
     remover = Remover(model, args.device, args.min_score, args.precision)
     _warn_if_demo(model, remover.nets.trained_on)
-    failures = 0
     many = len(pairs) > 1 or args.photo.is_dir()
-    for source, target in tqdm(pairs, desc="remove", unit="img",
-                               disable=not many or args.quiet):
-        try:
-            line = _remove_one(remover, source, target, args)
-            if not args.quiet:
-                tqdm.write(line)
-        except MaskoptError as exc:
-            if not many:
-                raise
-            failures += 1
-            tqdm.write(f"skipped {source}: {exc}")
+    failures = 0
+
+    def failed(source: Path, exc: MaskoptError) -> None:
+        nonlocal failures
+        if not many:
+            raise exc
+        failures += 1
+        tqdm.write(f"skipped {source}: {exc}")
+
+    with ThreadPoolExecutor(2) as io, tqdm(total=len(pairs), desc="remove", unit="img",
+                                           disable=not many or args.quiet) as bar:
+        reads = [io.submit(_read, source, args) for source, _ in pairs[:PREFETCH]]
+        writes = []
+        for i, (source, target) in enumerate(pairs):
+            if i + PREFETCH < len(pairs):
+                reads.append(io.submit(_read, pairs[i + PREFETCH][0], args))
+            try:
+                rgb, rough = reads[i].result()
+                reads[i] = None  # free the decoded photo
+                started = time.perf_counter()
+                result = remover(rgb, point=args.point, box=args.box, category=args.category,
+                                 rough_mask=rough)
+                seconds = time.perf_counter() - started
+            except MaskoptError as exc:
+                failed(source, exc)
+                bar.update(1)
+                continue
+            writes.append((source, io.submit(_write, target, result, args), result, seconds))
+            while writes and (writes[0][1].done() or len(writes) > PREFETCH):
+                _finish_write(*writes.pop(0), args, failed)
+            bar.update(1)
+        for item in writes:
+            _finish_write(*item, args, failed)
     if failures:
         print(f"error: {failures} of {len(pairs)} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _finish_write(source, future, result, seconds, args, failed) -> None:
+    try:
+        target = future.result()
+    except MaskoptError as exc:
+        failed(source, exc)
+        return
+    if not args.quiet:
+        tqdm.write(_line(source, target, result, seconds))
 
 
 def info_command(args) -> int:
