@@ -68,7 +68,10 @@ def row_name(row: dict) -> str:
 
 
 def ours(row: dict) -> bool:
-    """The sweep's experiments and the workspace (the committed params)."""
+    """The sweep's finished experiments and the workspace (the committed params);
+    queued or running ones show their baseline's numbers, so they are left out."""
+    if row.get("State") not in (None, "Success"):
+        return False
     return row_name(row).startswith(("alpha-", "seed-")) or row_name(row) in ("without-mel",
                                                                         "workspace")
 
