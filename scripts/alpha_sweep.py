@@ -123,7 +123,7 @@ def write_sweep_plot() -> None:
 
     points = {}
     for row in dvc.api.exp_show(num=COMMITS):
-        if not ours(row) or value(row, "train.mask_expansion") is not True \
+        if not ours(row) or str(value(row, "train.mask_expansion")) != "True" \
                 or value(row, "seed") not in (0, 0.0):
             continue
         cells = {k: value(row, key) for k, key in (("psnr", "psnr.joint"),

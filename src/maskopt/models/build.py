@@ -7,6 +7,7 @@ rebuilds the networks without params.yaml. Files are read with ``weights_only=Tr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -20,7 +21,9 @@ from maskopt.models.inpainter import (
     SegmentationInpainter,
 )
 from maskopt.models.segmenter import PanopticFPN
-from maskopt.params import Params
+
+if TYPE_CHECKING:  # only a type here: pydantic stays out of `maskopt remove`'s imports
+    from maskopt.params import Params
 
 INPAINTERS = ("edge", "segmentation", "image")
 

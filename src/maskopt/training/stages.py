@@ -56,18 +56,6 @@ def _prepare(params: Params) -> distributed.Context:
     return ctx
 
 
-def _stage_params(params: Params, *keys: str) -> dict:
-    """The params a stage reads, for MLflow and the checkpoint fingerprint."""
-    dumped = params.model_dump()
-    out = {}
-    for key in keys:
-        value = dumped
-        for part in key.split("."):
-            value = value[part]
-        out[key] = value
-    return out
-
-
 def training_profile(params: Params, train_pairs: int) -> dict:
     """How a model file was trained, stored in it (``maskopt info`` prints it, ``maskopt
     remove`` warns when the data were the synthetic sample)."""
@@ -96,12 +84,13 @@ def _grid_batch(dataset: PairDataset, device) -> dict:
 def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps: int,
                batch_size: int, upstream: list[Path], save) -> dict:
     ctx = _prepare(params)
-    config = _stage_params(params, *reads)  # what the result depends on
-    settings = _stage_params(params, *RUN_ONLY)  # logged, but a change keeps the checkpoint
+    dumped = params.model_dump()
+    config = pick_params(dumped, tuple(reads))  # what the result depends on
+    settings = pick_params(dumped, tuple(RUN_ONLY))  # logged; a change keeps the checkpoint
     dataset = PairDataset(PAIRS / "train", params.inpainter.canny_sigma, flip=True,
                           seed=params.seed)
     try:
-        with open_stage_run(name, {**config, **settings}, pick_params(params.model_dump()),
+        with open_stage_run(name, {**config, **settings}, pick_params(dumped),
                             enabled=ctx.is_main) as run:
             task = task_factory(ctx, dataset)
             loader = make_loader(dataset, ctx, batch_size, params.train.workers, params.seed)
