@@ -37,7 +37,8 @@ def paper_scale_networks() -> Networks:
     seg = build({"kind": "segmenter", "backend": "torchvision", "num_thing_classes": 80,
                  "num_semantic_classes": CLASSES, "depth": 50, "fpn_channels": 256,
                  "image_size": 256, "weights": "none"})
-    nets = {k: build({"kind": k, "num_classes": CLASSES, "width": 64, "blocks": 8})
+    nets = {k: build({"kind": k, "num_classes": CLASSES, "width": 64, "blocks": 8,
+                      **({} if k == "edge" else {"class_channels": 16})})  # params-coco.yaml
             for k in ("edge", "segmentation", "image")}
     return Networks(seg.eval(), *(n.eval() for n in nets.values()), 256, CLASSES,
                     Taxonomy(()), 2.0)
