@@ -157,6 +157,7 @@ def remove_latency(device, sizes=(256, 512, 1024), repeat: int = 3) -> dict[int,
     remover.nets = Networks(seg.to(device).eval(), *(n.to(device).eval() for n in nets.values()),
                             SIZE, CLASSES, Taxonomy(()), 2.0, 10)
     remover.min_score = 0.3
+    remover.device, remover.bf16 = torch.device(device), False  # fp32, as before
     out = {}
     for size in sizes:
         photo = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)

@@ -38,9 +38,18 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _PrintVersion(argparse.Action):
+    """--version, looked up only when asked (package metadata costs every start-up)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"maskopt {_version()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskopt", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"maskopt {_version()}")
+    parser.add_argument("--version", nargs=0, action=_PrintVersion,
+                        help="show the version and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="what a model file holds and how it was trained")
     info.add_argument("model", type=Path, nargs="?",

@@ -27,13 +27,14 @@ from maskopt.models.segmenter import (
 )
 from maskopt.precision import autocast, use_bf16
 from maskopt.training.data import tensor_to_rgb
+from maskopt.training.distributed import pick_device
 
 DEFAULT_MODELS = Path("models/joint.pt")
 MIN_SCORE = 0.3
-CROP_CONTEXT = 2.0
+CROP_CONTEXT = 2.0  # the inpainting crop is this many times the mask's larger side
 # Below this network size `--precision auto` keeps fp32: with the 64 px sample model
 # bf16 ran at 0.76-0.85x fp32's speed, at 256 px the networks run 2-2.6x faster.
-BF16_MIN_SIZE = 128  # the inpainting crop is this many times the mask's larger side
+BF16_MIN_SIZE = 128
 
 
 @dataclass
@@ -84,22 +85,25 @@ def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)[None].to(device)
 
 
+def _label_name(det: Detections, index: int, names: list[str]) -> str:
+    label = int(det.labels[index])
+    return names[label] if label < len(names) else "object"
+
+
 def _describe(det: Detections, index: int, box: Letterbox, names: list[str]) -> str:
     x0, y0 = box.to_photo(*det.boxes[index, :2].tolist())
     x1, y1 = box.to_photo(*det.boxes[index, 2:].tolist())
-    name = names[int(det.labels[index])] if int(det.labels[index]) < len(names) else "object"
-    return (f"{name} (score {det.scores[index]:.2f}) at box "
+    return (f"{_label_name(det, index, names)} (score {det.scores[index]:.2f}) at box "
             f"{round(x0)},{round(y0)},{round(x1)},{round(y1)}")
 
 
-def pick_device(device: str) -> torch.device:
-    """``auto``: CUDA when present, else the CPU."""
+def _device(device: str) -> torch.device:
+    """``auto``: CUDA when present, else the CPU (training's rule, with remove's errors)."""
     if device == "cuda" and not torch.cuda.is_available():
         raise MaskoptError("--device cuda was asked for but no CUDA device is available")
     if device not in ("auto", "cpu", "cuda"):
         raise MaskoptError(f"device must be auto, cpu or cuda (got {device!r})")
-    return torch.device("cuda" if device == "cuda" or (
-        device == "auto" and torch.cuda.is_available()) else "cpu")
+    return pick_device(device)
 
 
 class Remover:
@@ -112,7 +116,7 @@ class Remover:
 
     def __init__(self, models: str | Path = DEFAULT_MODELS, device: str = "auto",
                  min_score: float = MIN_SCORE, precision: str = "auto"):
-        self.device = pick_device(device)
+        self.device = _device(device)
         try:
             bf16 = use_bf16(precision, self.device)
         except ValueError as exc:
@@ -149,8 +153,7 @@ class Remover:
         if not mask.any():
             raise MaskoptError("the selected segment's mask is empty at this image size")
         names = self._names()
-        removed = [(names[int(det.labels[i])] if int(det.labels[i]) < len(names) else "object",
-                    float(det.scores[i])) for i in chosen]
+        removed = [(_label_name(det, i, names), float(det.scores[i])) for i in chosen]
         return Removal(self._inpaint(rgb, mask, out.semantic_logits, lb), mask, removed)
 
     # -- choosing the segment -------------------------------------------------------
