@@ -100,7 +100,7 @@ def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps:
                             checkpoint_every=params.train.checkpoint_every,
                             log_every=params.train.log_every, run=run, desc=name)
             if ctx.is_main:
-                save(task, run)
+                save(task, run, training_profile(params, len(dataset)))
                 summary.update(extra_metrics(task, params, ctx))
                 curve = summary.pop("curve")
                 _finish(name, summary, curve, task.grid(_grid_batch(dataset, ctx.device)),
@@ -138,13 +138,13 @@ def pretrain_segmentation(params: Params) -> dict:
         tax = dataset.taxonomy
         config = segmenter_config(params, tax.num_things, tax.num_classes,
                                   tax.thing_category_ids)
-        factory.config, factory.taxonomy, factory.train_pairs = config, tax, len(dataset)
+        factory.config, factory.taxonomy = config, tax
         return SegmentationTask(build(config), params, ctx)
 
-    def save(task, run):
+    def save(task, run, profile):
         save_model(SEGMENTER_FILE, {"segmenter": (factory.config, task.segmenter)},
                    taxonomy=list(factory.taxonomy.categories),
-                   trained_on=training_profile(params, factory.train_pairs))
+                   trained_on=profile)
 
     reads = [*COMMON, "segmenter", "synthesize.image_size", "train.segmentation"]
     schedule = params.train.segmentation
@@ -155,15 +155,15 @@ def pretrain_segmentation(params: Params) -> dict:
 def pretrain_inpainter(params: Params, kind: str) -> dict:
     def factory(ctx, dataset):
         config = inpainter_config(params, kind, dataset.taxonomy.num_classes)
-        factory.config, factory.train_pairs = config, len(dataset)
+        factory.config = config
         return InpainterTask(kind, build(config), params, ctx, dataset.taxonomy.num_classes)
 
-    def save(task, run):
+    def save(task, run, profile):
         d_config = {"kind": "discriminator", "in_channels": task.discriminator.in_channels,
                     "width": params.inpainter.width}
         save_model(inpainter_file(kind), {"generator": (factory.config, task.generator),
                                           "discriminator": (d_config, task.discriminator)},
-                   trained_on=training_profile(params, factory.train_pairs))
+                   trained_on=profile)
 
     reads = [*COMMON, "inpainter", "loss", "train.inpainter", "train.d_lr_ratio"]
     schedule = params.train.inpainter
@@ -190,17 +190,17 @@ def train_joint(params: Params) -> dict:
             generators[kind] = restore(nets["generator"], expected, str(inpainter_file(kind)))
             discriminators[kind] = restore(nets["discriminator"], None, str(inpainter_file(kind)))
             configs[kind] = nets["generator"]["config"]
-        factory.configs, factory.train_pairs = configs, len(dataset)
+        factory.configs = configs
         return JointTask(segmenter, generators, discriminators, params, ctx, tax.num_classes)
 
-    def save(task, run):
+    def save(task, run, profile):
         nets = {"segmenter": (factory.configs["segmenter"], task.segmenter),
                 **{k: (factory.configs[k], task.g[k]) for k in INPAINTERS}}
         save_model(JOINT_FILE, nets, alpha=params.alpha, box_margin=task.margin,
                    canny_sigma=params.inpainter.canny_sigma,
                    mask_expansion=params.train.mask_expansion,
                    taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []),
-                   trained_on=training_profile(params, factory.train_pairs))
+                   trained_on=profile)
         run.log_model(JOINT_FILE, REGISTERED_MODEL)
 
     reads = [*COMMON, "alpha", "loss", "inpainter", "segmenter", "synthesize.image_size",
