@@ -102,13 +102,7 @@ def test_python_api_reads_paths_and_grayscale(trained_project, monkeypatch, tmp_
 
 def test_cli_folder_with_a_bad_file_exif_rgba_and_16_bit(trained_project, monkeypatch, tmp_path,
                                                          capsys):
-    real_init = Remover.__init__
-
-    def init(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        fixed_detections(self, [[4.0, 4.0, 28.0, 28.0]])
-
-    monkeypatch.setattr(Remover, "__init__", init)
+    _patched_remover(monkeypatch)
     folder = tmp_path / "in"
     folder.mkdir()
     rgba = np.dstack([photo(40, 60), np.full((40, 60), 200, np.uint8)])
