@@ -19,26 +19,12 @@ import itertools
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
+from paper_scale import CLASSES, THINGS, paper_networks, paper_params
 
-ROOT = Path(__file__).resolve().parents[1]
-CLASSES, THINGS, SIZE = 134, 80, 256
-
-
-def paper_params(batch: int, amp: bool):
-    from maskopt.params import Params
-
-    data = yaml.safe_load((ROOT / "params-coco.yaml").read_text())
-    data["segmenter"]["weights"] = "none"  # speed does not depend on the weights
-    data["inpainter"]["vgg_weights"] = "random"
-    data["train"]["amp"] = amp
-    for stage in ("segmentation", "inpainter", "joint"):
-        data["train"][stage]["batch_size"] = batch
-    return Params.model_validate(data)
+SIZE = 256  # params-coco.yaml
 
 
 def synthetic_batch(batch: int, device) -> dict:
@@ -108,7 +94,7 @@ def time_stage(stage: str, batch: int, amp: bool, channels_last: bool, compiled:
     torch.cuda.reset_peak_memory_stats(device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        task = make_task(stage, paper_params(batch, amp), ctx)
+        task = make_task(stage, paper_params(batch=batch, amp=amp), ctx)
         prepare(task, channels_last, compiled)
         data = synthetic_batch(batch, device)
         for _ in range(2):
@@ -142,20 +128,10 @@ def largest_batch(stage: str, device, start: int = 4, limit: int = 256) -> int:
 def remove_latency(device, sizes=(256, 512, 1024), repeat: int = 3) -> dict[int, tuple]:
     """Seconds of `remove`'s segmentation and inpainting for one photo of each size (the
     same parts `benchmarks/remove.py` times on CPU)."""
-    from maskopt.inference import Networks
-    from maskopt.models.build import build
     from maskopt.removal import Letterbox, Remover, _tensor
-    from maskopt.training.data import Taxonomy
 
-    torch.manual_seed(0)
-    seg = build({"kind": "segmenter", "backend": "torchvision", "num_thing_classes": THINGS,
-                 "num_semantic_classes": CLASSES, "depth": 50, "fpn_channels": 256,
-                 "image_size": SIZE, "weights": "none"})
-    nets = {k: build({"kind": k, "num_classes": CLASSES, "width": 64, "blocks": 8})
-            for k in ("edge", "segmentation", "image")}
     remover = Remover.__new__(Remover)  # untrained paper-scale networks, no model file
-    remover.nets = Networks(seg.to(device).eval(), *(n.to(device).eval() for n in nets.values()),
-                            SIZE, CLASSES, Taxonomy(()), 2.0, 10)
+    remover.nets = paper_networks(device=device)
     remover.min_score = 0.3
     remover.device, remover.bf16 = torch.device(device), False  # fp32, as before
     out = {}

@@ -27,9 +27,8 @@ import time
 import warnings
 
 import torch
+from paper_scale import CLASSES, THINGS, paper_params
 
-CLASSES = 134  # COCO panoptic: 133 categories + unlabeled
-THINGS = 80
 KINDS = ("edge", "segmentation", "image", "segmenter", "joint")
 
 
@@ -84,20 +83,13 @@ def synthetic_batch(size: int, batch: int, classes: int) -> dict:
 def _measure(kind: str, args, floors: dict, queue) -> None:
     """In a fresh process: FLOPs, inference and training-step time, peak memory."""
     warnings.simplefilter("ignore")
-    import yaml
-
     from maskopt.models.build import build, build_discriminator, inpainter_config, segmenter_config
-    from maskopt.params import Params
     from maskopt.precision import autocast
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
     torch.manual_seed(0)
-    with open(args.params) as f:
-        raw = yaml.safe_load(f)
-    raw["segmenter"]["weights"] = "none"  # offline: nothing to download
-    raw["inpainter"]["vgg_weights"] = "random"
-    params = Params.model_validate(raw)
+    params = paper_params(args.params)  # offline: nothing downloaded
     size = params.synthesize.image_size
     ctx = Context(0, 1, 0, torch.device("cpu"))
     batch = synthetic_batch(size, args.batch, CLASSES)

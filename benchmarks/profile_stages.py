@@ -142,7 +142,8 @@ def main() -> None:
     if params.train.threads:
         torch.set_num_threads(params.train.threads)
     ctx = Context(0, 1, 0, torch.device("cpu"))
-    dataset = PairDataset("data/pairs/train", params.inpainter.canny_sigma, flip=True)
+    dataset = PairDataset("data/pairs/train", params.inpainter.canny_sigma, flip=True,
+                          cache=params.train.cache_pairs)
     print(f"{params.synthesize.image_size} px, inpainter width {params.inpainter.width}, "
           f"{torch.get_num_threads()} threads, {params.train.workers} loader workers")
     schedules = {"pretrain_segmentation": params.train.segmentation,

@@ -22,26 +22,10 @@ import warnings
 import cv2
 import numpy as np
 import torch
+from paper_scale import paper_networks
 
-from maskopt.inference import Networks
-from maskopt.models.build import build
 from maskopt.precision import autocast, cpu_has_fast_bf16
 from maskopt.removal import Letterbox, Remover, _tensor
-from maskopt.training.data import Taxonomy
-
-CLASSES = 134
-
-
-def paper_scale_networks() -> Networks:
-    torch.manual_seed(0)
-    seg = build({"kind": "segmenter", "backend": "torchvision", "num_thing_classes": 80,
-                 "num_semantic_classes": CLASSES, "depth": 50, "fpn_channels": 256,
-                 "image_size": 256, "weights": "none"})
-    nets = {k: build({"kind": k, "num_classes": CLASSES, "width": 64, "blocks": 8,
-                      **({} if k == "edge" else {"class_channels": 16})})  # params-coco.yaml
-            for k in ("edge", "segmentation", "image")}
-    return Networks(seg.eval(), *(n.eval() for n in nets.values()), 256, CLASSES,
-                    Taxonomy(()), 2.0)
 
 
 def photo_and_mask(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +111,7 @@ def main() -> None:
         warnings.simplefilter("ignore")
         if args.paper_scale:
             remover = Remover.__new__(Remover)
-            remover.nets, remover.min_score = paper_scale_networks(), 0.3
+            remover.nets, remover.min_score = paper_networks(), 0.3
             remover.device = torch.device("cpu")
         else:
             remover = Remover(args.models, device="cpu")

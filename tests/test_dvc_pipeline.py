@@ -102,8 +102,9 @@ def test_alpha_reruns_only_joint_training_and_evaluation(project):
     assert changed_stages(project, env) == set()
 
 
-RUN_ONLY = {"train.workers": 1, "train.threads": 2, "train.log_every": 3,
-            "train.checkpoint_every": 5, "evaluate.grid_pairs": 3, "synthesize.workers": 2}
+RUN_ONLY = {"train.workers": 1, "train.cache_pairs": False, "train.threads": 2,
+            "train.log_every": 3, "train.checkpoint_every": 5, "evaluate.grid_pairs": 3,
+            "synthesize.workers": 2}
 
 
 def test_run_only_settings_leave_every_stage_up_to_date(project):

@@ -263,6 +263,24 @@ def test_flips_change_between_epochs_and_repeat_for_the_same_epoch(pairs_dir):
     assert any(any(p) for p in patterns) and not all(all(p) for p in patterns)
 
 
+def test_cached_pairs_equal_loaded_ones_and_come_as_copies(pairs_dir):
+    from maskopt.training.data import PairDataset
+
+    loaded = PairDataset(pairs_dir / "train", flip=True, seed=0)
+    cached = PairDataset(pairs_dir / "train", flip=True, seed=0, cache=True)
+    for key in [(i, epoch) for epoch in range(3) for i in range(4)] * 2:  # twice: hits
+        want, got = loaded[key], cached[key]
+        for name in ("image", "edges", "phi", "semantic", "target_semantic"):
+            assert torch.equal(want[name], got[name]), (key, name)
+        assert torch.equal(want["instances"]["masks"], got["instances"]["masks"])
+    first = cached[(0, 0)]
+    first["image"].zero_()
+    first["instances"]["boxes"].add_(5)
+    again = cached[(0, 0)]
+    assert torch.equal(again["image"], loaded[(0, 0)]["image"])
+    assert torch.equal(again["instances"]["boxes"], loaded[(0, 0)]["instances"]["boxes"])
+
+
 # 11. No ground truth in a scored mask ---------------------------------------------------
 
 

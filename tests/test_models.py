@@ -170,3 +170,53 @@ def test_low_rank_class_path_cuts_the_flops_and_keeps_the_shapes():
         totals[k] = edge + s + i
     assert totals[None] > 1.3 * 3 * edge  # full-width class layers: ~406 GFLOP
     assert totals[16] <= 1.15 * 3 * 97.0  # EdgeConnect's generator: ~97 GFLOP at 256 px
+
+
+def _random_rois(count: int, images: int, side: float, generator: torch.Generator):
+    """Boxes of every kind RoIAlign meets: inside, on the border, thinner than a
+    feature cell, and (a few) reaching past the map, where samples count as zero."""
+    corner = torch.rand(count, 2, generator=generator) * side * 1.1 - side * 0.05
+    extent = torch.rand(count, 2, generator=generator) * side * 0.6 + 0.2
+    boxes = torch.cat([corner, corner + extent], 1)
+    index = torch.randint(0, images, (count, 1), generator=generator).float()
+    return torch.cat([index, boxes], 1)
+
+
+@pytest.mark.parametrize("output_size, scale", [((7, 7), 0.25), ((14, 14), 0.125), ((7, 5), 0.5)])
+def test_separable_roi_align_matches_torchvision_values_and_gradients(output_size, scale):
+    from torchvision.ops import roi_align
+
+    from maskopt.models.roi_align import separable_roi_align
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(3, 6, int(SIZE * scale), int(SIZE * scale), generator=generator,
+                           requires_grad=True)
+    rois = _random_rois(40, 3, SIZE, generator)
+    upstream = torch.randn(40, 6, *output_size, generator=generator)
+    expected = roi_align(features, rois, output_size, scale, sampling_ratio=2, aligned=False)
+    got = separable_roi_align(features, rois, output_size, scale, sampling_ratio=2)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    expected_grad, = torch.autograd.grad(expected, features, upstream)
+    got_grad, = torch.autograd.grad(got, features, upstream)
+    torch.testing.assert_close(got_grad, expected_grad, atol=1e-4, rtol=1e-5)
+
+
+def test_cpu_multiscale_roi_align_matches_torchvision_under_bf16_autocast():
+    from torchvision.ops import MultiScaleRoIAlign
+
+    from maskopt.models.roi_align import CpuMultiScaleRoIAlign
+
+    generator = torch.Generator().manual_seed(1)
+    names = ["0", "1", "2", "3"]
+    features = {name: torch.randn(2, 4, SIZE >> (2 + i), SIZE >> (2 + i), generator=generator)
+                for i, name in enumerate(names)}
+    boxes = [_random_rois(n, 1, SIZE, generator)[:, 1:].clamp(0, SIZE) for n in (30, 7)]
+    reference, ours = MultiScaleRoIAlign(names, 7, 2), CpuMultiScaleRoIAlign(names, 7, 2)
+    sizes = [(SIZE, SIZE)] * 2
+    torch.testing.assert_close(ours(features, boxes, sizes), reference(features, boxes, sizes),
+                               atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", torch.bfloat16):  # torchvision pools in float32 here too
+        half = {k: v.bfloat16() for k, v in features.items()}
+        got, expected = ours(half, boxes, sizes), reference(half, boxes, sizes)
+    assert got.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(got, expected, atol=1e-2, rtol=1e-2)

@@ -126,6 +126,7 @@ class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True                                    # bf16 autocast where fast (precision.py)
     workers: int = Field(default=2, ge=0)               # data loader processes per rank
+    cache_pairs: bool = False                           # keep loaded pairs in loader memory
     threads: int = Field(default=0, ge=0)               # torch CPU threads (0: torch's default)
     checkpoint_every: int = Field(default=100, ge=1)    # steps
     log_every: int = Field(default=10, ge=1)

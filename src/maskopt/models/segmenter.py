@@ -34,6 +34,7 @@ from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.errors import MaskoptError
+from maskopt.models.roi_align import CpuMultiScaleRoIAlign
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,8 @@ class PanopticFPN(nn.Module):
             box_predictor=FastRCNNPredictor(box_features, num_thing_classes + 1),
             mask_head=mask_head,
             mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_thing_classes + 1),
+            box_roi_pool=CpuMultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
+            mask_roi_pool=CpuMultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2),
             box_batch_size_per_image=box_batch_size,
             box_detections_per_img=detections_per_image, box_score_thresh=score_threshold)
         # Panoptic FPN reuses Mask R-CNN's parts; its image transform is not used.

@@ -9,6 +9,7 @@ gradients over ranks before each optimizer step (see ``sync_gradients``).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -42,6 +43,14 @@ class ResumableSampler(DistributedSampler):
         return iter([(index, self.epoch) for index in indices])
 
 
+def _yield_to_training(worker_id: int) -> None:
+    """Lower a CPU run's loader workers' priority: the step's threads fill every core, and
+    a worker that preempts one stalls them all at the next barrier (measured on 2 cores:
+    image inpainter step 0.18 → 0.15 s, joint step 1.46 → 1.0 s together with
+    maskopt.models.roi_align)."""
+    os.nice(10)
+
+
 def make_loader(dataset: Dataset, ctx: Context, batch_size: int, workers: int,
                 seed: int) -> DataLoader:
     if len(dataset) < batch_size * ctx.world_size:
@@ -50,6 +59,7 @@ def make_loader(dataset: Dataset, ctx: Context, batch_size: int, workers: int,
     sampler = ResumableSampler(dataset, ctx, seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate, drop_last=True, persistent_workers=workers > 0,
+                      worker_init_fn=_yield_to_training if ctx.device.type == "cpu" else None,
                       pin_memory=ctx.device.type == "cuda")
 
 

@@ -88,7 +88,7 @@ def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps:
     config = pick_params(dumped, tuple(reads))  # what the result depends on
     settings = pick_params(dumped, tuple(RUN_ONLY))  # logged; a change keeps the checkpoint
     dataset = PairDataset(PAIRS / "train", params.inpainter.canny_sigma, flip=True,
-                          seed=params.seed)
+                          seed=params.seed, cache=params.train.cache_pairs)
     try:
         with open_stage_run(name, {**config, **settings}, pick_params(dumped),
                             enabled=ctx.is_main) as run:
@@ -130,7 +130,8 @@ def extra_metrics(task, params: Params, ctx) -> dict:
 # What every training stage's result depends on (its dvc.yaml params list the same);
 # run-only settings change how fast or how often it reports, not what it learns.
 COMMON = ["seed", "train.device", "train.amp"]
-RUN_ONLY = ["train.workers", "train.threads", "train.checkpoint_every", "train.log_every"]
+RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
+            "train.log_every"]
 
 
 def pretrain_segmentation(params: Params) -> dict:

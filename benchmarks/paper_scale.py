@@ -1,0 +1,49 @@
+"""The paper-scale profile (params-coco.yaml) as the benchmarks build it: COCO's 134
+panoptic classes and 80 thing classes, untrained networks (speed does not depend on the
+weights), nothing downloaded. One place, so every benchmark times the networks a COCO
+run trains (class_channels included)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = 134  # COCO panoptic: 133 categories + unlabeled
+THINGS = 80
+
+
+def paper_params(path: str | Path = ROOT / "params-coco.yaml", batch: int | None = None,
+                 amp: bool | None = None):
+    """Params of ``path`` with offline weights; ``batch``/``amp`` override every stage's."""
+    from maskopt.params import Params
+
+    data = yaml.safe_load(Path(path).read_text())
+    data["segmenter"]["weights"] = "none"
+    data["inpainter"]["vgg_weights"] = "random"
+    if amp is not None:
+        data["train"]["amp"] = amp
+    if batch is not None:
+        for stage in ("segmentation", "inpainter", "joint"):
+            data["train"][stage]["batch_size"] = batch
+    return Params.model_validate(data)
+
+
+def paper_networks(params=None, device: str = "cpu"):
+    """`remove`'s networks (``maskopt.inference.Networks``) at paper scale, in eval mode."""
+    import torch
+
+    from maskopt.inference import Networks
+    from maskopt.models.build import INPAINTERS, build, inpainter_config, segmenter_config
+    from maskopt.models.segmenter import box_margin
+    from maskopt.training.data import Taxonomy
+
+    params = params or paper_params()
+    torch.manual_seed(0)
+    segmenter = build(segmenter_config(params, THINGS, CLASSES)).to(device).eval()
+    generators = [build(inpainter_config(params, k, CLASSES)).to(device).eval()
+                  for k in INPAINTERS]
+    size = params.synthesize.image_size
+    return Networks(segmenter, *generators, size, CLASSES, Taxonomy(()),
+                    params.inpainter.canny_sigma, box_margin(params.alpha, size))
