@@ -118,7 +118,9 @@ def main() -> None:
     s = remover.nets.image_size
     print(f"networks at {s} px ({'untrained, paper scale' if args.paper_scale else args.models}),"
           f" {torch.get_num_threads()} threads")
-    precisions = ["fp32"] + (["bf16"] if cpu_has_fast_bf16() else [])
+    # (name, bf16, NHWC weights); `remove` runs "bf16" (NHWC) where the CPU has bf16
+    precisions = [("fp32", False, False)] + (
+        [("bf16 NCHW", True, False), ("bf16", True, True)] if cpu_has_fast_bf16() else [])
     for size in (256, 512):
         image, mask = photo_and_mask(size)
         lb = Letterbox.fit(size, size, s)
@@ -126,8 +128,8 @@ def main() -> None:
         with torch.no_grad():
             semantic = remover.nets.segmenter.predict(net_input).semantic_logits
         totals = {}
-        for precision in precisions:
-            remover.bf16 = precision == "bf16"
+        for precision, bf16, nhwc in precisions:
+            remover.set_precision(bf16, nhwc)
 
             def segment(net_input=net_input):
                 with torch.no_grad(), autocast(remover.device, remover.bf16):
@@ -143,7 +145,7 @@ def main() -> None:
             totals[precision] = seg_s + inp_s
             ratio = (f"  ({totals['fp32'] / totals[precision]:.2f}x fp32's speed)"
                      if precision != "fp32" else "")
-            print(f"{size:4d} px photo, {precision}: segmentation {seg_s:6.3f} s + inpainting "
+            print(f"{size:4d} px photo, {precision:>9}: segmentation {seg_s:6.3f} s + inpainting "
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
     if args.folder and not args.paper_scale:
         folder_throughput(args.models, args.folder)

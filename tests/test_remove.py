@@ -59,6 +59,25 @@ def test_point_removes_that_segment_and_keeps_every_other_pixel(remover):
     assert not result.mask[int(y1), int(x1)]  # the other instance stays
 
 
+def test_bf16_removal_runs_nhwc_and_paints_what_fp32_paints(trained_project):
+    """The real segmenter (no fixed detections) and the inpainters, in both precisions."""
+    image = photo(seed=3)
+    rough = np.zeros(image.shape[:2], bool)
+    rough[20:50, 40:80] = True
+    results = {}
+    for precision in ("fp32", "bf16"):
+        remover = Remover(trained_project / "models/joint.pt", precision=precision)
+        fixed_detections(remover, [[10.0, 6.0, 22.0, 20.0]])  # where `rough` falls
+        weight = remover.nets.image.generator.encoder[1].weight
+        assert weight.is_contiguous(memory_format=torch.channels_last) == (precision == "bf16")
+        results[precision] = remover(image, rough_mask=rough)
+    assert np.array_equal(results["fp32"].mask, results["bf16"].mask)
+    hole = results["fp32"].mask
+    gap = np.abs(results["fp32"].image[hole].astype(int) - results["bf16"].image[hole])
+    assert gap.mean() < 8  # bf16 rounding, not a different picture
+    assert np.array_equal(results["bf16"].image[~hole], image[~hole])
+
+
 def test_box_class_and_rough_mask_selection(remover):
     image = photo()
     lb = Letterbox.fit(77, 123, remover.nets.image_size)

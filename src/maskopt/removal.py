@@ -123,11 +123,24 @@ class Remover:
             raise MaskoptError(str(exc)) from exc
         self.nets = Networks.load(models, self.device)
         # `auto` at small sizes stays fp32: there the casts cost more than bf16 saves
-        self.bf16 = bf16 and (precision == "bf16" or self.nets.image_size >= BF16_MIN_SIZE)
+        self.set_precision(bf16 and (precision == "bf16"
+                                     or self.nets.image_size >= BF16_MIN_SIZE))
         self.min_score = min_score
         taxonomy = self.nets.taxonomy
         name_of = {c["id"]: c["name"] for c in taxonomy.categories}
         self.thing_names = {label: name_of[cid] for cid, label in taxonomy.thing_ids.items()}
+
+    def set_precision(self, bf16: bool, nhwc: bool | None = None) -> None:
+        """bf16 autocast or fp32. ``nhwc`` (default: bf16 on a CPU) stores the weights
+        channels-last: oneDNN's bf16 convolutions run faster on it (at 256 px the
+        segmentation inpainter 0.38 → 0.29 s, the segmenter 0.61 → 0.48 s; fp32 gains
+        nothing)."""
+        self.bf16 = bf16
+        if nhwc is None:
+            nhwc = bf16 and self.device.type == "cpu"
+        layout = torch.channels_last if nhwc else torch.contiguous_format
+        for net in (self.nets.segmenter, self.nets.edge, self.nets.segmentation, self.nets.image):
+            net.to(memory_format=layout)
 
     def __call__(self, rgb: np.ndarray, *, point=None, box=None, category=None,
                  rough_mask=None) -> Removal:
