@@ -12,6 +12,7 @@ from PIL import Image
 import maskopt
 from maskopt.cli import main
 from maskopt.errors import MaskoptError
+from maskopt.models.roi_align import CpuMultiScaleRoIAlign
 from maskopt.models.segmenter import Detections, SegmenterOutput
 from maskopt.removal import Letterbox, Remover
 
@@ -68,6 +69,9 @@ def test_bf16_removal_runs_nhwc_and_paints_what_fp32_paints(trained_project):
     for precision in ("fp32", "bf16"):
         remover = Remover(trained_project / "models/joint.pt", precision=precision)
         fixed_detections(remover, [[10.0, 6.0, 22.0, 20.0]])  # where `rough` falls
+        pools = [m for m in remover.nets.segmenter.modules()
+                 if isinstance(m, CpuMultiScaleRoIAlign)]
+        assert len(pools) == 2 and not any(p.separable for p in pools)  # no gradients here
         weight = remover.nets.image.generator.encoder[1].weight
         assert weight.is_contiguous(memory_format=torch.channels_last) == (precision == "bf16")
         results[precision] = remover(image, rough_mask=rough)

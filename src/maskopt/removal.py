@@ -19,6 +19,7 @@ import torch
 
 from maskopt.errors import MaskoptError
 from maskopt.inference import Networks, inpaint
+from maskopt.models.roi_align import pool_with_torchvision
 from maskopt.models.segmenter import (
     Detections,
     segment_mask,
@@ -122,6 +123,7 @@ class Remover:
         except ValueError as exc:
             raise MaskoptError(str(exc)) from exc
         self.nets = Networks.load(models, self.device)
+        pool_with_torchvision(self.nets.segmenter)  # no gradients here
         # `auto` at small sizes stays fp32: there the casts cost more than bf16 saves
         self.set_precision(bf16 and (precision == "bf16"
                                      or self.nets.image_size >= BF16_MIN_SIZE))
