@@ -9,7 +9,7 @@ optimizer steps, loss arithmetic). Networks start from fresh weights: speed does
 depend on them. Needs `data/pairs` (run `dvc repro synthesize` first). Run it on an
 idle machine.
 
-    .venv/bin/python benchmarks/profile_stages.py [--steps 10] [--params params.yaml]
+    .venv/bin/python benchmarks/profile_stages.py [--steps 10] [--params params.yaml] [--ops]
 """
 
 from __future__ import annotations
@@ -103,6 +103,22 @@ def components(task) -> dict[str, torch.nn.Module]:
     return found
 
 
+def top_ops(task, loader, steps: int, rows: int = 15) -> None:
+    """torch.profiler's view of ``steps`` steps: the operators that take the most CPU
+    time (this is how torchvision's single-threaded RoIAlign backward showed up)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    batches = [to_device(batch, task.ctx.device)
+               for batch, _ in zip(loader, range(steps + 2), strict=False)]
+    for batch in batches[:2]:  # warm-up
+        task.step(batch)
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batch in batches[2:]:
+            task.step(batch)
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def profile(name: str, task, loader, steps: int, batch_size: int) -> None:
     spent: dict[str, float] = defaultdict(float)
     batches = iter(loader)
@@ -137,6 +153,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--only", default=None, help="one stage name")
+    parser.add_argument("--ops", action="store_true",
+                        help="also print torch.profiler's top operators per stage")
     args = parser.parse_args()
     params = load_params(args.params)
     if params.train.threads:
@@ -156,6 +174,8 @@ def main() -> None:
             batch_size = schedules.get(name, params.train.inpainter).batch_size
             loader = make_loader(dataset, ctx, batch_size, params.train.workers, params.seed)
             profile(name, make(), loader, args.steps, batch_size)
+            if args.ops:
+                top_ops(make(), loader, min(args.steps, 5))
 
 
 if __name__ == "__main__":
