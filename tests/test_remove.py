@@ -61,7 +61,8 @@ def test_point_removes_that_segment_and_keeps_every_other_pixel(remover):
 
 
 def test_bf16_removal_runs_nhwc_and_paints_what_fp32_paints(trained_project):
-    """The real segmenter (no fixed detections) and the inpainters, in both precisions."""
+    """The same removal in both precisions (fixed detections; the paper-scale test runs
+    the real segmenter in bf16)."""
     image = photo(seed=3)
     rough = np.zeros(image.shape[:2], bool)
     rough[20:50, 40:80] = True
