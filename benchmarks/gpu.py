@@ -130,10 +130,8 @@ def remove_latency(device, sizes=(256, 512, 1024), repeat: int = 3) -> dict[int,
     same parts `benchmarks/remove.py` times on CPU)."""
     from maskopt.removal import Letterbox, Remover, _tensor
 
-    remover = Remover.__new__(Remover)  # untrained paper-scale networks, no model file
-    remover.nets = paper_networks(device=device)
-    remover.min_score = 0.3
-    remover.device, remover.bf16 = torch.device(device), False  # fp32, as before
+    # untrained paper-scale networks, no model file; fp32, as before
+    remover = Remover(device=device, precision="fp32", networks=paper_networks(device=device))
     out = {}
     for size in sizes:
         photo = np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8)

@@ -31,19 +31,18 @@ def paper_params(path: str | Path = ROOT / "params-coco.yaml", batch: int | None
 
 
 def paper_networks(params=None, device: str = "cpu"):
-    """`remove`'s networks (``maskopt.inference.Networks``) at paper scale, in eval mode."""
+    """`remove`'s networks (``maskopt.inference.Networks``) at paper scale, in eval mode;
+    ``Remover(networks=...)`` runs them as `maskopt remove` does."""
     import torch
 
     from maskopt.inference import Networks
     from maskopt.models.build import INPAINTERS, build, inpainter_config, segmenter_config
-    from maskopt.models.roi_align import pool_with_torchvision
     from maskopt.models.segmenter import box_margin
     from maskopt.training.data import Taxonomy
 
     params = params or paper_params()
     torch.manual_seed(0)
     segmenter = build(segmenter_config(params, THINGS, CLASSES)).to(device).eval()
-    pool_with_torchvision(segmenter)  # as `Remover` does
     generators = [build(inpainter_config(params, k, CLASSES)).to(device).eval()
                   for k in INPAINTERS]
     size = params.synthesize.image_size

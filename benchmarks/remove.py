@@ -110,9 +110,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if args.paper_scale:
-            remover = Remover.__new__(Remover)
-            remover.nets, remover.min_score = paper_networks(), 0.3
-            remover.device = torch.device("cpu")
+            remover = Remover(device="cpu", networks=paper_networks())
         else:
             remover = Remover(args.models, device="cpu")
     s = remover.nets.image_size

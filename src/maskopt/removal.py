@@ -116,13 +116,16 @@ class Remover:
     """
 
     def __init__(self, models: str | Path = DEFAULT_MODELS, device: str = "auto",
-                 min_score: float = MIN_SCORE, precision: str = "auto"):
+                 min_score: float = MIN_SCORE, precision: str = "auto",
+                 networks: Networks | None = None):
+        """``networks``: ones already built, used instead of loading ``models`` (the
+        benchmarks time untrained paper-scale networks this way)."""
         self.device = _device(device)
         try:
             bf16 = use_bf16(precision, self.device)
         except ValueError as exc:
             raise MaskoptError(str(exc)) from exc
-        self.nets = Networks.load(models, self.device)
+        self.nets = networks if networks is not None else Networks.load(models, self.device)
         pool_with_torchvision(self.nets.segmenter)  # no gradients here
         # `auto` at small sizes stays fp32: there the casts cost more than bf16 saves
         self.set_precision(bf16 and (precision == "bf16"
