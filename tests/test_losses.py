@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from maskopt import losses
 from maskopt.errors import MaskoptError
@@ -55,7 +56,7 @@ def test_vgg_random_mode_warns_and_imagenet_failure_is_explicit(monkeypatch):
 
     def offline(**_):
         raise OSError("no network")
-    monkeypatch.setattr(losses, "vgg19", offline)
+    monkeypatch.setattr(torchvision.models, "vgg19", offline)
     with pytest.raises(MaskoptError, match="vgg_weights: random"):
         losses.VGG19Features("imagenet")
 

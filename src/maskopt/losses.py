@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
-from torchvision.models import VGG19_Weights, vgg19
 
 from maskopt.errors import MaskoptError
+from maskopt.torchvision_import import import_torchvision_without_dynamo
 
 # --- adversarial ---------------------------------------------------------------------
 
@@ -112,6 +112,11 @@ class VGG19Features(nn.Module):
 
     def __init__(self, weights: Literal["imagenet", "random"] = "imagenet", seed: int = 0):
         super().__init__()
+        # torchvision is imported here, not at the top: `maskopt remove` needs this
+        # module's mask helpers but not VGG19, and its start-up is counted.
+        import_torchvision_without_dynamo()
+        from torchvision.models import VGG19_Weights, vgg19
+
         if weights == "imagenet":
             try:
                 net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
