@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -56,6 +57,34 @@ def import_seconds(module: str, repeat: int = 3) -> float:
         return min(times)
 
     return best(f"import {module}") - best("pass")
+
+
+def peak_rss_mib(code: str) -> float:
+    """Peak resident memory of a fresh interpreter running ``code`` (imports included)."""
+    probe = (f"{code}\nimport resource\n"
+             "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                         text=True, cwd=Path(__file__).parent).stdout
+    return int(out.split("PEAK")[-1]) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def one_photo_code(paper_scale: bool, models: str) -> str:
+    """What `remove` does to one 256 px photo (segment, then inpaint the fixed mask), in the
+    precision `--precision auto` picks, as a script for ``peak_rss_mib``."""
+    networks = "networks=paper_networks()" if paper_scale else f"models={models!r}"
+    return "\n".join([
+        "import warnings, torch, remove as bench",
+        "from paper_scale import paper_networks",
+        "from maskopt.precision import autocast",
+        "from maskopt.removal import Letterbox, Remover, _tensor",
+        "warnings.simplefilter('ignore')",
+        f"remover = Remover(device='cpu', {networks})",
+        "image, mask = bench.photo_and_mask(256)",
+        "lb = Letterbox.fit(256, 256, remover.nets.image_size)",
+        "with torch.no_grad(), autocast(remover.device, remover.bf16):",
+        "    det = remover.nets.segmenter.predict(_tensor(lb.image(image), 'cpu'))",
+        "remover._inpaint(image, mask, det.semantic_logits, lb)",
+    ])
 
 
 def folder_throughput(models: str, count: int) -> None:
@@ -145,6 +174,9 @@ def main() -> None:
                      if precision != "fp32" else "")
             print(f"{size:4d} px photo, {precision:>9}: segmentation {seg_s:6.3f} s + inpainting "
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
+    peak = peak_rss_mib(one_photo_code(args.paper_scale, args.models))
+    print(f"peak memory of one 256 px photo in a fresh process (imports, networks, "
+          f"segment + inpaint in `--precision auto`): {peak:.0f} MiB")
     if args.folder and not args.paper_scale:
         folder_throughput(args.models, args.folder)
 

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import shutil
+from collections import Counter
 
 import cv2
 import numpy as np
@@ -8,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from maskopt.data.panoptic import PanopticDataset, split_paths
+from maskopt.data.panoptic import PanopticDataset, id_to_rgb, rgb_to_id, split_paths
 from maskopt.data.synthesize import (
     PairSynthesizer,
     SynthesisConfig,
+    _segments_info,
     bucket_name,
     find_person_segments,
     synthesize_split,
@@ -225,3 +227,62 @@ def test_pair_records_are_flat_arrays_and_slices_give_the_same_items(pairs_dir):
         for key in ("boxes", "labels", "masks"):
             assert torch.equal(a["instances"][key], b["instances"][key])
     assert any(len(full[i]["instances"]["labels"]) for i in range(2, 5))
+
+
+def test_segments_info_matches_a_scan_per_segment_also_for_coco_sized_ids():
+    rng = np.random.default_rng(0)
+    ids = rng.choice([0, 7, 3_000_001, 16_777_215, 42], size=(40, 50)).astype(np.int64)
+    ids[:5, :7] = 99  # a segment without a category: left out
+    categories = {7: 1, 3_000_001: 2, 16_777_215: 3, 42: 4, 5: 1}  # 5 is absent from the map
+    info = _segments_info(ids, categories, crowd={42})
+    expected = []
+    for segment_id in (7, 42, 3_000_001, 16_777_215):
+        ys, xs = np.nonzero(ids == segment_id)
+        expected.append({"id": segment_id, "category_id": categories[segment_id],
+                         "iscrowd": int(segment_id == 42), "area": len(xs),
+                         "bbox": [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1]})
+    assert info == expected
+    assert _segments_info(np.zeros((4, 4), np.int64), {}) == []
+
+
+def test_segment_id_colours_round_trip_and_reject_ids_out_of_range():
+    rgb = np.random.default_rng(1).integers(0, 256, (30, 20, 3), dtype=np.uint8)
+    ids = rgb_to_id(rgb)
+    r, g, b = (int(c) for c in rgb[3, 4])
+    assert ids[3, 4] == r + 256 * g + 65536 * b
+    assert np.array_equal(id_to_rgb(ids), rgb)
+    assert np.array_equal(id_to_rgb(ids.T), rgb.transpose(1, 0, 2))  # not contiguous
+    assert id_to_rgb(np.array([[1 + 2 * 256 + 3 * 65536, 256 ** 3 - 1]])).tolist() == [
+        [[1, 2, 3], [255, 255, 255]]]
+    with pytest.raises(MaskoptError, match="256³"):
+        id_to_rgb(np.array([[256 ** 3]]))
+
+
+def test_a_rejected_person_is_judged_from_its_map_once_and_its_rgb_never_read(train_dataset,
+                                                                               monkeypatch):
+    config = SynthesisConfig(**{**CONFIG.__dict__, "max_truncation": 0.02})  # rejects many
+    persons, _ = find_person_segments(train_dataset, config.min_person_area)
+    synth = PairSynthesizer(train_dataset, persons, config, 0, split_code=0,
+                            test_buckets=False, one_per_background=True)
+    maps_read = images_read = 0
+    load_ids, load = train_dataset.load_ids, train_dataset.load
+
+    def counted_load_ids(index):
+        nonlocal maps_read
+        maps_read += 1
+        return load_ids(index)
+
+    def counted_load(index, ids=None):
+        nonlocal images_read
+        images_read += 1
+        return load(index, ids)
+
+    monkeypatch.setattr(train_dataset, "load_ids", counted_load_ids)
+    monkeypatch.setattr(train_dataset, "load", counted_load)
+    results = [synth.make(k) for k in range(len(train_dataset))]
+    notes = sum((Counter(r["notes"]) for r in results), Counter())
+    pairs = sum("pair" in r for r in results)
+    pasted_or_tried = pairs + notes["ratio_missed"]  # sources whose RGB was needed
+    assert notes["person_truncated"] > len(synth.unusable) > 0  # some drawn again
+    assert maps_read == pasted_or_tried + len(synth.unusable)  # each rejected one read once
+    assert images_read == len(results) + pasted_or_tried  # backgrounds and pasted sources only
