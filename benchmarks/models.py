@@ -1,12 +1,13 @@
 """Every network of a params profile on this CPU, against the compute floor.
 
 The floor is measured in the same run: a 3×3 convolution of the residual blocks' size
-(256 channels at 64×64), in fp32 and under bf16 autocast, gives this machine's
-conv throughput (GFLOP/s). For each network the script counts FLOPs per image with
+(256 channels at 64×64), in fp32, under bf16 autocast, and under bf16 autocast with
+channels-last tensors (how `maskopt remove` runs), gives this machine's conv
+throughput (GFLOP/s) in each. For each network the script counts FLOPs per image with
 torch's ``FlopCounterMode`` and prints
 
-- inference: eval mode, no grad, one image (as `maskopt remove` runs it), fp32 and
-  bf16 where the CPU has fast bf16, with the ratio time ÷ (FLOPs ÷ throughput);
+- inference: eval mode, no grad, one image, fp32, bf16 and bf16 channels-last where
+  the CPU has fast bf16, each with its ratio time ÷ (FLOPs ÷ that throughput);
 - training: one step of the stage's own task (``InpainterTask.step``,
   ``SegmentationTask.step``, ``JointTask.step``: G + D + losses, with the profile's
   λ and a random VGG19) on a synthetic batch, under the profile's ``train.amp``;
@@ -40,12 +41,17 @@ def timed(fn, repeat: int) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def conv_throughput(bf16: bool, repeat: int = 5) -> float:
+# (name, bf16 autocast, channels-last weights and input); the last is how `remove` runs
+PRECISIONS = (("fp32", False, False), ("bf16", True, False), ("bf16 NHWC", True, True))
+
+
+def conv_throughput(bf16: bool, nhwc: bool = False, repeat: int = 5) -> float:
     """GFLOP/s of a 256→256 3×3 convolution at 64×64 (the residual blocks' size)."""
     from maskopt.precision import autocast
 
-    conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval()
-    x = torch.rand(1, 256, 64, 64)
+    layout = torch.channels_last if nhwc else torch.contiguous_format
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=layout)
+    x = torch.rand(1, 256, 64, 64).contiguous(memory_format=layout)
     flops = 2 * 256 * 256 * 9 * 64 * 64
 
     def run():
@@ -123,9 +129,10 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
     if forward is not None:
         with torch.no_grad():
             result["gflop"] = count_flops(forward) / 1e9
-        for precision, bf16 in (("fp32", False), ("bf16", True)):
+        for precision, bf16, nhwc in PRECISIONS:
             if precision not in floors:
                 continue
+            net.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
             def infer(bf16=bf16):
                 with torch.no_grad(), autocast(ctx.device, bf16):
@@ -151,9 +158,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--only", default=",".join(KINDS))
     args = parser.parse_args()
-    floors = {"fp32": conv_throughput(False)}
-    if cpu_has_fast_bf16():
-        floors["bf16"] = conv_throughput(True)
+    floors = {name: conv_throughput(bf16, nhwc) for name, bf16, nhwc in PRECISIONS
+              if not bf16 or cpu_has_fast_bf16()}
     print(f"{args.params}, batch {args.batch} for training steps, "
           f"{torch.get_num_threads()} threads; 3×3 conv throughput: "
           + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in floors.items()))
@@ -172,7 +178,7 @@ def main() -> None:
             line += f"  {r['gflop']:6.1f} GFLOP/img  inference"
             for precision in floors:
                 t, floor = r[f"infer_{precision}"], r[f"floor_{precision}"]
-                line += f"  {precision} {t:5.2f} s ({t / floor:4.2f}x floor)"
+                line += f"  {precision} {t:5.2f} s ({t / floor:4.2f}x)"
         line += (f"  train step (batch {args.batch}, amp={r['amp']}) {r['train_step']:6.2f} s"
                  f"  peak {r['peak_mib']:5.0f} MiB")
         print(line)

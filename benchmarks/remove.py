@@ -38,11 +38,15 @@ def photo_and_mask(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def seconds(fn, repeat: int) -> float:
+    """Best of ``repeat`` calls after a warm-up: this VM's speed swings by up to 1.5x
+    within seconds, and the best call is the one that repeats from run to run."""
     fn()
-    start = time.perf_counter()
+    times = []
     for _ in range(repeat):
+        start = time.perf_counter()
         fn()
-    return (time.perf_counter() - start) / repeat
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def import_seconds(module: str, repeat: int = 3) -> float:

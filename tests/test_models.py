@@ -12,7 +12,7 @@ from maskopt.models import (
     select_segment,
     select_segment_at_point,
 )
-from maskopt.models.inpainter import count_parameters
+from maskopt.models.inpainter import InstanceNorm, ReflectionPad, count_parameters
 from maskopt.models.segmenter import (
     Detections,
     paste_soft_masks,
@@ -220,3 +220,37 @@ def test_cpu_multiscale_roi_align_matches_torchvision_under_bf16_autocast():
         got, expected = ours(half, boxes, sizes), reference(half, boxes, sizes)
     assert got.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(got, expected, atol=1e-2, rtol=1e-2)
+
+
+def test_norm_and_pad_keep_channels_last_and_compute_what_torch_does():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 12, 10) * 3 + 1
+    norm, pad = InstanceNorm(8), ReflectionPad(2)
+    # NCHW (training): torch's own modules, bit for bit
+    assert torch.equal(norm(x), torch.nn.InstanceNorm2d(8)(x))
+    assert torch.equal(pad(x), torch.nn.ReflectionPad2d(2)(x))
+    # channels-last (remove in bf16): same values, layout and dtype kept
+    last = x.to(memory_format=torch.channels_last)
+    normed = norm(last)
+    assert normed.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(normed, torch.nn.InstanceNorm2d(8)(x), atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", torch.bfloat16):
+        padded = pad(last.bfloat16())
+    assert padded.dtype == torch.bfloat16  # autocast would have cast it to fp32
+    assert padded.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(padded.float(), torch.nn.ReflectionPad2d(2)(x.bfloat16().float()))
+
+
+def test_folded_spectral_norm_gives_the_same_inference():
+    from maskopt.models.inpainter import fold_spectral_norm
+
+    torch.manual_seed(0)
+    net = SegmentationInpainter(num_classes=5, width=8, blocks=1, class_channels=3).eval()
+    seg = torch.softmax(torch.randn(1, 5, 16, 16), 1)
+    mask = (torch.rand(1, 1, 16, 16) > 0.7).float()
+    with torch.no_grad():
+        before = net(seg, mask)
+        fold_spectral_norm(net)
+        after = net(seg, mask)
+    assert not any(hasattr(m, "weight_orig") for m in net.modules())
+    assert torch.equal(before, after)

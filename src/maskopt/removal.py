@@ -19,6 +19,7 @@ import torch
 
 from maskopt.errors import MaskoptError
 from maskopt.inference import Networks, inpaint
+from maskopt.models.inpainter import fold_spectral_norm
 from maskopt.models.roi_align import pool_with_torchvision
 from maskopt.models.segmenter import (
     Detections,
@@ -127,6 +128,8 @@ class Remover:
             raise MaskoptError(str(exc)) from exc
         self.nets = networks if networks is not None else Networks.load(models, self.device)
         pool_with_torchvision(self.nets.segmenter)  # no gradients here
+        for generator in (self.nets.edge, self.nets.segmentation, self.nets.image):
+            fold_spectral_norm(generator)
         # `auto` at small sizes stays fp32: there the casts cost more than bf16 saves
         self.set_precision(bf16 and (precision == "bf16"
                                      or self.nets.image_size >= BF16_MIN_SIZE))
