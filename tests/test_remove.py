@@ -225,3 +225,22 @@ def test_info_prints_networks_and_training_profile(trained_project, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith("maskopt ")
+
+
+def test_io_threads_of_a_folder_run_yield_to_the_networks():
+    import os
+    import threading
+
+    from maskopt import cli
+
+    niceness = {}
+
+    def in_thread():
+        cli._yield_to_networks()
+        niceness["io"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join()
+    main_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert niceness["io"] == min(main_thread + 10, 19)  # only that thread, not the process

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -185,8 +186,9 @@ def remove_command(args) -> int:
         failures += 1
         tqdm.write(f"skipped {source}: {exc}")
 
-    with ThreadPoolExecutor(2) as io, tqdm(total=len(pairs), desc="remove", unit="img",
-                                           disable=not many or args.quiet) as bar:
+    io = ThreadPoolExecutor(2, initializer=_yield_to_networks)
+    with io, tqdm(total=len(pairs), desc="remove", unit="img",
+                  disable=not many or args.quiet) as bar:
         reads = [io.submit(_read, source, args) for source, _ in pairs[:PREFETCH]]
         writes = []
         for i, (source, target) in enumerate(pairs):
@@ -213,6 +215,17 @@ def remove_command(args) -> int:
         print(f"error: {failures} of {len(pairs)} images failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _yield_to_networks() -> None:
+    """Lower this I/O thread's priority (Linux nice values are per thread): torch's
+    threads fill every core, and an encode that preempts one stalls the others at the
+    next barrier (a folder of 100 sample photos, alternated 4×: 0.132-0.138 s/photo
+    with the I/O threads at normal priority, 0.111-0.123 s/photo niced)."""
+    try:
+        os.nice(10)
+    except OSError:  # not permitted here: run at normal priority
+        pass
 
 
 def _finish_write(source, future, result, seconds, args, failed) -> None:
