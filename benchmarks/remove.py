@@ -115,7 +115,8 @@ def with_fixed_person(remover: Remover) -> Remover:
     return remover
 
 
-def folder_throughput(make_remover, count: int, select: list[str]) -> None:
+def folder_throughput(remover: Remover, count: int, point: tuple[float, float] | None = None,
+                      category: str | None = None) -> None:
     """A folder of ``count`` 256 px photos through `maskopt remove` (decode and encode
     overlapped with the networks), against the networks alone on the same photos, model
     loading excluded from both. Sample test images (upscaled) where data/pairs has
@@ -128,9 +129,7 @@ def folder_throughput(make_remover, count: int, select: list[str]) -> None:
     from maskopt import cli
 
     sources = sorted(Path("data/pairs/test/images").glob("*.png"))[:count]
-    remover = make_remover()
-    point = tuple(float(v) for v in select[1].split(",")) if select[0] == "--point" else None
-    category = select[1] if select[0] == "--class" else None
+    select = ["--point", f"{point[0]},{point[1]}"] if point else ["--class", category]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "in"
         folder.mkdir()
@@ -214,11 +213,9 @@ def main() -> None:
     print(f"peak memory of one 256 px photo in a fresh process (imports, networks, "
           f"segment + inpaint in `--precision auto`): {peak:.0f} MiB")
     if args.folder and args.paper_scale:
-        folder_throughput(lambda: with_fixed_person(remover), args.folder,
-                          ["--point", "128,128"])
+        folder_throughput(with_fixed_person(remover), args.folder, point=(128.0, 128.0))
     elif args.folder:
-        folder_throughput(lambda: Remover(args.models, device="cpu"), args.folder,
-                          ["--class", "person"])
+        folder_throughput(Remover(args.models, device="cpu"), args.folder, category="person")
 
 
 if __name__ == "__main__":
