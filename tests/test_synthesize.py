@@ -16,7 +16,9 @@ from maskopt.data.synthesize import (
     _segments_info,
     bucket_name,
     find_person_segments,
+    square_crop,
     synthesize_split,
+    truncation,
 )
 from maskopt.errors import MaskoptError
 
@@ -286,3 +288,59 @@ def test_a_rejected_person_is_judged_from_its_map_once_and_its_rgb_never_read(tr
     assert notes["person_truncated"] > len(synth.unusable) > 0  # some drawn again
     assert maps_read == pasted_or_tried + len(synth.unusable)  # each rejected one read once
     assert images_read == len(results) + pasted_or_tried  # backgrounds and pasted sources only
+
+
+def outline_on_frame_of_the_whole_image(mask):
+    """Reference for ``truncation``: the outline found on the whole (padded) image."""
+    padded = np.pad(mask.astype(np.uint8), 1)
+    outline = padded & ~cv2.erode(padded, np.ones((3, 3), np.uint8)).astype(bool)
+    frame = outline.copy()
+    frame[2:-2, 2:-2] = False
+    return frame.sum() / max(1, outline.sum())
+
+
+def test_truncation_from_the_bounding_box_equals_the_whole_image_outline():
+    rng = np.random.default_rng(4)
+    for top, left, bottom, right in [(0, 0, 30, 40), (5, 7, 30, 40), (12, 3, 30, 17),
+                                     (0, 10, 9, 40), (3, 0, 30, 1), (0, 0, 1, 1)]:
+        mask = np.zeros((30, 40), bool)
+        mask[top:bottom, left:right] = rng.random((bottom - top, right - left)) > 0.3
+        mask[top, left] = mask[bottom - 1, right - 1] = True  # the box is the one asked for
+        assert truncation(mask) == outline_on_frame_of_the_whole_image(mask)
+    assert truncation(np.zeros((30, 40), bool)) == 0.0
+    assert truncation(np.ones((30, 40), bool)) == 1.0
+
+
+def test_colours_made_on_a_window_give_the_pixels_of_the_whole_canvas(train_dataset,
+                                                                       monkeypatch):
+    from maskopt.data import synthesize
+
+    size = 96
+    config = SynthesisConfig(**{**CONFIG.__dict__, "image_size": size, "blur_sigma": 1.5})
+    persons, _ = find_person_segments(train_dataset, config.min_person_area)
+    synth = PairSynthesizer(train_dataset, persons, config, 0, split_code=0,
+                            test_buckets=False, one_per_background=True)
+    bg = train_dataset.load(0)
+    bg_rgb = square_crop(bg.rgb, size, cv2.INTER_AREA)
+    bg_ids = square_crop(bg.ids, size, cv2.INTER_NEAREST)
+    rng = np.random.default_rng(5)
+    # a noisy object, so that any pixel the colour spread reads from elsewhere shows
+    obj_rgb = rng.integers(0, 256, (50, 30, 3), dtype=np.uint8)
+    obj_mask = rng.random((50, 30)) > 0.3
+    obj_mask[[0, -1]] = obj_mask[:, [0, -1]] = True  # the box's rows reach the spread's edge
+
+    made = []  # (arguments, colours) of each _pasted_colours call
+    pasted_colours = synthesize._pasted_colours
+    monkeypatch.setattr(synthesize, "_pasted_colours",
+                        lambda *args: made.append((args, pasted_colours(*args))) or made[-1][1])
+    canvas = (slice(0, size),) * 2
+    for u, v in [(0.5, 0.5), (0.0, 0.3), (1.0, 1.0), (0.2, 0.9), (0.7, 0.0)]:
+        pair = synth._compose(bg_rgb, bg_ids, bg.record, obj_rgb, obj_mask, 0.06, u, v)
+        args, on_window = made[-1]
+        window = args[-1]
+        assert window != canvas  # smaller than the canvas, else nothing is tested
+        on_canvas = pasted_colours(*args[:-1], canvas)[window]
+        blended = pair["alpha"][window] > 0  # where the colours reach the image
+        assert np.array_equal(on_window[blended], on_canvas[blended])  # float32, bit for bit
+        assert not pair["alpha"][:window[0].start].any()
+        assert not pair["alpha"][window[0].stop:].any()

@@ -94,12 +94,33 @@ def class_index_map(categories: dict[int, dict]) -> dict[int, int]:
     return {cid: i + 1 for i, cid in enumerate(sorted(categories))}
 
 
-def truncation(mask: np.ndarray) -> float:
-    """Fraction of the segment's outline that lies on the image border (cut off by the frame)."""
-    padded = np.pad(mask.astype(np.uint8), 1)
+def bounding_box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """Rows and columns of a 2-D mask's bounding box, or None if it is empty."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def truncation(mask: np.ndarray, box: tuple[slice, slice] | None = None) -> float:
+    """Fraction of the segment's outline that lies on the image border (cut off by the frame).
+
+    Works on the segment's bounding box ``box`` (found if not given): outside it the
+    mask is empty, so the outline is the same as the whole image's.
+    """
+    box = box or bounding_box(mask)
+    if box is None:
+        return 0.0
+    rows, cols = box
+    padded = np.pad(mask[box].astype(np.uint8), 1)
     outline = padded & ~cv2.erode(padded, np.ones((3, 3), np.uint8)).astype(bool)
-    on_border = outline.copy()
-    on_border[2:-2, 2:-2] = False
+    # the box's padded frame is empty; of the rest, the image's first and last row and
+    # column are where the frame cuts the segment
+    height, width = mask.shape
+    inner = outline[1:-1, 1:-1]
+    on_border = inner.copy()
+    on_border[int(rows.start == 0):inner.shape[0] - int(rows.stop == height),
+              int(cols.start == 0):inner.shape[1] - int(cols.stop == width)] = False
     return float(on_border.sum()) / max(1, int(outline.sum()))
 
 
@@ -112,16 +133,35 @@ def square_crop(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=interpolation)
 
 
+FILL_SIGMA = 3.0  # how far _fill_outside spreads an object's colours past its outline
+
+
+def _blur_reach(sigma: float) -> int:
+    """Pixels a float image's cv2.GaussianBlur(sigma) reads on each side; 0 for no blur.
+    (OpenCV's kernel has round(8 sigma + 1) | 1 taps, so at most 4 sigma + 1 on a side.)"""
+    return int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0
+
+
+def _window(top: int, height: int, size: int, reach: int) -> tuple[slice, slice]:
+    """The rows top..top+height of a size x size canvas grown by ``reach``, all columns.
+
+    Only rows: OpenCV's float blur computes a row's last columns with other instructions
+    than the rest, so a narrower window would change them by an ulp."""
+    return slice(max(top - reach, 0), min(top + height + reach, size)), slice(0, size)
+
+
 def _fill_outside(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Extend the object's colours past its outline, so the blurred edge shows no halo
     of the source image's background."""
-    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 3)
-    spread = cv2.GaussianBlur(colour * mask[..., None], (0, 0), 3)
-    # in place: this runs twice per pair on float images, and allocations were half its time
+    inside = np.ascontiguousarray(mask).view(np.uint8)
+    weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), FILL_SIGMA)
+    # cv2.copyTo for masked copies: 9x numpy's copyto(where=) with a broadcast mask, and
+    # this runs twice per pair on float images
+    spread = cv2.GaussianBlur(cv2.copyTo(colour, inside, np.zeros_like(colour)), (0, 0),
+                              FILL_SIGMA)
     np.maximum(weight, 1e-6, out=weight)
     spread /= weight[..., None]
-    np.copyto(spread, colour, where=mask[..., None])
-    return spread
+    return cv2.copyTo(colour, inside, spread)
 
 
 def _resize_and_clip(obj_mask: np.ndarray, size: int, scale: float, u: float, v: float):
@@ -142,6 +182,23 @@ def _place(obj_mask: np.ndarray, size: int, scale: float, u: float, v: float):
     canvas = np.zeros((size, size), bool)
     canvas[where] = visible
     return canvas, box
+
+
+def _pasted_colours(obj_rgb: np.ndarray, obj_mask: np.ndarray, scale: float,
+                    hard: np.ndarray, box: tuple[int, int, int, int],
+                    window: tuple[slice, slice]) -> np.ndarray:
+    """The object's colours resized by ``scale`` into its ``box`` on the canvas (where
+    ``hard`` is its placed mask) and spread past the outline, as float32 on ``window``."""
+    top, left, h, w = box
+    size = hard.shape[0]
+    wy, wx = window[0].start, window[1].start
+    colour = cv2.resize(_fill_outside(obj_rgb.astype(np.float32), obj_mask), (w, h),
+                        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    canvas = np.zeros((window[0].stop - wy, window[1].stop - wx, 3), np.float32)
+    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + h, size), min(left + w, size)
+    canvas[y0 - wy:y1 - wy, x0 - wx:x1 - wx] = colour[y0 - top:y1 - top, x0 - left:x1 - left]
+    # Spread the colours one step further so the blurred edge has no black rim.
+    return _fill_outside(canvas, hard[window])
 
 
 def _scale_for_ratio(obj_mask: np.ndarray, size: int, ratio: float, u: float, v: float) -> float:
@@ -208,7 +265,8 @@ class PairSynthesizer:
                 # and then their RGB need not be decoded
                 src_ids = self.dataset.load_ids(ref.record)
                 obj = src_ids == ref.segment_id
-                problem = self._unusable_person(obj)
+                box = bounding_box(obj)
+                problem = self._unusable_person(obj, box)
                 if problem:
                     self.unusable[ref] = problem
                     notes[problem] += 1
@@ -218,8 +276,6 @@ class PairSynthesizer:
                 notes[_reason(exc)] += 1
                 continue
             src_rgb, src_record = src.rgb, src.record
-            ys, xs = np.nonzero(obj)
-            box = (slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1))
             pair = self._compose(bg_rgb, bg_ids, bg_record, src_rgb[box], obj[box], ratio, u, v)
             if pair is None or not self._accepts(pair["mask_ratio"], low, high):
                 notes["ratio_missed"] += 1
@@ -230,11 +286,11 @@ class PairSynthesizer:
         return {"skip": "no_fitting_person", "notes": notes,
                 "detail": f"pair {k}: no person fitted the {low:.0%}-{high:.0%} mask ratio"}
 
-    def _unusable_person(self, obj: np.ndarray) -> str | None:
-        """Why a person segment (its pixel mask) cannot be pasted, or None."""
-        if not obj.any():
+    def _unusable_person(self, obj: np.ndarray, box: tuple[slice, slice] | None) -> str | None:
+        """Why a person segment (its pixel mask and bounding box) cannot be pasted, or None."""
+        if box is None:
             return "person_zero_area"
-        if truncation(obj) > self.config.max_truncation:
+        if truncation(obj, box) > self.config.max_truncation:
             return "person_truncated"
         return None
 
@@ -248,21 +304,23 @@ class PairSynthesizer:
         size, sigma = self.config.image_size, self.config.blur_sigma
         scale = _scale_for_ratio(obj_mask, size, ratio, u, v)
         hard, (top, left, h, w) = _place(obj_mask, size, scale, u, v)
-        colour = cv2.resize(_fill_outside(obj_rgb.astype(np.float32), obj_mask), (w, h),
-                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        canvas = np.zeros((size, size, 3), np.float32)
-        y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + h, size), min(left + w, size)
-        canvas[y0:y1, x0:x1] = colour[y0 - top:y1 - top, x0 - left:x1 - left]
-        # Spread the colours one step further so the blurred edge has no black rim.
-        canvas = _fill_outside(canvas, hard) if hard.any() else canvas
         alpha = hard.astype(np.float32)
         if sigma > 0:
             alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)
         mask = alpha > 0.5
         if not mask.any():
             return None
-        image = alpha[..., None] * canvas + (1 - alpha[..., None]) * bg_rgb
-        image = np.where(alpha[..., None] > 1 / 512, image.round(), bg_rgb).astype(np.uint8)
+        # The pasted colours count only where alpha > 0, within the alpha blur's reach of
+        # the box; the colour spread reads its own reach further. So they are made on the
+        # canvas rows within both reaches, with the same pixels as on the whole canvas.
+        window = _window(top, h, size, _blur_reach(sigma) + _blur_reach(FILL_SIGMA))
+        canvas = _pasted_colours(obj_rgb, obj_mask, scale, hard, (top, left, h, w), window)
+        weight, background = alpha[window][..., None], bg_rgb[window]
+        blend = weight * canvas
+        blend += (1 - weight) * background
+        image = bg_rgb.copy()
+        image[window] = cv2.copyTo(background, (alpha[window] <= 1 / 512).view(np.uint8),
+                                   np.round(blend, out=blend).astype(np.uint8))
         pasted_id = int(bg_ids.max()) + 1
         ids = np.where(mask, pasted_id, bg_ids)
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
