@@ -244,3 +244,14 @@ def test_io_threads_of_a_folder_run_yield_to_the_networks():
     thread.join()
     main_thread = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert niceness["io"] == min(main_thread + 10, 19)  # only that thread, not the process
+
+
+def test_png_compress_level_changes_the_file_size_not_the_pixels(tmp_path):
+    from maskopt.io import write_png
+
+    image = np.tile(photo(40, 60), (2, 2, 1))  # repeats: zlib finds them at high levels
+    write_png(tmp_path / "fast.png", image, compress_level=0)
+    write_png(tmp_path / "small.png", image, compress_level=9)
+    assert (tmp_path / "fast.png").stat().st_size > (tmp_path / "small.png").stat().st_size
+    for name in ("fast.png", "small.png"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / name)), image)
