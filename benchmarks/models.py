@@ -6,8 +6,9 @@ channels-last tensors (how `maskopt remove` runs), gives this machine's conv
 throughput (GFLOP/s) in each. For each network the script counts FLOPs per image with
 torch's ``FlopCounterMode`` and prints
 
-- inference: eval mode, no grad, one image, fp32, bf16 and bf16 channels-last where
-  the CPU has fast bf16, each with its ratio time ÷ (FLOPs ÷ that throughput);
+- inference: eval mode, no grad, one image, spectral norm folded (as `remove` runs),
+  fp32, bf16 and bf16 channels-last where the CPU has fast bf16, each with its ratio
+  time ÷ (FLOPs ÷ that throughput);
 - training: one step of the stage's own task (``InpainterTask.step``,
   ``SegmentationTask.step``, ``JointTask.step``: G + D + losses, with the profile's
   λ and a random VGG19) on a synthetic batch, under the profile's ``train.amp``;
@@ -90,6 +91,7 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
     """In a fresh process: FLOPs, inference and training-step time, peak memory."""
     warnings.simplefilter("ignore")
     from maskopt.models.build import build, build_discriminator, inpainter_config, segmenter_config
+    from maskopt.models.inpainter import fold_spectral_norm
     from maskopt.precision import autocast
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
@@ -104,6 +106,11 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
     def generator(k):
         return build(inpainter_config(params, k, CLASSES)).eval()
 
+    def inference_generator(k):  # as `Remover` holds it: spectral norm folded once
+        net = generator(k)
+        fold_spectral_norm(net)
+        return net
+
     if kind == "segmenter":
         net = build(segmenter_config(params, THINGS, CLASSES)).eval()
         forward = lambda: net(one["image"])  # noqa: E731
@@ -116,7 +123,7 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
                           for k in gens}
         task = JointTask(seg, gens, discriminators, params, ctx, CLASSES)
     else:
-        net = generator(kind)
+        net = inference_generator(kind)
         inputs = {"edge": (one["gray"], one["edges"], one["mask"]),
                   "segmentation": (torch.softmax(torch.rand(1, CLASSES, size, size), 1),
                                    one["mask"]),
