@@ -116,11 +116,13 @@ def with_fixed_person(remover: Remover) -> Remover:
 
 
 def folder_throughput(remover: Remover, count: int, point: tuple[float, float] | None = None,
-                      category: str | None = None) -> None:
+                      category: str | None = None, rounds: int = 5) -> None:
     """A folder of ``count`` 256 px photos through `maskopt remove` (decode and encode
     overlapped with the networks), against the networks alone on the same photos, model
     loading excluded from both. Sample test images (upscaled) where data/pairs has
-    them, else blurred noise."""
+    them, else blurred noise. The photos are split into ``rounds`` sub-folders, each
+    timed both ways back to back: this VM's speed drifts by 1.5x within a minute, which
+    made one long run of each give ratios from 0.73x to 0.98x for the same code."""
     import tempfile
     from unittest import mock
 
@@ -130,9 +132,10 @@ def folder_throughput(remover: Remover, count: int, point: tuple[float, float] |
 
     sources = sorted(Path("data/pairs/test/images").glob("*.png"))[:count]
     select = ["--point", f"{point[0]},{point[1]}"] if point else ["--class", category]
+    networks = command = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "in"
-        folder.mkdir()
+        model_file = Path(tmp) / "joint.pt"
+        model_file.touch()  # found by the command; the patched Remover ignores it
         photos = []
         for k in range(count):
             if k < len(sources):
@@ -140,25 +143,27 @@ def folder_throughput(remover: Remover, count: int, point: tuple[float, float] |
             else:
                 noise = np.random.default_rng(k).integers(0, 256, (256, 256, 3), np.uint8)
                 image = Image.fromarray(cv2.GaussianBlur(noise, (0, 0), 3))
+            folder = Path(tmp) / f"in{k % rounds}"
+            folder.mkdir(exist_ok=True)
             image.save(folder / f"{k:04d}.jpg", quality=95)
             photos.append(np.asarray(image))
-        start = time.perf_counter()
-        for rgb in photos:
-            try:
-                remover(rgb, point=point, category=category)
-            except Exception:  # noqa: BLE001 - a photo with no person: counted in both
-                pass
-        networks = time.perf_counter() - start
-        model_file = Path(tmp) / "joint.pt"
-        model_file.touch()  # found by the command; the patched Remover ignores it
-        start = time.perf_counter()
-        with mock.patch("maskopt.removal.Remover", lambda *a, **k: remover):
-            cli.main(["remove", str(folder), *select, "-o", str(Path(tmp) / "out"),
-                      "--quiet", "--models", str(model_file), "--device", "cpu"])
-        command = time.perf_counter() - start
-    print(f"folder of {len(photos)} photos at 256 px: networks alone {networks / len(photos):.3f}"
-          f" s/photo, `maskopt remove` {command / len(photos):.3f} s/photo "
-          f"({networks / command:.2f}x the networks' throughput; model load excluded)")
+        for r in range(rounds):
+            start = time.perf_counter()
+            for rgb in photos[r::rounds]:
+                try:
+                    remover(rgb, point=point, category=category)
+                except Exception:  # noqa: BLE001 - a photo with no person: counted in both
+                    pass
+            networks += time.perf_counter() - start
+            start = time.perf_counter()
+            with mock.patch("maskopt.removal.Remover", lambda *a, **k: remover):
+                cli.main(["remove", str(Path(tmp) / f"in{r}"), *select, "--quiet",
+                          "-o", str(Path(tmp) / f"out{r}"), "--models", str(model_file),
+                          "--device", "cpu"])
+            command += time.perf_counter() - start
+    print(f"folder of {len(photos)} photos at 256 px in {rounds} rounds: networks alone "
+          f"{networks / len(photos):.3f} s/photo, `maskopt remove` {command / len(photos):.3f}"
+          f" s/photo ({networks / command:.2f}x the networks' throughput; model load excluded)")
 
 
 def main() -> None:
