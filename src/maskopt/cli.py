@@ -161,8 +161,8 @@ def _warn_if_demo(path: Path, trained_on: dict | None) -> None:
 
 PREFETCH = 2  # photos decoded ahead of the networks
 # zlib level of the PNGs written: at 256 px, level 6 (PIL's default) took 13-16 ms per
-# photo, as long as the sample model's networks on one core; level 1 takes 4-11 ms for
-# files 8-26 % larger
+# photo, a fifth of the sample model's remove(); level 1 takes 4-11 ms, for files
+# 8-26 % larger
 PNG_LEVEL = 1
 
 
