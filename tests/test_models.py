@@ -12,7 +12,12 @@ from maskopt.models import (
     select_segment,
     select_segment_at_point,
 )
-from maskopt.models.inpainter import InstanceNorm, ReflectionPad, count_parameters
+from maskopt.models.inpainter import (
+    InstanceNorm,
+    ReflectionPad,
+    class_probabilities,
+    count_parameters,
+)
 from maskopt.models.segmenter import (
     Detections,
     paste_soft_masks,
@@ -239,6 +244,22 @@ def test_norm_and_pad_keep_channels_last_and_compute_what_torch_does():
     assert padded.dtype == torch.bfloat16  # autocast would have cast it to fp32
     assert padded.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(padded.float(), torch.nn.ReflectionPad2d(2)(x.bfloat16().float()))
+
+
+def test_class_probabilities_are_torchs_softmax_over_classes_in_either_layout():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 134, 9, 7) * 4
+    expected = torch.softmax(logits, 1)
+    assert torch.equal(class_probabilities(logits), expected)  # NCHW: torch's path
+    last = class_probabilities(logits.to(memory_format=torch.channels_last))
+    assert last.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(last, expected, atol=1e-6, rtol=1e-5)
+    with torch.autocast("cpu", torch.bfloat16):  # as `remove` runs the generators' output
+        bf16 = logits.bfloat16()
+        mixed = class_probabilities(bf16.to(memory_format=torch.channels_last))
+        reference = torch.softmax(bf16, 1)
+    assert mixed.dtype == reference.dtype
+    torch.testing.assert_close(mixed, reference)
 
 
 def test_folded_spectral_norm_gives_the_same_inference():

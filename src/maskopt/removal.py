@@ -19,7 +19,7 @@ import torch
 
 from maskopt.errors import MaskoptError
 from maskopt.inference import Networks, inpaint
-from maskopt.models.inpainter import fold_spectral_norm
+from maskopt.models.inpainter import class_probabilities, fold_spectral_norm
 from maskopt.models.roi_align import pool_with_torchvision
 from maskopt.models.segmenter import (
     Detections,
@@ -280,7 +280,7 @@ class Remover:
         nx = (px * lb.scale + lb.pad_x) / s * 2 - 1  # whole-photo network grid, in [-1, 1]
         ny = (py * lb.scale + lb.pad_y) / s * 2 - 1
         grid = torch.stack([nx[None, :].expand(s, s), ny[:, None].expand(s, s)], -1)[None]
-        probs = torch.softmax(logits.float(), 1)
+        probs = class_probabilities(logits.float())
         return torch.nn.functional.grid_sample(probs, grid.to(probs.device), mode="bilinear",
                                                padding_mode="border", align_corners=False)
 
