@@ -262,6 +262,20 @@ def test_class_probabilities_are_torchs_softmax_over_classes_in_either_layout():
     torch.testing.assert_close(mixed, reference)
 
 
+def test_fill_hole_is_composite_for_binary_masks_in_its_dtype():
+    from maskopt.inference import fill_hole
+    from maskopt.models.inpainter import composite
+
+    torch.manual_seed(0)
+    prediction = torch.randn(2, 134, 6, 5).bfloat16()  # a generator's output under autocast
+    known = torch.rand(2, 134, 6, 5)
+    mask = (torch.rand(2, 1, 6, 5) > 0.5).float()
+    filled = fill_hole(prediction, known, mask > 0.5)
+    expected = composite(prediction, known, mask)
+    assert filled.dtype == expected.dtype == torch.float32
+    assert torch.equal(filled, expected)
+
+
 def test_folded_spectral_norm_gives_the_same_inference():
     from maskopt.models.inpainter import fold_spectral_norm
 
