@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 import torch
-from paper_scale import CLASSES, THINGS, paper_networks, paper_params
+from paper_scale import CLASSES, paper_networks, paper_params, segmenter_config
 
 SIZE = 256  # params-coco.yaml
 
@@ -55,11 +55,10 @@ def make_task(stage: str, params, ctx):
         build,
         build_discriminator,
         inpainter_config,
-        segmenter_config,
     )
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
-    seg_config = segmenter_config(params, THINGS, CLASSES)
+    seg_config = segmenter_config(params)
     if stage == "segmenter":
         return SegmentationTask(build(seg_config), params, ctx)
     if stage in INPAINTERS:

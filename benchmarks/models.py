@@ -29,7 +29,7 @@ import time
 import warnings
 
 import torch
-from paper_scale import CLASSES, THINGS, paper_params
+from paper_scale import CLASSES, paper_params, segmenter_config
 
 KINDS = ("edge", "segmentation", "image", "segmenter", "joint")
 
@@ -90,7 +90,7 @@ def synthetic_batch(size: int, batch: int, classes: int) -> dict:
 def _measure(kind: str, args, floors: dict, queue) -> None:
     """In a fresh process: FLOPs, inference and training-step time, peak memory."""
     warnings.simplefilter("ignore")
-    from maskopt.models.build import build, build_discriminator, inpainter_config, segmenter_config
+    from maskopt.models.build import build, build_discriminator, inpainter_config
     from maskopt.models.inpainter import fold_spectral_norm
     from maskopt.precision import autocast
     from maskopt.training.distributed import Context
@@ -112,11 +112,11 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
         return net
 
     if kind == "segmenter":
-        net = build(segmenter_config(params, THINGS, CLASSES)).eval()
+        net = build(segmenter_config(params)).eval()
         forward = lambda: net(one["image"])  # noqa: E731
-        task = SegmentationTask(build(segmenter_config(params, THINGS, CLASSES)), params, ctx)
+        task = SegmentationTask(build(segmenter_config(params)), params, ctx)
     elif kind == "joint":
-        seg = build(segmenter_config(params, THINGS, CLASSES))
+        seg = build(segmenter_config(params))
         gens = {k: generator(k) for k in ("edge", "segmentation", "image")}
         forward = None  # its networks' inference is the rows above
         discriminators = {k: build_discriminator(k, CLASSES, params.inpainter.width)
