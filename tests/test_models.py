@@ -206,6 +206,27 @@ def test_separable_roi_align_matches_torchvision_values_and_gradients(output_siz
     torch.testing.assert_close(got_grad, expected_grad, atol=1e-4, rtol=1e-5)
 
 
+@pytest.mark.parametrize("output_size, scale", [((7, 7), 0.25), ((14, 14), 0.125), ((7, 5), 0.5)])
+def test_sparse_roi_align_matches_torchvision_in_either_layout(output_size, scale):
+    from torchvision.ops import roi_align
+
+    from maskopt.models.roi_align import sparse_roi_align
+
+    generator = torch.Generator().manual_seed(2)
+    side = int(SIZE * scale)
+    features = torch.randn(3, 6, side, side, generator=generator)
+    rois = _random_rois(40, 3, SIZE, generator)
+    expected = roi_align(features, rois, output_size, scale, sampling_ratio=2, aligned=False)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = sparse_roi_align(features.contiguous(memory_format=layout), rois, output_size,
+                               scale, sampling_ratio=2)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    tiny, box = torch.randn(1, 6, 2, 2, generator=generator), torch.tensor([[0, 1.0, 1, 6, 7]])
+    torch.testing.assert_close(  # a map with fewer pixels than a bin has taps
+        sparse_roi_align(tiny, box, output_size, 0.25, 2),
+        roi_align(tiny, box, output_size, 0.25, 2, aligned=False), atol=1e-5, rtol=1e-5)
+
+
 def test_cpu_multiscale_roi_align_matches_torchvision_under_bf16_autocast():
     from torchvision.ops import MultiScaleRoIAlign
 
@@ -218,6 +239,9 @@ def test_cpu_multiscale_roi_align_matches_torchvision_under_bf16_autocast():
     boxes = [_random_rois(n, 1, SIZE, generator)[:, 1:].clamp(0, SIZE) for n in (30, 7)]
     reference, ours = MultiScaleRoIAlign(names, 7, 2), CpuMultiScaleRoIAlign(names, 7, 2)
     sizes = [(SIZE, SIZE)] * 2
+    torch.testing.assert_close(ours(features, boxes, sizes), reference(features, boxes, sizes),
+                               atol=1e-5, rtol=1e-5)
+    ours.separable = False  # inference: the sparse kernel
     torch.testing.assert_close(ours(features, boxes, sizes), reference(features, boxes, sizes),
                                atol=1e-5, rtol=1e-5)
     with torch.autocast("cpu", torch.bfloat16):  # torchvision pools in float32 here too
@@ -274,6 +298,31 @@ def test_fill_hole_is_composite_for_binary_masks_in_its_dtype():
     expected = composite(prediction, known, mask)
     assert filled.dtype == expected.dtype == torch.float32
     assert torch.equal(filled, expected)
+
+
+def test_folded_frozen_batch_norm_gives_the_same_features():
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from maskopt.models.segmenter import fold_frozen_batch_norm
+
+    torch.manual_seed(0)
+    net = PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
+                      weights="imagenet", load_weights=False).eval()  # frozen BN, offline
+    norms = [m for m in net.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(norms) == 20  # ResNet-18: stem, 16 in the blocks, 3 downsample paths
+    for norm in norms:  # not the identity a fresh one is
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_()
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2)
+    images = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        before = net.features(images)
+        fold_frozen_batch_norm(net)
+        after = net.features(images)
+    assert not any(isinstance(m, FrozenBatchNorm2d) for m in net.modules())
+    for level in before:
+        torch.testing.assert_close(after[level], before[level], atol=1e-4, rtol=1e-4)
 
 
 def test_folded_spectral_norm_gives_the_same_inference():

@@ -20,9 +20,10 @@ import torch
 from maskopt.errors import MaskoptError
 from maskopt.inference import Networks, inpaint
 from maskopt.models.inpainter import class_probabilities, fold_spectral_norm
-from maskopt.models.roi_align import pool_with_torchvision
+from maskopt.models.roi_align import pool_for_inference
 from maskopt.models.segmenter import (
     Detections,
+    fold_frozen_batch_norm,
     segment_mask,
     select_segment,
     select_segment_at_point,
@@ -127,7 +128,8 @@ class Remover:
         except ValueError as exc:
             raise MaskoptError(str(exc)) from exc
         self.nets = networks if networks is not None else Networks.load(models, self.device)
-        pool_with_torchvision(self.nets.segmenter)  # no gradients here
+        pool_for_inference(self.nets.segmenter)  # no gradients here
+        fold_frozen_batch_norm(self.nets.segmenter)  # a COCO-started ResNet's norms
         for generator in (self.nets.edge, self.nets.segmentation, self.nets.image):
             fold_spectral_norm(generator)
         # `auto` at small sizes stays fp32: there the casts cost more than bf16 saves

@@ -14,11 +14,15 @@ its edge), to float rounding; `tests/test_models.py` checks values and gradients
 
 The dense products cost O(out · H · W · C) per RoI instead of O(out² · C): this pays
 for training, where the gradient is the slow part, but not for a forward pass alone
-(torchvision's forward was 1.4–5× faster without gradients), so inference can switch
-it off (:func:`pool_with_torchvision`). On CUDA torchvision's kernel is always used.
+(torchvision's forward was 1.4–5× faster without gradients). Inference
+(:func:`pool_for_inference`) uses the same weights as sparse rows instead, one sparse ×
+dense product per image: O(out² · C) like torchvision's kernel, but over all channels
+at once. On CUDA torchvision's kernel is always used.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torchvision.ops import MultiScaleRoIAlign
@@ -78,16 +82,70 @@ def separable_roi_align(features: torch.Tensor, rois: torch.Tensor,
     return result.to(dtype)
 
 
+def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
+                     output_size: tuple[int, int], spatial_scale: float,
+                     sampling_ratio: int) -> torch.Tensor:
+    """:func:`separable_roi_align` for inference: the same bins, each a sparse row of
+    at most (2·``sampling_ratio``)² interpolation weights over the map's pixels, applied
+    to all channels at once as one sparse × dense product (channels contiguous). That is
+    torchvision's work, O(out² · C) per RoI, vectorized over the channels: 1000 RoIs of
+    256 channels on a 64×64 map took 0.05 s against torchvision's 0.15-0.19 s. No
+    gradient; computed in float32, returned in the features' dtype."""
+    if sampling_ratio <= 0:
+        raise ValueError("sparse_roi_align needs a fixed sampling ratio > 0")
+    dtype = features.dtype
+    out_h, out_w = output_size
+    with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
+        rois = rois.float()
+        _, channels, height, width = features.shape
+        x1, y1, x2, y2 = (rois[:, i] * spatial_scale for i in range(1, 5))
+        rows = _nonzero_weights(_axis_weights(y1, (y2 - y1).clamp_min(1.0), height, out_h,
+                                              sampling_ratio), sampling_ratio)
+        cols = _nonzero_weights(_axis_weights(x1, (x2 - x1).clamp_min(1.0), width, out_w,
+                                              sampling_ratio), sampling_ratio)
+        # every (row tap, column tap) pair of every bin: k, out_h, out_w, taps, taps
+        pixel = rows[0][:, :, None, :, None] * width + cols[0][:, None, :, None, :]
+        weight = rows[1][:, :, None, :, None] * cols[1][:, None, :, None, :]
+        taps = pixel.shape[-1] * pixel.shape[-2]
+        pixel, order = pixel.reshape(-1, taps).sort(1)  # CSR wants sorted columns
+        weight = weight.reshape(-1, taps).gather(1, order)
+        image_of = rois[:, 0].long()
+        result = features.new_zeros(len(rois), out_h, out_w, channels, dtype=torch.float32)
+        for image in image_of.unique().tolist():
+            picked = torch.where(image_of == image)[0]
+            bins = pixel.view(len(rois), -1, taps)[picked].reshape(-1, taps)
+            starts = torch.arange(0, bins.numel() + 1, taps)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+                warnings.simplefilter("ignore", UserWarning)
+                sparse = torch.sparse_csr_tensor(
+                    starts, bins.reshape(-1),
+                    weight.view(len(rois), -1, taps)[picked].reshape(-1),
+                    size=(len(bins), height * width), check_invariants=False)
+            # pixels × channels: a view of a channels-last map, a copy of an NCHW one
+            dense = features[image].float().permute(1, 2, 0).reshape(height * width, channels)
+            result[picked] = (sparse @ dense).view(len(picked), out_h, out_w, channels)
+    return result.permute(0, 3, 1, 2).to(dtype)
+
+
+def _nonzero_weights(weights: torch.Tensor, sampling_ratio: int) -> tuple[torch.Tensor, ...]:
+    """(indices, values) of the at most 2·``sampling_ratio`` non-zero weights of each
+    bin along an axis (``weights``: k × out × size), distinct indices, zeros padding."""
+    taps = min(2 * sampling_ratio, weights.shape[-1])
+    values, indices = weights.topk(taps, dim=-1)
+    return indices, values
+
+
 class CpuMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's MultiScaleRoIAlign (same level assignment, same arguments) that
-    pools CPU tensors with :func:`separable_roi_align` while ``separable`` is on."""
+    pools CPU tensors with :func:`separable_roi_align` while ``separable`` is on (for
+    training) and with :func:`sparse_roi_align` when it is off (inference)."""
 
     separable = True
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
         levels = [x[name] for name in self.featmap_names]
-        if not self.separable or levels[0].device.type != "cpu" or self.sampling_ratio <= 0:
+        if levels[0].device.type != "cpu" or self.sampling_ratio <= 0:
             return super().forward(x, boxes, image_shapes)
         if self.scales is None or self.map_levels is None:
             self.scales, self.map_levels = _setup_scales(
@@ -99,15 +157,17 @@ class CpuMultiScaleRoIAlign(MultiScaleRoIAlign):
         for level, (feature, scale) in enumerate(zip(levels, self.scales, strict=True)):
             picked = torch.where(level_of == level)[0]
             if len(picked):
-                pooled = separable_roi_align(feature, rois[picked], self.output_size, scale,
-                                             self.sampling_ratio)
+                pool = separable_roi_align if self.separable else sparse_roi_align
+                pooled = pool(feature, rois[picked], self.output_size, scale,
+                              self.sampling_ratio)
                 result.index_copy_(0, picked, pooled.to(result.dtype))
         return result
 
 
-def pool_with_torchvision(model: torch.nn.Module) -> None:
-    """Let every :class:`CpuMultiScaleRoIAlign` in ``model`` pool with torchvision's
-    kernel: for inference, where no gradient is computed (`maskopt remove`)."""
+def pool_for_inference(model: torch.nn.Module) -> None:
+    """Let every :class:`CpuMultiScaleRoIAlign` in ``model`` pool with
+    :func:`sparse_roi_align`: for inference, where no gradient is computed (`maskopt
+    remove`)."""
     for module in model.modules():
         if isinstance(module, CpuMultiScaleRoIAlign):
             module.separable = False

@@ -323,6 +323,38 @@ def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool) -> 
                            norm_layer=norm)
 
 
+def fold_frozen_batch_norm(module: nn.Module) -> None:
+    """Fold each frozen batch norm into the convolution before it, for inference only.
+
+    A frozen norm is a fixed per-channel affine map, y = x·scale + shift, that torch runs
+    as two passes over every feature map of the ResNet (under bf16 autocast in fp32, so
+    four); folded, the convolution computes it: weight·scale, bias·scale + shift. The
+    pairs are torchvision's ResNet's: ``convK``/``bnK`` siblings and ``(conv, bn)`` in a
+    Sequential (the downsample path).
+    """
+    for parent in list(module.modules()):
+        for name, norm in list(parent.named_children()):
+            conv = _conv_feeding(parent, name)
+            if not isinstance(norm, misc_ops.FrozenBatchNorm2d) or not isinstance(conv, nn.Conv2d):
+                continue
+            with torch.no_grad():
+                scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+                shift = norm.bias - norm.running_mean * scale
+                bias = conv.bias * scale + shift if conv.bias is not None else shift
+                conv.weight.mul_(scale.view(-1, 1, 1, 1).to(conv.weight.dtype))
+                conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
+            setattr(parent, name, nn.Identity())
+
+
+def _conv_feeding(parent: nn.Module, name: str) -> nn.Module | None:
+    """The layer whose output ``parent``'s child ``name`` takes, where the naming says."""
+    if isinstance(parent, nn.Sequential):
+        names = [n for n, _ in parent.named_children()]
+        index = names.index(name)
+        return parent[index - 1] if index > 0 else None
+    return getattr(parent, "conv" + name[2:], None) if name.startswith("bn") else None
+
+
 # Layers of the published Mask R-CNN with one row (or 4 box rows) per COCO category.
 CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred",
                   "roi_heads.mask_predictor.mask_fcn_logits")
