@@ -22,7 +22,7 @@ import warnings
 
 import numpy as np
 import torch
-from paper_scale import CLASSES, paper_networks, paper_params, segmenter_config
+from paper_scale import CLASSES, offline_segmenter_config, paper_networks, paper_params
 
 SIZE = 256  # params-coco.yaml
 
@@ -58,7 +58,7 @@ def make_task(stage: str, params, ctx):
     )
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
-    seg_config = segmenter_config(params)
+    seg_config = offline_segmenter_config(params)
     if stage == "segmenter":
         return SegmentationTask(build(seg_config), params, ctx)
     if stage in INPAINTERS:

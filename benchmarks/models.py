@@ -29,7 +29,7 @@ import time
 import warnings
 
 import torch
-from paper_scale import CLASSES, paper_params, segmenter_config
+from paper_scale import CLASSES, offline_segmenter_config, paper_params
 
 KINDS = ("edge", "segmentation", "image", "segmenter", "joint")
 
@@ -112,11 +112,11 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
         return net
 
     if kind == "segmenter":
-        net = build(segmenter_config(params)).eval()
+        net = build(offline_segmenter_config(params)).eval()
         forward = lambda: net(one["image"])  # noqa: E731
-        task = SegmentationTask(build(segmenter_config(params)), params, ctx)
+        task = SegmentationTask(build(offline_segmenter_config(params)), params, ctx)
     elif kind == "joint":
-        seg = build(segmenter_config(params))
+        seg = build(offline_segmenter_config(params))
         gens = {k: generator(k) for k in ("edge", "segmentation", "image")}
         forward = None  # its networks' inference is the rows above
         discriminators = {k: build_discriminator(k, CLASSES, params.inpainter.width)

@@ -19,7 +19,7 @@ THINGS = 80
 def paper_params(path: str | Path = ROOT / "params-coco.yaml", batch: int | None = None,
                  amp: bool | None = None):
     """Params of ``path`` with an untrained VGG19; ``batch``/``amp`` override every stage's.
-    Build its segmenter with :func:`segmenter_config`, which downloads nothing."""
+    Build its segmenter with :func:`offline_segmenter_config`, which downloads nothing."""
     from maskopt.params import Params
 
     data = yaml.safe_load(Path(path).read_text())
@@ -32,7 +32,7 @@ def paper_params(path: str | Path = ROOT / "params-coco.yaml", batch: int | None
     return Params.model_validate(data)
 
 
-def segmenter_config(params) -> dict:
+def offline_segmenter_config(params) -> dict:
     """The profile's segmenter, built offline: the architecture its ``weights`` gives
     (frozen BN for pretrained starts), with those weights left unloaded."""
     from maskopt.models.build import segmenter_config as config_of
@@ -52,7 +52,7 @@ def paper_networks(params=None, device: str = "cpu"):
 
     params = params or paper_params()
     torch.manual_seed(0)
-    segmenter = build(segmenter_config(params)).to(device).eval()
+    segmenter = build(offline_segmenter_config(params)).to(device).eval()
     generators = [build(inpainter_config(params, k, CLASSES)).to(device).eval()
                   for k in INPAINTERS]
     size = params.synthesize.image_size

@@ -127,7 +127,8 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
     return result.permute(0, 3, 1, 2).to(dtype)
 
 
-def _nonzero_weights(weights: torch.Tensor, sampling_ratio: int) -> tuple[torch.Tensor, ...]:
+def _nonzero_weights(weights: torch.Tensor,
+                     sampling_ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, values) of the at most 2·``sampling_ratio`` non-zero weights of each
     bin along an axis (``weights``: k × out × size), distinct indices, zeros padding."""
     taps = min(2 * sampling_ratio, weights.shape[-1])
