@@ -6,7 +6,8 @@ channels-last tensors (how `maskopt remove` runs), gives this machine's conv
 throughput (GFLOP/s) in each. For each network the script counts FLOPs per image with
 torch's ``FlopCounterMode`` and prints
 
-- inference: eval mode, no grad, one image, spectral norm folded (as `remove` runs),
+- inference: eval mode, no grad, one image, as `remove` holds the networks (spectral
+  norm and frozen batch norms folded, the segmenter's ``predict`` with the sparse RoIAlign),
   fp32, bf16 and bf16 channels-last where the CPU has fast bf16, each with its ratio
   time ÷ (FLOPs ÷ that throughput);
 - training: one step of the stage's own task (``InpainterTask.step``,
@@ -27,6 +28,7 @@ import multiprocessing
 import resource
 import time
 import warnings
+from unittest import mock
 
 import torch
 from paper_scale import CLASSES, offline_segmenter_config, paper_params
@@ -90,8 +92,12 @@ def synthetic_batch(size: int, batch: int, classes: int) -> dict:
 def _measure(kind: str, args, floors: dict, queue) -> None:
     """In a fresh process: FLOPs, inference and training-step time, peak memory."""
     warnings.simplefilter("ignore")
+    from torchvision.ops import MultiScaleRoIAlign
+
     from maskopt.models.build import build, build_discriminator, inpainter_config
     from maskopt.models.inpainter import fold_spectral_norm
+    from maskopt.models.roi_align import CpuMultiScaleRoIAlign, pool_for_inference
+    from maskopt.models.segmenter import fold_frozen_batch_norm
     from maskopt.precision import autocast
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
@@ -113,7 +119,9 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
 
     if kind == "segmenter":
         net = build(offline_segmenter_config(params)).eval()
-        forward = lambda: net(one["image"])  # noqa: E731
+        pool_for_inference(net)  # as `Remover` holds it: the sparse RoIAlign, norms folded
+        fold_frozen_batch_norm(net)
+        forward = lambda: net.predict(one["image"])  # noqa: E731 - what `remove` runs
         task = SegmentationTask(build(offline_segmenter_config(params)), params, ctx)
     elif kind == "joint":
         seg = build(offline_segmenter_config(params))
@@ -134,7 +142,10 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
 
     result = {"kind": kind}
     if forward is not None:
-        with torch.no_grad():
+        # the network's FLOPs: RoIAlign pooled by torchvision's op, which the counter
+        # skips (the CPU kernels' matrix products would count as dense ones)
+        with torch.no_grad(), mock.patch.object(CpuMultiScaleRoIAlign, "forward",
+                                                MultiScaleRoIAlign.forward):
             result["gflop"] = count_flops(forward) / 1e9
         for precision, bf16, nhwc in PRECISIONS:
             if precision not in floors:
