@@ -47,6 +47,16 @@ def _axis_weights(start: torch.Tensor, length: torch.Tensor, size: int, out: int
     return weights.view(len(start), out, sampling_ratio, size).mean(2)
 
 
+def _bin_weights(rois: torch.Tensor, spatial_scale: float, height: int, width: int,
+                 output_size: tuple[int, int], sampling_ratio: int) -> tuple[torch.Tensor, ...]:
+    """Each RoI's (row weights k×out_h×height, column weights k×out_w×width); ``rois``
+    float, k×5 (image index, x1, y1, x2, y2) in image pixels."""
+    x1, y1, x2, y2 = (rois[:, i] * spatial_scale for i in range(1, 5))
+    out_h, out_w = output_size
+    return (_axis_weights(y1, (y2 - y1).clamp_min(1.0), height, out_h, sampling_ratio),
+            _axis_weights(x1, (x2 - x1).clamp_min(1.0), width, out_w, sampling_ratio))
+
+
 def separable_roi_align(features: torch.Tensor, rois: torch.Tensor,
                         output_size: tuple[int, int], spatial_scale: float,
                         sampling_ratio: int) -> torch.Tensor:
@@ -60,10 +70,9 @@ def separable_roi_align(features: torch.Tensor, rois: torch.Tensor,
     with torch.autocast(features.device.type, enabled=False):
         features, rois = features.float(), rois.float()
         _, channels, height, width = features.shape
-        x1, y1, x2, y2 = (rois[:, i] * spatial_scale for i in range(1, 5))
         out_h, out_w = output_size
-        rows = _axis_weights(y1, (y2 - y1).clamp_min(1.0), height, out_h, sampling_ratio)
-        cols = _axis_weights(x1, (x2 - x1).clamp_min(1.0), width, out_w, sampling_ratio)
+        rows, cols = _bin_weights(rois, spatial_scale, height, width, output_size,
+                                  sampling_ratio)
         image_of = rois[:, 0].long()
         order, pooled = [], []
         for image in image_of.unique().tolist():
@@ -98,11 +107,8 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
     with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
         rois = rois.float()
         _, channels, height, width = features.shape
-        x1, y1, x2, y2 = (rois[:, i] * spatial_scale for i in range(1, 5))
-        rows = _nonzero_weights(_axis_weights(y1, (y2 - y1).clamp_min(1.0), height, out_h,
-                                              sampling_ratio), sampling_ratio)
-        cols = _nonzero_weights(_axis_weights(x1, (x2 - x1).clamp_min(1.0), width, out_w,
-                                              sampling_ratio), sampling_ratio)
+        rows, cols = (_nonzero_weights(weights, sampling_ratio) for weights in _bin_weights(
+            rois, spatial_scale, height, width, output_size, sampling_ratio))
         # every (row tap, column tap) pair of every bin: k, out_h, out_w, taps, taps
         pixel = rows[0][:, :, None, :, None] * width + cols[0][:, None, :, None, :]
         weight = rows[1][:, :, None, :, None] * cols[1][:, None, :, None, :]
