@@ -1,15 +1,17 @@
 """Every network of a params profile on this CPU, against the compute floor.
 
-The floor is measured in the same run: a 3×3 convolution of the residual blocks' size
-(256 channels at 64×64), in fp32, under bf16 autocast, and under bf16 autocast with
-channels-last tensors (how `maskopt remove` runs), gives this machine's conv
-throughput (GFLOP/s) in each. For each network the script counts FLOPs per image with
-torch's ``FlopCounterMode`` and prints
+The floor: a 3×3 convolution of the residual blocks' size (256 channels at 64×64), in
+fp32, under bf16 autocast, and under bf16 autocast with channels-last tensors (how
+`maskopt remove` runs), gives this machine's conv throughput (GFLOP/s) in each. A
+shared 2-core VM changes speed by 2-3× within minutes, so the floor is re-measured
+right before and after each timed forward, on as many FLOPs as it does, and each
+forward's ratio is taken to the mean of those two. For each network the script
+counts FLOPs per image with torch's ``FlopCounterMode`` and prints
 
 - inference: eval mode, no grad, one image, as `remove` holds the networks (spectral
   norm and frozen batch norms folded, the segmenter's ``predict`` with the sparse RoIAlign),
-  fp32, bf16 and bf16 channels-last where the CPU has fast bf16, each with its ratio
-  time ÷ (FLOPs ÷ that throughput);
+  fp32, bf16 and bf16 channels-last where the CPU has fast bf16: the median time of
+  ``--rounds`` forwards, and the median of their ratios time ÷ (FLOPs ÷ throughput);
 - training: one step of the stage's own task (``InpainterTask.step``,
   ``SegmentationTask.step``, ``JointTask.step``: G + D + losses, with the profile's
   λ and a random VGG19) on a synthetic batch, under the profile's ``train.amp``;
@@ -18,7 +20,8 @@ torch's ``FlopCounterMode`` and prints
 Run on an idle machine: with 2 cores any other job makes the figures swing.
 
     .venv/bin/python benchmarks/models.py [--params params-coco.yaml] [--batch 4]
-        [--only edge,segmentation,image,segmenter,joint] [--repeat 2]
+        [--only edge,segmentation,image,segmenter,joint] [--repeat 2] [--rounds 5]
+        [--inference-only]
 """
 
 from __future__ import annotations
@@ -48,20 +51,47 @@ def timed(fn, repeat: int) -> float:
 PRECISIONS = (("fp32", False, False), ("bf16", True, False), ("bf16 NHWC", True, True))
 
 
-def conv_throughput(bf16: bool, nhwc: bool = False, repeat: int = 5) -> float:
-    """GFLOP/s of a 256→256 3×3 convolution at 64×64 (the residual blocks' size)."""
+def floor_convolution(bf16: bool, nhwc: bool):
+    """A 256→256 3×3 convolution at 64×64 (the residual blocks' size) in the given
+    precision and layout, and its FLOPs."""
     from maskopt.precision import autocast
 
     layout = torch.channels_last if nhwc else torch.contiguous_format
     conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=layout)
     x = torch.rand(1, 256, 64, 64).contiguous(memory_format=layout)
-    flops = 2 * 256 * 256 * 9 * 64 * 64
 
     def run():
         with torch.no_grad(), autocast(torch.device("cpu"), bf16):
             conv(x)
 
-    return flops / timed(run, repeat) / 1e9
+    return run, 2 * 256 * 256 * 9 * 64 * 64
+
+
+def paired_with_floor(forward, gflop: float, bf16: bool, nhwc: bool,
+                      rounds: int) -> tuple[float, float, float]:
+    """(median seconds, median ratio to the floor, median floor GFLOP/s) of ``rounds``
+    forwards, each with the floor measured right before and after it on as many
+    FLOPs as the forward does (so both see the machine at the same speed)."""
+    conv, flops = floor_convolution(bf16, nhwc)
+    convs = max(1, round(gflop * 1e9 / flops))
+
+    def floor_seconds() -> float:
+        start = time.perf_counter()
+        for _ in range(convs):
+            conv()
+        return time.perf_counter() - start
+
+    forward(), conv()  # warm-up: oneDNN picks its kernels on the first call
+    seconds, ratios, floors = [], [], []
+    for _ in range(rounds):
+        before = floor_seconds()
+        start = time.perf_counter()
+        forward()
+        seconds.append(time.perf_counter() - start)
+        floor = (before + floor_seconds()) / 2 * gflop * 1e9 / (convs * flops)
+        floors.append(gflop / floor)
+        ratios.append(seconds[-1] / floor)
+    return tuple(float(torch.tensor(v).median()) for v in (seconds, ratios, floors))
 
 
 def count_flops(fn) -> float:
@@ -89,7 +119,7 @@ def synthetic_batch(size: int, batch: int, classes: int) -> dict:
                           for _ in range(batch)]}
 
 
-def _measure(kind: str, args, floors: dict, queue) -> None:
+def _measure(kind: str, args, precisions: tuple, queue) -> None:
     """In a fresh process: FLOPs, inference and training-step time, peak memory."""
     warnings.simplefilter("ignore")
     from torchvision.ops import MultiScaleRoIAlign
@@ -147,21 +177,19 @@ def _measure(kind: str, args, floors: dict, queue) -> None:
         with torch.no_grad(), mock.patch.object(CpuMultiScaleRoIAlign, "forward",
                                                 MultiScaleRoIAlign.forward):
             result["gflop"] = count_flops(forward) / 1e9
-        for precision, bf16, nhwc in PRECISIONS:
-            if precision not in floors:
-                continue
+        for precision, bf16, nhwc in precisions:
             net.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
             def infer(bf16=bf16):
                 with torch.no_grad(), autocast(ctx.device, bf16):
                     forward()
 
-            seconds = timed(infer, args.repeat)
-            result[f"infer_{precision}"] = seconds
-            result[f"floor_{precision}"] = result["gflop"] / floors[precision]
+            result[precision] = paired_with_floor(infer, result["gflop"], bf16, nhwc,
+                                                  args.rounds)
     else:
         result["gflop"] = None
-    result["train_step"] = timed(lambda: task.step(batch), args.repeat)
+    result["train_step"] = None if args.inference_only else timed(lambda: task.step(batch),
+                                                                   args.repeat)
     result["amp"] = params.train.amp
     result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(result)
@@ -173,19 +201,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params-coco.yaml")
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="training steps timed")
+    parser.add_argument("--rounds", type=int, default=5, help="inference forwards timed")
     parser.add_argument("--only", default=",".join(KINDS))
+    parser.add_argument("--inference-only", action="store_true", help="no training steps")
     args = parser.parse_args()
-    floors = {name: conv_throughput(bf16, nhwc) for name, bf16, nhwc in PRECISIONS
-              if not bf16 or cpu_has_fast_bf16()}
+    precisions = tuple(p for p in PRECISIONS if not p[1] or cpu_has_fast_bf16())
     print(f"{args.params}, batch {args.batch} for training steps, "
-          f"{torch.get_num_threads()} threads; 3×3 conv throughput: "
-          + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in floors.items()))
+          f"{torch.get_num_threads()} threads; inference: median time, median ratio to "
+          "the 3×3 conv floor measured around each forward (its median GFLOP/s)")
     context = multiprocessing.get_context("spawn")
     total = 0.0
     for kind in args.only.split(","):
         queue = context.Queue()
-        process = context.Process(target=_measure, args=(kind, args, floors, queue))
+        process = context.Process(target=_measure, args=(kind, args, precisions, queue))
         process.start()
         r = queue.get()
         process.join()
@@ -194,11 +223,13 @@ def main() -> None:
             if kind != "segmenter":
                 total += r["gflop"]
             line += f"  {r['gflop']:6.1f} GFLOP/img  inference"
-            for precision in floors:
-                t, floor = r[f"infer_{precision}"], r[f"floor_{precision}"]
-                line += f"  {precision} {t:5.2f} s ({t / floor:4.2f}x)"
-        line += (f"  train step (batch {args.batch}, amp={r['amp']}) {r['train_step']:6.2f} s"
-                 f"  peak {r['peak_mib']:5.0f} MiB")
+            for precision, _, _ in precisions:
+                seconds, ratio, floor = r[precision]
+                line += f"  {precision} {seconds:5.2f} s ({ratio:4.2f}x of {floor:4.0f})"
+        if r["train_step"] is not None:
+            line += (f"  train step (batch {args.batch}, amp={r['amp']}) "
+                     f"{r['train_step']:6.2f} s")
+        line += f"  peak {r['peak_mib']:5.0f} MiB"
         print(line)
     if total:
         print(f"three generators: {total:.0f} GFLOP per image")

@@ -13,6 +13,7 @@ from maskopt.models import (
     select_segment_at_point,
 )
 from maskopt.models.inpainter import (
+    ClassEmbedding,
     InstanceNorm,
     ReflectionPad,
     class_probabilities,
@@ -268,6 +269,27 @@ def test_norm_and_pad_keep_channels_last_and_compute_what_torch_does():
     assert padded.dtype == torch.bfloat16  # autocast would have cast it to fp32
     assert padded.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(padded.float(), torch.nn.ReflectionPad2d(2)(x.bfloat16().float()))
+
+
+def test_class_embedding_in_inference_is_the_training_conv_in_either_layout():
+    torch.manual_seed(0)
+    embed = ClassEmbedding(134, 16)
+    classes = torch.softmax(torch.randn(2, 134, 9, 7) * 4, 1)
+    keep = (torch.rand(2, 1, 9, 7) > 0.3).float()
+    trained = embed(classes, keep)  # grad enabled: the plain conv of the masked map
+    assert trained.requires_grad
+    expected = torch.nn.functional.conv2d(classes * keep, embed.weight, embed.bias)
+    assert torch.equal(trained, expected)
+    with torch.no_grad():
+        for layout in (torch.contiguous_format, torch.channels_last):
+            x = classes.contiguous(memory_format=layout)
+            with torch.autocast("cpu", torch.bfloat16):  # as `remove` runs it
+                inferred = embed(x, keep)
+            assert inferred.dtype == torch.float32  # the class map was not cast to bf16
+            assert inferred.is_contiguous(memory_format=layout)
+            torch.testing.assert_close(inferred, expected, atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(embed(x), torch.nn.functional.conv2d(
+                x, embed.weight, embed.bias), atol=1e-6, rtol=1e-5)
 
 
 def test_class_probabilities_are_torchs_softmax_over_classes_in_either_layout():

@@ -14,7 +14,7 @@ from maskopt.cli import main
 from maskopt.errors import MaskoptError
 from maskopt.models.roi_align import CpuMultiScaleRoIAlign
 from maskopt.models.segmenter import Detections, SegmenterOutput
-from maskopt.removal import Letterbox, Remover
+from maskopt.removal import Letterbox, Remover, crop_grid
 
 
 def fixed_detections(remover: Remover, boxes):
@@ -255,3 +255,21 @@ def test_png_compress_level_changes_the_file_size_not_the_pixels(tmp_path):
     assert (tmp_path / "fast.png").stat().st_size > (tmp_path / "small.png").stat().st_size
     for name in ("fast.png", "small.png"):
         assert np.array_equal(np.asarray(Image.open(tmp_path / name)), image)
+
+
+def test_a_crop_that_is_the_whole_photo_resamples_onto_the_same_grid():
+    """`_semantic_for_crop` skips resampling when the crop is the photo: its grid is the
+    identity, and a crop inside the photo samples the photo where it lies."""
+    probs = torch.softmax(torch.randn(1, 7, 32, 32), 1)
+    photo_box = Letterbox.fit(40, 64, 32)
+    same = torch.nn.functional.grid_sample(probs, crop_grid(photo_box, (0, 0), photo_box),
+                                           align_corners=False)
+    torch.testing.assert_close(same, probs, atol=1e-5, rtol=0)
+    crop_box = Letterbox.fit(32, 32, 32)  # the photo's 32×32 crop at (16, 8), upscaled
+    crop = torch.nn.functional.grid_sample(probs, crop_grid(photo_box, (16, 8), crop_box),
+                                           align_corners=False)
+    # crop pixel (15.5, 15.5) + 0.5 is photo (32, 24), network (16, 12 + pad 6) of the photo
+    y, x = 12 + photo_box.pad_y, 16
+    torch.testing.assert_close(crop[..., 15:17, 15:17].mean((-1, -2)),
+                               probs[..., y - 1:y + 1, x - 1:x + 1].mean((-1, -2)),
+                               atol=1e-5, rtol=0)

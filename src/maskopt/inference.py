@@ -96,9 +96,11 @@ def inpaint(nets: Networks, images: torch.Tensor, masks: torch.Tensor,
     gray, edges = image_guides(images, nets.canny_sigma)
     hole = masks > 0.5
     edges_in = fill_hole(nets.edge(gray, edges, masks), edges, hole)
-    seg = fill_hole(class_probabilities(nets.segmentation(semantic_probs, masks)),
-                    semantic_probs, hole)
-    return fill_hole(nets.image(images, edges_in, seg, masks), images, hole)
+    seg = class_probabilities(nets.segmentation(semantic_probs, masks))
+    # The image inpainter embeds the class map pixel by pixel, so filling the hole of
+    # the embedded maps equals embedding the filled map: k channels instead of C.
+    classes = fill_hole(nets.image.embed(seg), nets.image.embed(semantic_probs), hole)
+    return fill_hole(nets.image(images, edges_in, classes, masks, embedded=True), images, hole)
 
 
 def fill_hole(prediction: torch.Tensor, known: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
