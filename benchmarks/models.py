@@ -129,6 +129,7 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
     from maskopt.models.roi_align import CpuMultiScaleRoIAlign, pool_for_inference
     from maskopt.models.segmenter import fold_frozen_batch_norm
     from maskopt.precision import autocast
+    from maskopt.removal import MIN_SCORE
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
@@ -151,7 +152,8 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
         net = build(offline_segmenter_config(params)).eval()
         pool_for_inference(net)  # as `Remover` holds it: the sparse RoIAlign, norms folded
         fold_frozen_batch_norm(net)
-        forward = lambda: net.predict(one["image"])  # noqa: E731 - what `remove` runs
+        # what `remove` runs (untrained, every one of its 100 detections scores above it)
+        forward = lambda: net.predict(one["image"], min_score=MIN_SCORE)  # noqa: E731
         task = SegmentationTask(build(offline_segmenter_config(params)), params, ctx)
     elif kind == "joint":
         seg = build(offline_segmenter_config(params))

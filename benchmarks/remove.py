@@ -87,7 +87,8 @@ def one_photo_code(paper_scale: bool, models: str) -> str:
         "image, mask = bench.photo_and_mask(256)",
         "lb = Letterbox.fit(256, 256, remover.nets.image_size)",
         "with torch.no_grad(), autocast(remover.device, remover.bf16):",
-        "    det = remover.nets.segmenter.predict(_tensor(lb.image(image), 'cpu'))",
+        "    det = remover.nets.segmenter.predict(_tensor(lb.image(image), 'cpu'),",
+        "                                         min_score=remover.min_score)",
         "remover._inpaint(image, mask, det.semantic_logits, lb)",
     ])
 
@@ -101,8 +102,8 @@ def with_fixed_person(remover: Remover) -> Remover:
     real_predict, real_mask_probs = segmenter.predict, segmenter.mask_probs
     s = remover.nets.image_size
 
-    def predict(images):
-        out = real_predict(images)
+    def predict(images, min_score=None):
+        out = real_predict(images, min_score)
         person = Detections(torch.tensor([[s / 4, s / 4, 3 * s / 4, 3 * s / 4]]),
                             torch.ones(1, dtype=torch.long), torch.tensor([0.9]),
                             torch.ones(1, 1, 28, 28), (s, s))
@@ -193,14 +194,15 @@ def main() -> None:
         lb = Letterbox.fit(size, size, s)
         net_input = _tensor(lb.image(image), "cpu")
         with torch.no_grad():
-            semantic = remover.nets.segmenter.predict(net_input).semantic_logits
+            out = remover.nets.segmenter.predict(net_input, min_score=remover.min_score)
+            semantic, masked = out.semantic_logits, len(out.detections[0])
         totals = {}
         for precision, bf16, nhwc in precisions:
             remover.set_precision(bf16, nhwc)
 
             def segment(net_input=net_input):
                 with torch.no_grad(), autocast(remover.device, remover.bf16):
-                    remover.nets.segmenter.predict(net_input)
+                    remover.nets.segmenter.predict(net_input, min_score=remover.min_score)
 
             def fill(image=image, mask=mask, semantic=semantic, lb=lb):
                 remover._inpaint(image, mask, semantic, lb)
@@ -214,6 +216,7 @@ def main() -> None:
                      if precision != "fp32" else "")
             print(f"{size:4d} px photo, {precision:>9}: segmentation {seg_s:6.3f} s + inpainting "
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
+        print(f"  (the mask head ran on {masked} detections scoring >= {remover.min_score})")
     peak = peak_rss_mib(one_photo_code(args.paper_scale, args.models))
     print(f"peak memory of one 256 px photo in a fresh process (imports, networks, "
           f"segment + inpaint in `--precision auto`): {peak:.0f} MiB")

@@ -6,6 +6,8 @@ import torch
 
 pytest.importorskip("detectron2")
 
+from tiny import assert_min_score_keeps_the_confident_detections  # noqa: E402
+
 from maskopt.models import PanopticFPN  # noqa: E402
 from maskopt.models.detectron2_backend import Detectron2PanopticFPN  # noqa: E402
 from maskopt.models.segmenter import selected_mask  # noqa: E402
@@ -55,6 +57,10 @@ def test_outputs_are_shaped_like_the_torchvision_backend(models):
         assert a.mask_probs.shape[1:] == b.mask_probs.shape[1:]
         assert a.soft_masks().shape[1:] == b.soft_masks().shape[1:] == (SIZE, SIZE)
         assert a.labels.dtype == b.labels.dtype
+
+
+def test_predict_with_min_score_masks_only_the_confident_detections(models):
+    assert_min_score_keeps_the_confident_detections(models[0], SIZE)
 
 
 def test_coco_checkpoint_loads_whole_in_the_configs_pixel_format(tmp_path):

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from tiny import assert_min_score_keeps_the_confident_detections
 
 from maskopt.errors import MaskoptError
 from maskopt.losses import reconstruction_l1_loss
@@ -113,6 +114,10 @@ def test_segmenter_losses_and_inference_outputs():
     assert det.mask_probs.shape[1:] == (1, 28, 28) and det.soft_masks().shape[1:] == (SIZE, SIZE)
 
 
+def test_predict_with_min_score_masks_only_the_confident_detections():
+    assert_min_score_keeps_the_confident_detections(_small_segmenter(), SIZE)
+
+
 def test_segmenter_refuses_sizes_not_divisible_by_32():
     with pytest.raises(MaskoptError, match="multiple of 32"):
         _small_segmenter().eval()(torch.rand(1, 3, 48, 48))
@@ -216,12 +221,14 @@ def test_sparse_roi_align_matches_torchvision_in_either_layout(output_size, scal
     generator = torch.Generator().manual_seed(2)
     side = int(SIZE * scale)
     features = torch.randn(3, 6, side, side, generator=generator)
-    rois = _random_rois(40, 3, SIZE, generator)
-    expected = roi_align(features, rois, output_size, scale, sampling_ratio=2, aligned=False)
-    for layout in (torch.contiguous_format, torch.channels_last):
-        got = sparse_roi_align(features.contiguous(memory_format=layout), rois, output_size,
-                               scale, sampling_ratio=2)
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    mixed = _random_rois(40, 3, SIZE, generator)  # images in any order, and grouped
+    for rois in (mixed, mixed[mixed[:, 0].argsort(stable=True)]):
+        expected = roi_align(features, rois, output_size, scale, sampling_ratio=2,
+                             aligned=False)
+        for layout in (torch.contiguous_format, torch.channels_last):
+            got = sparse_roi_align(features.contiguous(memory_format=layout), rois,
+                                   output_size, scale, sampling_ratio=2)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     tiny, box = torch.randn(1, 6, 2, 2, generator=generator), torch.tensor([[0, 1.0, 1, 6, 7]])
     torch.testing.assert_close(  # a map with fewer pixels than a bin has taps
         sparse_roi_align(tiny, box, output_size, 0.25, 2),

@@ -23,7 +23,7 @@ def fixed_detections(remover: Remover, boxes):
     size = remover.nets.image_size
     classes = remover.nets.num_classes
 
-    def predict(images):
+    def predict(images, min_score=None):
         n = len(boxes)
         det = Detections(torch.tensor(boxes, dtype=torch.float32), torch.ones(n, dtype=torch.long),
                          torch.linspace(0.9, 0.8, n), torch.ones(n, 1, 28, 28), (size, size))

@@ -1,4 +1,5 @@
-"""Tiny params that run every stage in seconds on 2 CPU cores (tests only)."""
+"""Tiny params that run every stage in seconds on 2 CPU cores, and checks shared by test
+modules (tests only)."""
 
 TINY = {
     "sample.train_images": 16, "sample.test_images": 8, "synthesize.workers": 1,
@@ -27,3 +28,22 @@ def apply(params: dict, changes: dict) -> dict:
             section = section.setdefault(key, {})
         section[leaf] = value
     return params
+
+
+def assert_min_score_keeps_the_confident_detections(segmenter, size: int) -> None:
+    """``predict(min_score=)`` keeps the detections scoring at least that, with the
+    boxes, labels and masks they have without it (either segmenter backend)."""
+    import torch
+
+    image = torch.rand(1, 3, size, size)
+    segmenter.eval()
+    with torch.no_grad():
+        every = segmenter.predict(image).detections[0]
+        assert len(every) >= 3  # an untrained head scores its boxes alike: pick a cut
+        cut = float(every.scores.sort(descending=True).values[len(every) // 2])
+        confident = segmenter.predict(image, min_score=cut).detections[0]
+    kept = every.scores >= cut
+    assert 0 < len(confident) == int(kept.sum()) < len(every)
+    assert torch.equal(confident.boxes, every.boxes[kept])
+    assert torch.equal(confident.labels, every.labels[kept])
+    torch.testing.assert_close(confident.mask_probs, every.mask_probs[kept])

@@ -160,11 +160,9 @@ class Remover:
         height, width = rgb.shape[:2]
         lb = Letterbox.fit(height, width, self.nets.image_size)
         with torch.no_grad(), autocast(self.device, self.bf16):
-            out = self.nets.segmenter.eval().predict(_tensor(lb.image(rgb), self.nets.device))
+            out = self.nets.segmenter.eval().predict(_tensor(lb.image(rgb), self.nets.device),
+                                                     min_score=self.min_score)
         det = out.detections[0]
-        keep = det.scores >= self.min_score
-        det = Detections(det.boxes[keep], det.labels[keep], det.scores[keep],
-                         det.mask_probs[keep], det.image_size)
         chosen = self._select(det, lb, height, width, point, box, category, rough_mask)
         # the learned mask: the mask head on each chosen box grown by the joint model's
         # margin, exactly as in joint training and evaluation

@@ -163,13 +163,16 @@ class Detectron2PanopticFPN(nn.Module):
         probs = logits[torch.arange(len(flat), device=logits.device), flat].sigmoid()
         return list(probs[:, None].split([len(b) for b in boxes]))
 
-    def detect(self, features, proposals, image_sizes) -> list[Detections]:
+    def detect(self, features, proposals, image_sizes,
+               min_score: float | None = None) -> list[Detections]:
         heads = self.model.roi_heads
         with torch.no_grad():
             pooled = heads.box_pooler([features[f] for f in heads.box_in_features],
                                       [p.proposal_boxes for p in proposals])
             predictions = heads.box_predictor(heads.box_head(pooled))
             found, _ = heads.box_predictor.inference(predictions, proposals)
+            if min_score is not None:  # the mask head runs on these only
+                found = [f[f.scores >= min_score] for f in found]
         boxes = [f.pred_boxes.tensor for f in found]
         labels = [f.pred_classes + 1 for f in found]
         probs = self.mask_probs(features, boxes, labels, image_sizes)
@@ -210,11 +213,12 @@ class Detectron2PanopticFPN(nn.Module):
         detections = self.detect(features, proposals, [size] * len(images)) if detect else None
         return losses, detections, semantic, features
 
-    def predict(self, images: torch.Tensor) -> SegmenterOutput:
+    def predict(self, images: torch.Tensor, min_score: float | None = None) -> SegmenterOutput:
         model = self.model
         image_list = self._image_list(images)
         features = model.backbone(image_list.tensor)
         proposals, _ = model.proposal_generator(image_list, features, None)
         semantic, _ = model.sem_seg_head(features, None)
         sizes = [tuple(images.shape[-2:])] * len(images)
-        return SegmenterOutput(self.detect(features, proposals, sizes), semantic, features)
+        return SegmenterOutput(self.detect(features, proposals, sizes, min_score), semantic,
+                               features)

@@ -116,7 +116,7 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
         pixel, order = pixel.reshape(-1, taps).sort(1)  # CSR wants sorted columns
         weight = weight.reshape(-1, taps).gather(1, order)
         image_of = rois[:, 0].long()
-        result = features.new_zeros(len(rois), out_h, out_w, channels, dtype=torch.float32)
+        parts, order = [], []
         for image in image_of.unique().tolist():
             picked = torch.where(image_of == image)[0]
             bins = pixel.view(len(rois), -1, taps)[picked].reshape(-1, taps)
@@ -129,7 +129,16 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
                     size=(len(bins), height * width), check_invariants=False)
             # pixels × channels: a view of a channels-last map, a copy of an NCHW one
             dense = features[image].float().permute(1, 2, 0).reshape(height * width, channels)
-            result[picked] = (sparse @ dense).view(len(picked), out_h, out_w, channels)
+            # addmm with beta=0 writes into an empty tensor; `sparse @ dense` zeroes its
+            # output first, a pass over bins × channels that cost more than the product
+            pooled = torch.addmm(dense.new_empty(len(bins), channels), sparse, dense, beta=0)
+            parts.append(pooled.view(len(picked), out_h, out_w, channels))
+            order.append(picked)
+        # RoIs come grouped by image (torchvision's format): then no scatter is needed
+        result = torch.cat(parts) if len(parts) > 1 else parts[0]
+        order = torch.cat(order)
+        if not torch.equal(order, torch.arange(len(rois))):
+            result = result[torch.argsort(order)]
     return result.permute(0, 3, 1, 2).to(dtype)
 
 
@@ -160,7 +169,8 @@ class CpuMultiScaleRoIAlign(MultiScaleRoIAlign):
         rois = _convert_to_roi_format(boxes)
         level_of = self.map_levels(boxes) if len(levels) > 1 else torch.zeros(
             len(rois), dtype=torch.long)
-        result = levels[0].new_zeros(len(rois), levels[0].shape[1], *self.output_size)
+        # the level mapper clamps every RoI to one level, so each row is written below
+        result = levels[0].new_empty(len(rois), levels[0].shape[1], *self.output_size)
         for level, (feature, scale) in enumerate(zip(levels, self.scales, strict=True)):
             picked = torch.where(level_of == level)[0]
             if len(picked):

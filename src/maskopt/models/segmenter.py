@@ -245,14 +245,20 @@ class PanopticFPN(nn.Module):
         target = roi_align(gt, rois, tuple(logits.shape[-2:]), 1.0, aligned=False)[:, 0]
         return F.binary_cross_entropy_with_logits(logits, (target > 0.5).float())
 
-    def detect(self, features, proposals, image_sizes) -> list[Detections]:
-        """Boxes from the box head (no gradient), masks from the mask head (with gradient)."""
+    def detect(self, features, proposals, image_sizes,
+               min_score: float | None = None) -> list[Detections]:
+        """Boxes from the box head (no gradient), masks from the mask head (with gradient);
+        with ``min_score``, only the detections scoring at least that get a mask."""
         heads = self.roi_heads
         with torch.no_grad():
             pooled = heads.box_roi_pool(features, proposals, image_sizes)
             class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
             boxes, scores, labels = heads.postprocess_detections(
                 class_logits, box_regression, proposals, image_sizes)
+            if min_score is not None:
+                kept = [score >= min_score for score in scores]
+                boxes, scores, labels = ([x[k] for x, k in zip(xs, kept, strict=True)]
+                                         for xs in (boxes, scores, labels))
         probs = self.mask_probs(features, boxes, labels, image_sizes)
         return [Detections(b, lab, s, p, size)
                 for b, lab, s, p, size in zip(boxes, labels, scores, probs, image_sizes,
@@ -288,11 +294,13 @@ class PanopticFPN(nn.Module):
         detections = self.detect(features, proposals, sizes) if detect else None
         return losses, detections, semantic, features
 
-    def predict(self, images: torch.Tensor) -> SegmenterOutput:
+    def predict(self, images: torch.Tensor, min_score: float | None = None) -> SegmenterOutput:
+        """Detections (those scoring ``min_score`` or more, if given: the mask head, a
+        third of this at 100 detections, then runs on those only) and class logits."""
         features = self.features(images)
         sizes = [tuple(images.shape[-2:])] * len(images)
         proposals, _ = self.rpn(ImageList(images, sizes), features)
-        return SegmenterOutput(self.detect(features, proposals, sizes),
+        return SegmenterOutput(self.detect(features, proposals, sizes, min_score),
                                self.semantic_logits(features), features)
 
 
