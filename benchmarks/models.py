@@ -9,7 +9,8 @@ forward's ratio is taken to the mean of those two. For each network the script
 counts FLOPs per image with torch's ``FlopCounterMode`` and prints
 
 - inference: eval mode, no grad, one image, as `remove` holds the networks (spectral
-  norm and frozen batch norms folded, the segmenter's ``predict`` with the sparse RoIAlign),
+  norm and frozen batch norms folded, the segmenter's ``predict`` with the sparse RoIAlign
+  and the mask head on every detection: the most a photo costs),
   fp32, bf16 and bf16 channels-last where the CPU has fast bf16: the median time of
   ``--rounds`` forwards, and the median of their ratios time ÷ (FLOPs ÷ throughput);
 - training: one step of the stage's own task (``InpainterTask.step``,
@@ -129,7 +130,6 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
     from maskopt.models.roi_align import CpuMultiScaleRoIAlign, pool_for_inference
     from maskopt.models.segmenter import fold_frozen_batch_norm
     from maskopt.precision import autocast
-    from maskopt.removal import MIN_SCORE
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
@@ -152,8 +152,9 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
         net = build(offline_segmenter_config(params)).eval()
         pool_for_inference(net)  # as `Remover` holds it: the sparse RoIAlign, norms folded
         fold_frozen_batch_norm(net)
-        # what `remove` runs (untrained, every one of its 100 detections scores above it)
-        forward = lambda: net.predict(one["image"], min_score=MIN_SCORE)  # noqa: E731
+        # every detection masked: the most a photo costs (`remove` masks only those
+        # scoring >= its min score; how many do depends on the photo and the training)
+        forward = lambda: net.predict(one["image"])  # noqa: E731
         task = SegmentationTask(build(offline_segmenter_config(params)), params, ctx)
     elif kind == "joint":
         seg = build(offline_segmenter_config(params))

@@ -194,7 +194,7 @@ def main() -> None:
         lb = Letterbox.fit(size, size, s)
         net_input = _tensor(lb.image(image), "cpu")
         with torch.no_grad():
-            out = remover.nets.segmenter.predict(net_input, min_score=remover.min_score)
+            out = remover.nets.segmenter.predict(net_input)
             semantic, masked = out.semantic_logits, len(out.detections[0])
         totals = {}
         for precision, bf16, nhwc in precisions:
@@ -202,7 +202,7 @@ def main() -> None:
 
             def segment(net_input=net_input):
                 with torch.no_grad(), autocast(remover.device, remover.bf16):
-                    remover.nets.segmenter.predict(net_input, min_score=remover.min_score)
+                    remover.nets.segmenter.predict(net_input)  # every detection masked
 
             def fill(image=image, mask=mask, semantic=semantic, lb=lb):
                 remover._inpaint(image, mask, semantic, lb)
@@ -216,7 +216,8 @@ def main() -> None:
                      if precision != "fp32" else "")
             print(f"{size:4d} px photo, {precision:>9}: segmentation {seg_s:6.3f} s + inpainting "
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
-        print(f"  (the mask head ran on {masked} detections scoring >= {remover.min_score})")
+        print(f"  (segmentation: the segmenter found {masked} detections and masked every "
+              f"one; `remove` masks only those scoring >= {remover.min_score})")
     peak = peak_rss_mib(one_photo_code(args.paper_scale, args.models))
     print(f"peak memory of one 256 px photo in a fresh process (imports, networks, "
           f"segment + inpaint in `--precision auto`): {peak:.0f} MiB")
