@@ -295,8 +295,8 @@ class PanopticFPN(nn.Module):
         return losses, detections, semantic, features
 
     def predict(self, images: torch.Tensor, min_score: float | None = None) -> SegmenterOutput:
-        """Detections (those scoring ``min_score`` or more, if given: the mask head, a
-        third of this at 100 detections, then runs on those only) and class logits."""
+        """Detections (those scoring ``min_score`` or more, if given: the mask head, at
+        100 detections almost half of this, then runs on those only) and class logits."""
         features = self.features(images)
         sizes = [tuple(images.shape[-2:])] * len(images)
         proposals, _ = self.rpn(ImageList(images, sizes), features)
