@@ -5,8 +5,10 @@ each in a fresh process.
 
 By default the trained networks of models/joint.pt are timed. `--paper-scale` times
 untrained networks of the paper's size instead (R50-FPN, width-64 inpainters at 256 px):
-speed does not depend on the weights. The mask is a fixed ellipse covering ~10 % of the
-photo, so every run inpaints the same area. Run on an idle machine.
+speed does not depend on the weights, except through how many detections the segmenter
+finds (its mask head runs on each; the script prints how many). The mask is a fixed
+ellipse covering ~10 % of the photo, so every run inpaints the same area. Run on an
+idle machine.
 
     .venv/bin/python benchmarks/remove.py [--models models/joint.pt] [--paper-scale] [--repeat 3]
 """
