@@ -229,6 +229,8 @@ def test_sparse_roi_align_matches_torchvision_in_either_layout(output_size, scal
             got = sparse_roi_align(features.contiguous(memory_format=layout), rois,
                                    output_size, scale, sampling_ratio=2)
             torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    none = sparse_roi_align(features, mixed[:0], output_size, scale, sampling_ratio=2)
+    assert none.shape == (0, 6, *output_size)
     tiny, box = torch.randn(1, 6, 2, 2, generator=generator), torch.tensor([[0, 1.0, 1, 6, 7]])
     torch.testing.assert_close(  # a map with fewer pixels than a bin has taps
         sparse_roi_align(tiny, box, output_size, 0.25, 2),

@@ -74,7 +74,7 @@ def separable_roi_align(features: torch.Tensor, rois: torch.Tensor,
         rows, cols = _bin_weights(rois, spatial_scale, height, width, output_size,
                                   sampling_ratio)
         image_of = rois[:, 0].long()
-        order, pooled = [], []
+        picks, pooled = [], []
         for image in image_of.unique().tolist():
             picked = torch.where(image_of == image)[0]
             # every RoI's row weights applied to this image at once: (k·out_h, C·W),
@@ -84,11 +84,23 @@ def separable_roi_align(features: torch.Tensor, rois: torch.Tensor,
             by_rows = by_rows.view(len(picked), out_h, channels, width)
             by_both = torch.matmul(by_rows, cols[picked].transpose(1, 2)[:, None])
             pooled.append(by_both.permute(0, 2, 1, 3))  # k, C, out_h, out_w
-            order.append(picked)
-        result = features.new_zeros(len(rois), channels, out_h, out_w)
-        if pooled:
-            result.index_copy_(0, torch.cat(order), torch.cat(pooled))
-    return result.to(dtype)
+            picks.append(picked)
+        result = _in_roi_order(pooled, picks, features.new_zeros(0, channels, out_h, out_w))
+    return result.contiguous().to(dtype)
+
+
+def _in_roi_order(parts: list[torch.Tensor], picks: list[torch.Tensor],
+                  empty: torch.Tensor) -> torch.Tensor:
+    """Per-image results (``parts``, for the RoI indices ``picks``) as one tensor in RoI
+    order, ``empty`` when there are no RoIs. RoIs come grouped by image (torchvision's
+    format), and then nothing needs scattering."""
+    if not parts:
+        return empty
+    result = parts[0] if len(parts) == 1 else torch.cat(parts)
+    order = torch.cat(picks)
+    if torch.equal(order, torch.arange(len(order), device=order.device)):
+        return result
+    return result[torch.argsort(order)]
 
 
 def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
@@ -116,7 +128,7 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
         pixel, order = pixel.reshape(-1, taps).sort(1)  # CSR wants sorted columns
         weight = weight.reshape(-1, taps).gather(1, order)
         image_of = rois[:, 0].long()
-        parts, order = [], []
+        parts, picks = [], []
         for image in image_of.unique().tolist():
             picked = torch.where(image_of == image)[0]
             bins = pixel.view(len(rois), -1, taps)[picked].reshape(-1, taps)
@@ -133,12 +145,9 @@ def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
             # output first, a pass over bins × channels that cost more than the product
             pooled = torch.addmm(dense.new_empty(len(bins), channels), sparse, dense, beta=0)
             parts.append(pooled.view(len(picked), out_h, out_w, channels))
-            order.append(picked)
-        # RoIs come grouped by image (torchvision's format): then no scatter is needed
-        result = torch.cat(parts) if len(parts) > 1 else parts[0]
-        order = torch.cat(order)
-        if not torch.equal(order, torch.arange(len(rois))):
-            result = result[torch.argsort(order)]
+            picks.append(picked)
+        result = _in_roi_order(parts, picks,
+                               features.new_zeros(0, out_h, out_w, channels, dtype=torch.float32))
     return result.permute(0, 3, 1, 2).to(dtype)
 
 
