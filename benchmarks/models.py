@@ -13,6 +13,9 @@ counts FLOPs per image with torch's ``FlopCounterMode`` and prints
   and the mask head on every detection: the most a photo costs),
   fp32, bf16 and bf16 channels-last where the CPU has fast bf16: the median time of
   ``--rounds`` forwards, and the median of their ratios time ÷ (FLOPs ÷ throughput);
+  for the generators also their convolutions alone (each layer run by itself on the
+  input it gets in the forward, same FLOPs and floor): how far the layers' own shapes
+  are from the floor, apart from the norms, pads and other passes between them;
 - training: one step of the stage's own task (``InpainterTask.step``,
   ``SegmentationTask.step``, ``JointTask.step``: G + D + losses, with the profile's
   λ and a random VGG19) on a synthetic batch, under the profile's ``train.amp``;
@@ -93,6 +96,30 @@ def paired_with_floor(forward, gflop: float, bf16: bool, nhwc: bool,
         floors.append(gflop / floor)
         ratios.append(seconds[-1] / floor)
     return tuple(float(torch.tensor(v).median()) for v in (seconds, ratios, floors))
+
+
+def convolutions_alone(net: torch.nn.Module, forward, bf16: bool):
+    """A function that runs every convolution of ``net`` by itself, on the input it gets
+    in ``forward`` (captured once), in the given precision: the forward minus every pass
+    between the convolutions."""
+    from maskopt.precision import autocast
+
+    convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d,
+                                                        torch.nn.ConvTranspose2d))]
+    inputs = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: inputs.append((m, args[0])))
+             for m in convs]
+    with torch.no_grad(), autocast(torch.device("cpu"), bf16):
+        forward()
+    for hook in hooks:
+        hook.remove()
+
+    def run():
+        with torch.no_grad(), autocast(torch.device("cpu"), bf16):
+            for conv, x in inputs:
+                conv(x)
+
+    return run
 
 
 def count_flops(fn) -> float:
@@ -189,6 +216,10 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
 
             result[precision] = paired_with_floor(infer, result["gflop"], bf16, nhwc,
                                                   args.rounds)
+            if kind != "segmenter":
+                result[precision + " convs"] = paired_with_floor(
+                    convolutions_alone(net, forward, bf16), result["gflop"], bf16, nhwc,
+                    args.rounds)
     else:
         result["gflop"] = None
     result["train_step"] = None if args.inference_only else timed(lambda: task.step(batch),
@@ -228,7 +259,10 @@ def main() -> None:
             line += f"  {r['gflop']:6.1f} GFLOP/img  inference"
             for precision, _, _ in precisions:
                 seconds, ratio, floor = r[precision]
-                line += f"  {precision} {seconds:5.2f} s ({ratio:4.2f}x of {floor:4.0f})"
+                line += f"  {precision} {seconds:5.2f} s ({ratio:4.2f}x of {floor:4.0f}"
+                if precision + " convs" in r:
+                    line += f"; convs alone {r[precision + ' convs'][1]:4.2f}x"
+                line += ")"
         if r["train_step"] is not None:
             line += (f"  train step (batch {args.batch}, amp={r['amp']}) "
                      f"{r['train_step']:6.2f} s")
