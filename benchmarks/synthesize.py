@@ -2,7 +2,10 @@
 
 The I/O floor decodes the same background/source images and segment maps and
 encodes the same six PNGs per pair, without any of the synthesis work; each pair's
-floor is timed right after the pair is made. Run on an idle machine.
+floor is timed right after the pair is made. The sources are the offline sample's
+640x480 scenes with their segment ids replaced by random ones in COCO's range (COCO
+panoptic ids are RGB codes up to 256^3; the sample's are 1, 2, 3...). Run on an
+idle machine.
 
     .venv/bin/python benchmarks/synthesize.py [--pairs 200]
 """
@@ -10,6 +13,7 @@ floor is timed right after the pair is made. Run on an idle machine.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskopt.data.panoptic import PanopticDataset
+from maskopt.data.panoptic import PanopticDataset, id_to_rgb, load_segment_ids, split_paths
 from maskopt.data.sample_scenes import write_sample_dataset
 from maskopt.data.synthesize import (
     PAIR_FOLDERS,
@@ -28,6 +32,27 @@ from maskopt.data.synthesize import (
     find_person_segments,
     synthesize_split,
 )
+
+
+def with_coco_range_ids(root: Path, split: str, seed: int = 0) -> None:
+    """Give every segment of a written sample split a random id in [1, 256^3), in its
+    segment map and its annotation, as COCO's ids are."""
+    rng = np.random.default_rng(seed)
+    _, json_path, png_dir = split_paths(root, split)
+    data = json.loads(json_path.read_text())
+    for annotation in data["annotations"]:
+        segments = annotation["segments_info"]
+        new_ids = rng.choice(256 ** 3 - 1, size=len(segments), replace=False) + 1
+        path = png_dir / annotation["file_name"]
+        ids = load_segment_ids(path)
+        lookup = {seg["id"]: int(new_id) for seg, new_id in zip(segments, new_ids, strict=True)}
+        remapped = np.zeros_like(ids)
+        for old_id, new_id in lookup.items():
+            remapped[ids == old_id] = new_id
+        Image.fromarray(id_to_rgb(remapped)).save(path)
+        for seg in segments:
+            seg["id"] = lookup[seg["id"]]
+    json_path.write_text(json.dumps(data))
 
 
 def decode_and_encode(dataset: PanopticDataset, record_ids: tuple[int, int],
@@ -84,6 +109,7 @@ def main() -> None:
         tmp = Path(tmp)
         # COCO-like source images: 640x480 scenes
         write_sample_dataset(tmp / "raw", 0, {"train": args.pairs}, 640, 480)
+        with_coco_range_ids(tmp / "raw", "train")
         dataset = PanopticDataset.from_root(tmp / "raw", "train")
         start = time.perf_counter()
         stats = synthesize_split(dataset, tmp / "pairs", split="train", n_pairs=None,
@@ -91,7 +117,8 @@ def main() -> None:
         whole = time.perf_counter() - start
         synth, floor = paired_run(dataset, config, tmp)
     n = stats["pairs"]
-    print(f"pairs: {n} at {args.size} px from 640x480 sources, one process, in {tmp.parent}")
+    print(f"pairs: {n} at {args.size} px from 640x480 sources with COCO-range segment ids, "
+          f"one process, in {tmp.parent}")
     print(f"synthesize stage: {whole:.2f} s -> {n / whole:.1f} pairs/s")
     print(f"paired: making and writing {synth.sum():.2f} s, I/O floor (decode 2 images + "
           f"2 maps, encode 6 PNGs) {floor.sum():.2f} s")

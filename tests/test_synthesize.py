@@ -16,6 +16,7 @@ from maskopt.data.synthesize import (
     _segments_info,
     bucket_name,
     find_person_segments,
+    segment_labels,
     square_crop,
     synthesize_split,
     truncation,
@@ -236,7 +237,8 @@ def test_segments_info_matches_a_scan_per_segment_also_for_coco_sized_ids():
     ids = rng.choice([0, 7, 3_000_001, 16_777_215, 42], size=(40, 50)).astype(np.int64)
     ids[:5, :7] = 99  # a segment without a category: left out
     categories = {7: 1, 3_000_001: 2, 16_777_215: 3, 42: 4, 5: 1}  # 5 is absent from the map
-    info = _segments_info(ids, categories, crowd={42})
+    known = np.array(sorted(categories), np.int64)
+    info = _segments_info(segment_labels(ids, known), known, categories, crowd={42})
     expected = []
     for segment_id in (7, 42, 3_000_001, 16_777_215):
         ys, xs = np.nonzero(ids == segment_id)
@@ -244,7 +246,8 @@ def test_segments_info_matches_a_scan_per_segment_also_for_coco_sized_ids():
                          "iscrowd": int(segment_id == 42), "area": len(xs),
                          "bbox": [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1]})
     assert info == expected
-    assert _segments_info(np.zeros((4, 4), np.int64), {}) == []
+    none = np.array([], np.int64)
+    assert _segments_info(segment_labels(np.zeros((4, 4), np.int64), none), none, {}) == []
 
 
 def test_segment_id_colours_round_trip_and_reject_ids_out_of_range():

@@ -331,37 +331,41 @@ class PairSynthesizer:
         categories = {s["id"]: s["category_id"] for s in bg_record.segments}
         categories[pasted_id] = self.person_id
         crowd = {s["id"] for s in bg_record.segments if s.get("iscrowd", 0)}
+        # both class maps and the segment table from one compact label map of the
+        # background: COCO's ids reach 256³, too far for a lookup table per map
+        known = np.array(sorted(categories), np.int64)
+        bg_labels = segment_labels(bg_ids, known)
+        labels = np.where(mask, np.searchsorted(known, pasted_id) + 1, bg_labels)
+        class_of_label = np.zeros(len(known) + 1, np.uint8)
+        class_of_label[1:] = [self.class_index[categories[i]] for i in known.tolist()]
         return {
             "I": image, "I_G": bg_rgb, "M_G": mask, "alpha": alpha, "ids": ids,
-            "semantic": self._semantic(ids, categories),
-            "target_semantic": self._semantic(bg_ids, categories),
-            "segments_info": _segments_info(ids, categories, crowd),
+            "semantic": class_of_label[labels],
+            "target_semantic": class_of_label[bg_labels],
+            "segments_info": _segments_info(labels, known, categories, crowd),
             "person": person, "mask_ratio": float(mask.mean()),
         }
 
-    def _semantic(self, ids: np.ndarray, categories: dict[int, int]) -> np.ndarray:
-        lookup = np.zeros(int(ids.max()) + 1, np.uint8)
-        for segment_id, cid in categories.items():
-            if segment_id < len(lookup):
-                lookup[segment_id] = self.class_index[cid]
-        return lookup[ids]
 
-
-def _segments_info(ids: np.ndarray, categories: dict[int, int],
-                   crowd: set[int] = frozenset()) -> list[dict]:
-    """COCO segments_info of a segment-id map; crowd regions keep ``iscrowd: 1``."""
-    known = np.array(sorted(i for i in categories if i != 0), dtype=np.int64)
+def segment_labels(ids: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Label k + 1 where a pixel's segment id is ``known[k]`` (sorted ids), 0 where it
+    is none of them: a compact map for bincount and lookups, whatever the ids' range."""
     if not len(known):
-        return []
-    # label k + 1 = known[k], 0 = anything else: one pass for all areas and boxes
-    # instead of a full-image scan per segment (COCO ids are too large to bincount)
+        return np.zeros(ids.shape, np.int64)
     index = np.minimum(np.searchsorted(known, ids), len(known) - 1)
-    labels = np.where(known[index] == ids, index + 1, 0)
+    return np.where(known[index] == ids, index + 1, 0)
+
+
+def _segments_info(labels: np.ndarray, known: np.ndarray, categories: dict[int, int],
+                   crowd: set[int] = frozenset()) -> list[dict]:
+    """COCO segments_info of a label map (``segment_labels`` of the segment ids, sorted
+    ``known``); id 0 is void, crowd regions keep ``iscrowd: 1``."""
+    # one pass for all areas and boxes instead of a full-image scan per segment
     areas = np.bincount(labels.ravel(), minlength=len(known) + 1)
     boxes = ndimage.find_objects(labels, max_label=len(known))
     info = []
     for k, segment_id in enumerate(known.tolist()):
-        if not areas[k + 1]:
+        if segment_id == 0 or not areas[k + 1]:
             continue
         rows, cols = boxes[k]
         info.append({"id": segment_id, "category_id": int(categories[segment_id]),
