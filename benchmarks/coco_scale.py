@@ -89,9 +89,9 @@ def _worker_copy_mib(dataset) -> float:
 
 
 def _measure(task: str, folder: str, queue) -> None:
+    from maskopt.data.pairs import PairDataset
     from maskopt.data.panoptic import PanopticDataset
     from maskopt.data.synthesize import find_person_segments
-    from maskopt.training.data import PairDataset
 
     root = Path(folder)
     start_rss = _resident_kib("VmRSS:")  # after the imports: only the data counts

@@ -44,7 +44,7 @@ def synthetic_batch(batch: int, device) -> dict:
             "semantic": torch.randint(1, CLASSES, (batch, SIZE, SIZE), generator=g),
             "target_semantic": torch.randint(1, CLASSES, (batch, SIZE, SIZE), generator=g),
             "instances": [dict(instance) for _ in range(batch)]}
-    from maskopt.training.loop import to_device
+    from maskopt.device import to_device
 
     return to_device(item, device)
 

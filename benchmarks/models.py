@@ -8,9 +8,9 @@ right before and after each timed forward, on as many FLOPs as it does, and each
 forward's ratio is taken to the mean of those two. For each network the script
 counts FLOPs per image with torch's ``FlopCounterMode`` and prints
 
-- inference: eval mode, no grad, one image, as `remove` holds the networks (spectral
-  norm and frozen batch norms folded, the segmenter's ``predict`` with the sparse RoIAlign
-  and the mask head on every detection: the most a photo costs),
+- inference: eval mode, no grad, one image, as `remove` holds the networks
+  (``maskopt.fast_inference.optimize_for_inference``; the segmenter's ``predict`` with
+  the mask head on every detection: the most a photo costs),
   fp32, bf16 and bf16 channels-last where the CPU has fast bf16: the median time of
   ``--rounds`` forwards, and the median of their ratios time ÷ (FLOPs ÷ throughput);
   for the generators also their convolutions alone (each layer run by itself on the
@@ -35,7 +35,6 @@ import multiprocessing
 import resource
 import time
 import warnings
-from unittest import mock
 
 import torch
 from paper_scale import CLASSES, offline_segmenter_config, paper_params
@@ -58,7 +57,7 @@ PRECISIONS = (("fp32", False, False), ("bf16", True, False), ("bf16 NHWC", True,
 def floor_convolution(bf16: bool, nhwc: bool):
     """A 256→256 3×3 convolution at 64×64 (the residual blocks' size) in the given
     precision and layout, and its FLOPs."""
-    from maskopt.precision import autocast
+    from maskopt.device import autocast
 
     layout = torch.channels_last if nhwc else torch.contiguous_format
     conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=layout)
@@ -102,7 +101,7 @@ def convolutions_alone(net: torch.nn.Module, forward, bf16: bool):
     """A function that runs every convolution of ``net`` by itself, on the input it gets
     in ``forward`` (captured once), in the given precision: the forward minus every pass
     between the convolutions."""
-    from maskopt.precision import autocast
+    from maskopt.device import autocast
 
     convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d,
                                                         torch.nn.ConvTranspose2d))]
@@ -150,13 +149,10 @@ def synthetic_batch(size: int, batch: int, classes: int) -> dict:
 def _measure(kind: str, args, precisions: tuple, queue) -> None:
     """In a fresh process: FLOPs, inference and training-step time, peak memory."""
     warnings.simplefilter("ignore")
-    from torchvision.ops import MultiScaleRoIAlign
 
+    from maskopt.device import autocast
+    from maskopt.fast_inference import keep_channels_last, optimize_for_inference
     from maskopt.models.build import build, build_discriminator, inpainter_config
-    from maskopt.models.inpainter import fold_spectral_norm
-    from maskopt.models.roi_align import CpuMultiScaleRoIAlign, pool_for_inference
-    from maskopt.models.segmenter import fold_frozen_batch_norm
-    from maskopt.precision import autocast
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
@@ -170,15 +166,14 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
     def generator(k):
         return build(inpainter_config(params, k, CLASSES)).eval()
 
-    def inference_generator(k):  # as `Remover` holds it: spectral norm folded once
+    def inference_generator(k):  # as `Remover` holds it
         net = generator(k)
-        fold_spectral_norm(net)
+        optimize_for_inference([net], channels_last=False)
         return net
 
     if kind == "segmenter":
         net = build(offline_segmenter_config(params)).eval()
-        pool_for_inference(net)  # as `Remover` holds it: the sparse RoIAlign, norms folded
-        fold_frozen_batch_norm(net)
+        optimize_for_inference([net], channels_last=False)  # as `Remover` holds it
         # every detection masked: the most a photo costs (`remove` masks only those
         # scoring >= its min score; how many do depends on the photo and the training)
         forward = lambda: net.predict(one["image"])  # noqa: E731
@@ -202,13 +197,12 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
 
     result = {"kind": kind}
     if forward is not None:
-        # the network's FLOPs: RoIAlign pooled by torchvision's op, which the counter
-        # skips (the CPU kernels' matrix products would count as dense ones)
-        with torch.no_grad(), mock.patch.object(CpuMultiScaleRoIAlign, "forward",
-                                                MultiScaleRoIAlign.forward):
+        # the network's FLOPs (RoIAlign is torchvision's op here, which the counter skips)
+        with torch.no_grad():
             result["gflop"] = count_flops(forward) / 1e9
-        for precision, bf16, nhwc in precisions:
-            net.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        for precision, bf16, nhwc in precisions:  # NCHW rows first: this one is for good
+            if nhwc:
+                keep_channels_last(net)
 
             def infer(bf16=bf16):
                 with torch.no_grad(), autocast(ctx.device, bf16):
@@ -230,7 +224,7 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
 
 
 def main() -> None:
-    from maskopt.precision import cpu_has_fast_bf16
+    from maskopt.device import cpu_has_fast_bf16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params-coco.yaml")

@@ -47,8 +47,8 @@ def paper_networks(params=None, device: str = "cpu"):
 
     from maskopt.inference import Networks
     from maskopt.models.build import INPAINTERS, build, inpainter_config
-    from maskopt.models.segmenter import box_margin
-    from maskopt.training.data import Taxonomy
+    from maskopt.models.selection import box_margin
+    from maskopt.taxonomy import Taxonomy
 
     params = params or paper_params()
     torch.manual_seed(0)

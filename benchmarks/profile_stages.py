@@ -21,6 +21,8 @@ from collections import defaultdict
 
 import torch
 
+from maskopt.data.pairs import PairDataset
+from maskopt.device import to_device
 from maskopt.models.build import (
     INPAINTERS,
     build,
@@ -29,9 +31,8 @@ from maskopt.models.build import (
     segmenter_config,
 )
 from maskopt.params import load_params
-from maskopt.training.data import PairDataset
 from maskopt.training.distributed import Context
-from maskopt.training.loop import make_loader, to_device
+from maskopt.training.loop import make_loader
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
 

@@ -1,7 +1,12 @@
 """Seconds per photo of `maskopt remove` at 256 and 512 px, split into segmentation and
-inpainting, in fp32 and (where the CPU has it) bf16, beside OpenCV `inpaint` (Telea)
-on the same photo and mask; and the command's start-up: importing what `remove` needs,
-each in a fresh process.
+inpainting, beside OpenCV `inpaint` (Telea) on the same photo and mask; and the
+command's start-up: importing what `remove` needs, each in a fresh process.
+
+Each precision is timed with the plain networks (as training and evaluation run them)
+and as `Remover` holds them (``maskopt.fast_inference.optimize_for_inference``): fp32,
+and where the CPU has fast bf16 also bf16 with NCHW weights (norms folded, torchvision's
+RoIAlign) and bf16 channels-last (what `remove` runs there), so the ratios say what
+each part of the inference module buys.
 
 By default the trained networks of models/joint.pt are timed. `--paper-scale` times
 untrained networks of the paper's size instead (R50-FPN, width-64 inpainters at 256 px):
@@ -16,6 +21,7 @@ idle machine.
 from __future__ import annotations
 
 import argparse
+import copy
 import subprocess
 import sys
 import time
@@ -27,7 +33,9 @@ import numpy as np
 import torch
 from paper_scale import paper_networks
 
-from maskopt.precision import autocast, cpu_has_fast_bf16
+from maskopt.device import autocast, cpu_has_fast_bf16
+from maskopt.inference import Networks
+from maskopt.models.selection import MIN_SCORE
 from maskopt.removal import Letterbox, Remover, _tensor
 
 
@@ -82,7 +90,7 @@ def one_photo_code(paper_scale: bool, models: str) -> str:
     return "\n".join([
         "import warnings, torch, remove as bench",
         "from paper_scale import paper_networks",
-        "from maskopt.precision import autocast",
+        "from maskopt.device import autocast",
         "from maskopt.removal import Letterbox, Remover, _tensor",
         "warnings.simplefilter('ignore')",
         f"remover = Remover(device='cpu', {networks})",
@@ -169,6 +177,17 @@ def folder_throughput(remover: Remover, count: int, point: tuple[float, float] |
           f" s/photo ({networks / command:.2f}x the networks' throughput; model load excluded)")
 
 
+def remover_for(networks: Networks, plain: Networks, bf16: bool, how: str) -> Remover:
+    """A Remover of ``networks`` running in bf16 or fp32: ``optimized`` as `remove` holds
+    them, ``folded NCHW`` optimized without channels-last, ``plain`` as trained."""
+    remover = Remover(device="cpu", precision="bf16" if how == "optimized" and bf16 else "fp32",
+                      networks=networks)
+    if how == "plain":
+        remover.nets = copy.deepcopy(plain)
+    remover.bf16 = bf16
+    return remover
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="models/joint.pt")
@@ -179,51 +198,55 @@ def main() -> None:
     args = parser.parse_args()
     for module in ("torch", "maskopt.cli", "maskopt.removal"):
         print(f"import {module:<16} {import_seconds(module):6.2f} s")
+    def networks():
+        return paper_networks() if args.paper_scale else Networks.load(args.models, "cpu")
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if args.paper_scale:
-            remover = Remover(device="cpu", networks=paper_networks())
-        else:
-            remover = Remover(args.models, device="cpu")
-    s = remover.nets.image_size
+        plain = networks()
+        # (name, bf16 autocast, how the networks are held)
+        variants = [("fp32 plain", False, "plain"), ("fp32", False, "optimized")]
+        if cpu_has_fast_bf16():
+            variants += [("bf16 plain", True, "plain"), ("bf16 NCHW", True, "folded NCHW"),
+                         ("bf16", True, "optimized")]
+        removers = {name: remover_for(networks(), plain, bf16, how)
+                    for name, bf16, how in variants}
+    s = plain.image_size
     print(f"networks at {s} px ({'untrained, paper scale' if args.paper_scale else args.models}),"
           f" {torch.get_num_threads()} threads")
-    # (name, bf16, NHWC weights); `remove` runs "bf16" (NHWC) where the CPU has bf16
-    precisions = [("fp32", False, False)] + (
-        [("bf16 NCHW", True, False), ("bf16", True, True)] if cpu_has_fast_bf16() else [])
     for size in (256, 512):
         image, mask = photo_and_mask(size)
         lb = Letterbox.fit(size, size, s)
         net_input = _tensor(lb.image(image), "cpu")
         with torch.no_grad():
-            out = remover.nets.segmenter.predict(net_input)
+            out = plain.segmenter.predict(net_input)
             semantic, masked = out.semantic_logits, len(out.detections[0])
         totals = {}
-        for precision, bf16, nhwc in precisions:
-            remover.set_precision(bf16, nhwc)
-
-            def segment(net_input=net_input):
+        for name, remover in removers.items():
+            def segment(net_input=net_input, remover=remover):
                 with torch.no_grad(), autocast(remover.device, remover.bf16):
                     remover.nets.segmenter.predict(net_input)  # every detection masked
 
-            def fill(image=image, mask=mask, semantic=semantic, lb=lb):
+            def fill(image=image, mask=mask, semantic=semantic, lb=lb, remover=remover):
                 remover._inpaint(image, mask, semantic, lb)
 
             def opencv(image=image, mask=mask):
                 cv2.inpaint(image, mask.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
 
             seg_s, inp_s, cv_s = (seconds(f, args.repeat) for f in (segment, fill, opencv))
-            totals[precision] = seg_s + inp_s
-            ratio = (f"  ({totals['fp32'] / totals[precision]:.2f}x fp32's speed)"
-                     if precision != "fp32" else "")
-            print(f"{size:4d} px photo, {precision:>9}: segmentation {seg_s:6.3f} s + inpainting "
+            totals[name] = seg_s + inp_s
+            baseline = name.split()[0] + " plain"
+            ratio = (f"  ({totals[baseline] / totals[name]:.2f}x the plain networks' speed)"
+                     if name != baseline else "")
+            print(f"{size:4d} px photo, {name:>10}: segmentation {seg_s:6.3f} s + inpainting "
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
         print(f"  (segmentation: the segmenter found {masked} detections and masked every "
-              f"one; `remove` masks only those scoring >= {remover.min_score})")
+              f"one; `remove` masks only those scoring >= {MIN_SCORE})")
     peak = peak_rss_mib(one_photo_code(args.paper_scale, args.models))
     print(f"peak memory of one 256 px photo in a fresh process (imports, networks, "
           f"segment + inpaint in `--precision auto`): {peak:.0f} MiB")
     if args.folder and args.paper_scale:
+        remover = Remover(device="cpu", networks=paper_networks())
         folder_throughput(with_fixed_person(remover), args.folder, point=(128.0, 128.0))
     elif args.folder:
         folder_throughput(Remover(args.models, device="cpu"), args.folder, category="person")

@@ -93,9 +93,9 @@ def test_mask_metrics_on_a_square_grown_by_two_pixels():
 
 
 def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypatch):
+    from maskopt.data.pairs import PairDataset
     from maskopt.evaluation import evaluate as evaluation
     from maskopt.inference import Networks
-    from maskopt.training.data import PairDataset
 
     monkeypatch.chdir(trained_project)
     joint = Networks.load("models/joint.pt")

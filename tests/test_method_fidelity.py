@@ -10,14 +10,12 @@ from skimage.color import rgb2gray
 from skimage.feature import canny
 from tiny import tiny_params
 
-from maskopt import losses
+from maskopt import imaging, losses
 from maskopt.models import EdgeInpainter, ImageInpainter, PanopticFPN, SegmentationInpainter
 from maskopt.models.build import build_discriminator
-from maskopt.models.segmenter import (
-    Detections,
+from maskopt.models.segmenter import Detections, enlarge_boxes, paste_soft_masks
+from maskopt.models.selection import (
     box_margin,
-    enlarge_boxes,
-    paste_soft_masks,
     segment_mask,
     select_segment,
     selected_mask,
@@ -105,7 +103,7 @@ def test_mask_expansion_alone_grows_the_mask_beyond_the_detected_box():
     size, alpha = 64, 0.05
     gt = np.zeros((size, size), bool)
     gt[20:44, 24:40] = True
-    phi = torch.from_numpy(losses.normalized_signed_distance(gt))[None, None]
+    phi = torch.from_numpy(imaging.normalized_signed_distance(gt))[None, None]
     box = torch.tensor([24.0, 20.0, 40.0, 44.0])  # the detected (tight) box
     grown = enlarge_boxes(box[None], box_margin(alpha, size), size, size)
     logits = torch.zeros(1, 1, 28, 28, requires_grad=True)  # a toy mask head
@@ -232,8 +230,9 @@ def test_vgg_gets_unnormalised_images():
 
 
 def test_edges_are_scikit_image_canny_everywhere(pairs_dir):
+    from maskopt.data.pairs import PairDataset
+    from maskopt.imaging import tensor_to_rgb
     from maskopt.inference import image_guides
-    from maskopt.training.data import PairDataset, tensor_to_rgb
 
     dataset = PairDataset(pairs_dir / "test", canny_sigma=1.5)
     item = dataset[0]
@@ -249,7 +248,7 @@ def test_edges_are_scikit_image_canny_everywhere(pairs_dir):
 
 
 def test_flips_change_between_epochs_and_repeat_for_the_same_epoch(pairs_dir):
-    from maskopt.training.data import PairDataset
+    from maskopt.data.pairs import PairDataset
 
     dataset = PairDataset(pairs_dir / "train", flip=True, seed=0)
     plain = [dataset[i]["image"] for i in range(8)]
@@ -264,7 +263,7 @@ def test_flips_change_between_epochs_and_repeat_for_the_same_epoch(pairs_dir):
 
 
 def test_cached_pairs_equal_loaded_ones_and_come_as_copies(pairs_dir):
-    from maskopt.training.data import PairDataset
+    from maskopt.data.pairs import PairDataset
 
     loaded = PairDataset(pairs_dir / "train", flip=True, seed=0)
     cached = PairDataset(pairs_dir / "train", flip=True, seed=0, cache=True)
@@ -329,7 +328,7 @@ def test_training_keeps_the_box_fallback():
 def test_coco_maskrcnn_weights_load_whole_with_the_class_rows_remapped(tmp_path):
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    from maskopt.models.segmenter import load_coco_maskrcnn
+    from maskopt.models.coco_weights import load_coco_maskrcnn
 
     torch.manual_seed(0)
     published = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
@@ -361,7 +360,7 @@ def test_coco_weights_refuse_a_start_with_random_layers():
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
     from maskopt.errors import MaskoptError
-    from maskopt.models.segmenter import load_coco_maskrcnn
+    from maskopt.models.coco_weights import load_coco_maskrcnn
 
     published = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
     published = {k: v for k, v in published.items() if not k.startswith("rpn.")}

@@ -13,19 +13,9 @@ from maskopt.models import (
     select_segment,
     select_segment_at_point,
 )
-from maskopt.models.inpainter import (
-    ClassEmbedding,
-    InstanceNorm,
-    ReflectionPad,
-    class_probabilities,
-    count_parameters,
-)
-from maskopt.models.segmenter import (
-    Detections,
-    paste_soft_masks,
-    selected_mask,
-    straight_through,
-)
+from maskopt.models.inpainter import count_parameters
+from maskopt.models.segmenter import Detections, paste_soft_masks
+from maskopt.models.selection import selected_mask, straight_through
 
 SIZE = 64
 CLASSES = 5
@@ -212,31 +202,6 @@ def test_separable_roi_align_matches_torchvision_values_and_gradients(output_siz
     torch.testing.assert_close(got_grad, expected_grad, atol=1e-4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("output_size, scale", [((7, 7), 0.25), ((14, 14), 0.125), ((7, 5), 0.5)])
-def test_sparse_roi_align_matches_torchvision_in_either_layout(output_size, scale):
-    from torchvision.ops import roi_align
-
-    from maskopt.models.roi_align import sparse_roi_align
-
-    generator = torch.Generator().manual_seed(2)
-    side = int(SIZE * scale)
-    features = torch.randn(3, 6, side, side, generator=generator)
-    mixed = _random_rois(40, 3, SIZE, generator)  # images in any order, and grouped
-    for rois in (mixed, mixed[mixed[:, 0].argsort(stable=True)]):
-        expected = roi_align(features, rois, output_size, scale, sampling_ratio=2,
-                             aligned=False)
-        for layout in (torch.contiguous_format, torch.channels_last):
-            got = sparse_roi_align(features.contiguous(memory_format=layout), rois,
-                                   output_size, scale, sampling_ratio=2)
-            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-    none = sparse_roi_align(features, mixed[:0], output_size, scale, sampling_ratio=2)
-    assert none.shape == (0, 6, *output_size)
-    tiny, box = torch.randn(1, 6, 2, 2, generator=generator), torch.tensor([[0, 1.0, 1, 6, 7]])
-    torch.testing.assert_close(  # a map with fewer pixels than a bin has taps
-        sparse_roi_align(tiny, box, output_size, 0.25, 2),
-        roi_align(tiny, box, output_size, 0.25, 2, aligned=False), atol=1e-5, rtol=1e-5)
-
-
 def test_cpu_multiscale_roi_align_matches_torchvision_under_bf16_autocast():
     from torchvision.ops import MultiScaleRoIAlign
 
@@ -251,121 +216,8 @@ def test_cpu_multiscale_roi_align_matches_torchvision_under_bf16_autocast():
     sizes = [(SIZE, SIZE)] * 2
     torch.testing.assert_close(ours(features, boxes, sizes), reference(features, boxes, sizes),
                                atol=1e-5, rtol=1e-5)
-    ours.separable = False  # inference: the sparse kernel
-    torch.testing.assert_close(ours(features, boxes, sizes), reference(features, boxes, sizes),
-                               atol=1e-5, rtol=1e-5)
     with torch.autocast("cpu", torch.bfloat16):  # torchvision pools in float32 here too
         half = {k: v.bfloat16() for k, v in features.items()}
         got, expected = ours(half, boxes, sizes), reference(half, boxes, sizes)
     assert got.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(got, expected, atol=1e-2, rtol=1e-2)
-
-
-def test_norm_and_pad_keep_channels_last_and_compute_what_torch_does():
-    torch.manual_seed(0)
-    x = torch.randn(2, 8, 12, 10) * 3 + 1
-    norm, pad = InstanceNorm(8), ReflectionPad(2)
-    # NCHW (training): torch's own modules, bit for bit
-    assert torch.equal(norm(x), torch.nn.InstanceNorm2d(8)(x))
-    assert torch.equal(pad(x), torch.nn.ReflectionPad2d(2)(x))
-    # channels-last (remove in bf16): same values, layout and dtype kept
-    last = x.to(memory_format=torch.channels_last)
-    normed = norm(last)
-    assert normed.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(normed, torch.nn.InstanceNorm2d(8)(x), atol=1e-5, rtol=1e-5)
-    with torch.autocast("cpu", torch.bfloat16):
-        padded = pad(last.bfloat16())
-    assert padded.dtype == torch.bfloat16  # autocast would have cast it to fp32
-    assert padded.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(padded.float(), torch.nn.ReflectionPad2d(2)(x.bfloat16().float()))
-
-
-def test_class_embedding_in_inference_is_the_training_conv_in_either_layout():
-    torch.manual_seed(0)
-    embed = ClassEmbedding(134, 16)
-    classes = torch.softmax(torch.randn(2, 134, 9, 7) * 4, 1)
-    keep = (torch.rand(2, 1, 9, 7) > 0.3).float()
-    trained = embed(classes, keep)  # grad enabled: the plain conv of the masked map
-    assert trained.requires_grad
-    expected = torch.nn.functional.conv2d(classes * keep, embed.weight, embed.bias)
-    assert torch.equal(trained, expected)
-    with torch.no_grad():
-        for layout in (torch.contiguous_format, torch.channels_last):
-            x = classes.contiguous(memory_format=layout)
-            with torch.autocast("cpu", torch.bfloat16):  # as `remove` runs it
-                inferred = embed(x, keep)
-            assert inferred.dtype == torch.float32  # the class map was not cast to bf16
-            assert inferred.is_contiguous(memory_format=layout)
-            torch.testing.assert_close(inferred, expected, atol=1e-6, rtol=1e-5)
-            torch.testing.assert_close(embed(x), torch.nn.functional.conv2d(
-                x, embed.weight, embed.bias), atol=1e-6, rtol=1e-5)
-
-
-def test_class_probabilities_are_torchs_softmax_over_classes_in_either_layout():
-    torch.manual_seed(0)
-    logits = torch.randn(2, 134, 9, 7) * 4
-    expected = torch.softmax(logits, 1)
-    assert torch.equal(class_probabilities(logits), expected)  # NCHW: torch's path
-    last = class_probabilities(logits.to(memory_format=torch.channels_last))
-    assert last.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(last, expected, atol=1e-6, rtol=1e-5)
-    with torch.autocast("cpu", torch.bfloat16):  # as `remove` runs the generators' output
-        bf16 = logits.bfloat16()
-        mixed = class_probabilities(bf16.to(memory_format=torch.channels_last))
-        reference = torch.softmax(bf16, 1)
-    assert mixed.dtype == reference.dtype
-    torch.testing.assert_close(mixed, reference)
-
-
-def test_fill_hole_is_composite_for_binary_masks_in_its_dtype():
-    from maskopt.inference import fill_hole
-    from maskopt.models.inpainter import composite
-
-    torch.manual_seed(0)
-    prediction = torch.randn(2, 134, 6, 5).bfloat16()  # a generator's output under autocast
-    known = torch.rand(2, 134, 6, 5)
-    mask = (torch.rand(2, 1, 6, 5) > 0.5).float()
-    filled = fill_hole(prediction, known, mask > 0.5)
-    expected = composite(prediction, known, mask)
-    assert filled.dtype == expected.dtype == torch.float32
-    assert torch.equal(filled, expected)
-
-
-def test_folded_frozen_batch_norm_gives_the_same_features():
-    from torchvision.ops.misc import FrozenBatchNorm2d
-
-    from maskopt.models.segmenter import fold_frozen_batch_norm
-
-    torch.manual_seed(0)
-    net = PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
-                      weights="imagenet", load_weights=False).eval()  # frozen BN, offline
-    norms = [m for m in net.modules() if isinstance(m, FrozenBatchNorm2d)]
-    assert len(norms) == 20  # ResNet-18: stem, 16 in the blocks, 3 downsample paths
-    for norm in norms:  # not the identity a fresh one is
-        norm.weight.uniform_(0.5, 1.5)
-        norm.bias.normal_()
-        norm.running_mean.normal_()
-        norm.running_var.uniform_(0.5, 2)
-    images = torch.rand(2, 3, SIZE, SIZE)
-    with torch.no_grad():
-        before = net.features(images)
-        fold_frozen_batch_norm(net)
-        after = net.features(images)
-    assert not any(isinstance(m, FrozenBatchNorm2d) for m in net.modules())
-    for level in before:
-        torch.testing.assert_close(after[level], before[level], atol=1e-4, rtol=1e-4)
-
-
-def test_folded_spectral_norm_gives_the_same_inference():
-    from maskopt.models.inpainter import fold_spectral_norm
-
-    torch.manual_seed(0)
-    net = SegmentationInpainter(num_classes=5, width=8, blocks=1, class_channels=3).eval()
-    seg = torch.softmax(torch.randn(1, 5, 16, 16), 1)
-    mask = (torch.rand(1, 1, 16, 16) > 0.7).float()
-    with torch.no_grad():
-        before = net(seg, mask)
-        fold_spectral_norm(net)
-        after = net(seg, mask)
-    assert not any(hasattr(m, "weight_orig") for m in net.modules())
-    assert torch.equal(before, after)

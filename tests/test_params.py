@@ -61,3 +61,19 @@ def test_broken_yaml_is_reported(tmp_path):
     path.write_text("alpha: [0.03\n")
     with pytest.raises(MaskoptError, match="not valid YAML"):
         load_params(path)
+
+
+def test_each_stage_reads_the_params_dvc_yaml_lists_for_it():
+    """maskopt.pipeline.STAGE_PARAMS (what a stage fingerprints and logs) and dvc.yaml
+    (what reruns it) name the same keys for every stage."""
+    from pathlib import Path
+
+    import yaml
+
+    from maskopt.pipeline import STAGE_PARAMS
+
+    stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
+    listed = {name: (stage.get("do", stage))["params"] for name, stage in stages.items()}
+    assert listed.keys() == STAGE_PARAMS.keys()
+    for name, keys in STAGE_PARAMS.items():
+        assert sorted(listed[name]) == sorted(set(keys)), name

@@ -184,7 +184,7 @@ def test_soft_edge_colours_do_not_leak_black(train_dataset):
 
 def test_crowd_regions_keep_their_flag_and_are_no_instance_targets(train_dataset, tmp_path,
                                                                    pairs_dir):
-    from maskopt.training.data import PairDataset
+    from maskopt.data.pairs import PairDataset
 
     record = train_dataset.records[0]
     for seg in record.segments:
@@ -216,7 +216,7 @@ def test_crowd_regions_keep_their_flag_and_are_no_instance_targets(train_dataset
 def test_pair_records_are_flat_arrays_and_slices_give_the_same_items(pairs_dir):
     """What a data-loader worker holds of annotations.json: numpy arrays, no per-pair
     dicts, and a slice of them (used to cut a split short) gives the same pairs."""
-    from maskopt.training.data import PairDataset
+    from maskopt.data.pairs import PairDataset
 
     full = PairDataset(pairs_dir / "test")
     cut = PairDataset(pairs_dir / "test")

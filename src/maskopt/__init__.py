@@ -1,9 +1,5 @@
 """maskopt: inpainting-driven mask optimization for object removal."""
 
-from maskopt.lazy_modules import defer_unused_modules
-
-defer_unused_modules()  # first, so no module of maskopt can import scipy before it
-
 __version__ = "0.1.0"
 __all__ = ["remove"]
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -79,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto: bfloat16 where the device runs it fast (default)")
     rm.add_argument("-q", "--quiet", action="store_true",
                     help="print nothing on success (errors still go to stderr)")
-    rm.add_argument("--min-score", type=float, default=0.3,
-                    help="ignore detections below this score (default: %(default)s)")
+    rm.add_argument("--min-score", type=float, default=None,
+                    help="ignore detections below this score (default: the model's "
+                         "selection threshold, maskopt.models.selection.MIN_SCORE)")
     rm.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                     help="refuse larger images (default: %(default)s)")
     return parser
@@ -102,7 +102,7 @@ def _inputs_and_outputs(photo: Path, output: Path) -> list[tuple[Path, Path]]:
 
 
 def _read(source: Path, args) -> tuple[np.ndarray, np.ndarray | None]:
-    """The photo and, with --mask, the rough mask (decoding: runs on an I/O thread)."""
+    """The photo and, with --mask, the rough mask."""
     from maskopt.io import read_rgb
 
     rgb, _ = read_rgb(source, max_pixels=args.max_pixels)
@@ -114,7 +114,7 @@ def _read(source: Path, args) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _write(target: Path, result, args) -> Path:
-    """Encode and write the result (and the mask): runs on an I/O thread."""
+    """Write the result (and, with --save-mask, the mask); returns the path written."""
     from maskopt.io import atomic_path, write_png
 
     suffix = target.suffix.lower()
@@ -125,10 +125,10 @@ def _write(target: Path, result, args) -> Path:
             Image.fromarray(result.image).save(tmp, format="JPEG", quality=95)
     else:
         target = target.with_suffix(".png") if suffix != ".png" else target
-        write_png(target, result.image, compress_level=PNG_LEVEL)
+        write_png(target, result.image)
     if args.save_mask:
         write_png(target.with_name(f"{target.stem}.mask.png"),
-                  result.mask.astype(np.uint8) * 255, compress_level=PNG_LEVEL)
+                  result.mask.astype(np.uint8) * 255)
     return target
 
 
@@ -159,87 +159,38 @@ def _warn_if_demo(path: Path, trained_on: dict | None) -> None:
               "profile (params-coco.yaml) for those", file=sys.stderr)
 
 
-PREFETCH = 2  # photos decoded ahead of the networks
-# zlib level of the PNGs written: at 256 px, level 6 (PIL's default) took 13-16 ms per
-# photo, a fifth of the sample model's remove(); level 1 takes 4-11 ms, for files
-# 8-26 % larger
-PNG_LEVEL = 1
-
-
 def remove_command(args) -> int:
-    """Photos are decoded and results encoded on two I/O threads while the networks
-    run on the main one (torch, PIL and OpenCV release the GIL), so a folder keeps
-    both cores busy."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from maskopt.locate import find_model
 
     pairs = _inputs_and_outputs(args.photo, args.output)
     model = find_model(args.models)
     from maskopt.removal import Remover  # torch: only once the arguments are good
 
-    remover = Remover(model, args.device, args.min_score, args.precision)
+    options = {} if args.min_score is None else {"min_score": args.min_score}
+    remover = Remover(model, args.device, precision=args.precision, **options)
     _warn_if_demo(model, remover.nets.trained_on)
     many = len(pairs) > 1 or args.photo.is_dir()
     failures = 0
-
-    def failed(source: Path, exc: MaskoptError) -> None:
-        nonlocal failures
-        if not many:
-            raise exc
-        failures += 1
-        tqdm.write(f"skipped {source}: {exc}")
-
-    io = ThreadPoolExecutor(2, initializer=_yield_to_networks)
-    with io, tqdm(total=len(pairs), desc="remove", unit="img",
-                  disable=not many or args.quiet) as bar:
-        reads = [io.submit(_read, source, args) for source, _ in pairs[:PREFETCH]]
-        writes = []
-        for i, (source, target) in enumerate(pairs):
-            if i + PREFETCH < len(pairs):
-                reads.append(io.submit(_read, pairs[i + PREFETCH][0], args))
-            try:
-                rgb, rough = reads[i].result()
-                reads[i] = None  # free the decoded photo
-                started = time.perf_counter()
-                result = remover(rgb, point=args.point, box=args.box, category=args.category,
-                                 rough_mask=rough)
-                seconds = time.perf_counter() - started
-            except MaskoptError as exc:
-                failed(source, exc)
-                bar.update(1)
-                continue
-            writes.append((source, io.submit(_write, target, result, args), result, seconds))
-            while writes and (writes[0][1].done() or len(writes) > PREFETCH):
-                _finish_write(*writes.pop(0), args, failed)
-            bar.update(1)
-        for item in writes:
-            _finish_write(*item, args, failed)
+    for source, target in tqdm(pairs, desc="remove", unit="img", disable=not many or args.quiet):
+        try:
+            rgb, rough = _read(source, args)
+            started = time.perf_counter()
+            result = remover(rgb, point=args.point, box=args.box, category=args.category,
+                             rough_mask=rough)
+            seconds = time.perf_counter() - started
+            written = _write(target, result, args)
+        except MaskoptError as exc:
+            if not many:
+                raise
+            failures += 1
+            tqdm.write(f"skipped {source}: {exc}")
+            continue
+        if not args.quiet:
+            tqdm.write(_line(source, written, result, seconds))
     if failures:
         print(f"error: {failures} of {len(pairs)} images failed", file=sys.stderr)
         return 1
     return 0
-
-
-def _yield_to_networks() -> None:
-    """Lower this I/O thread's priority (Linux nice values are per thread): torch's
-    threads fill every core, and an encode that preempts one stalls the others at the
-    next barrier (a folder of 100 sample photos, alternated 4×: 0.132-0.138 s/photo
-    with the I/O threads at normal priority, 0.111-0.123 s/photo niced)."""
-    try:
-        os.nice(10)
-    except OSError:  # not permitted here: run at normal priority
-        pass
-
-
-def _finish_write(source, future, result, seconds, args, failed) -> None:
-    try:
-        target = future.result()
-    except MaskoptError as exc:
-        failed(source, exc)
-        return
-    if not args.quiet:
-        tqdm.write(_line(source, target, result, seconds))
 
 
 def info_command(args) -> int:

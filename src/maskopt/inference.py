@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskopt.imaging import gray_and_edges, tensor_to_rgb
 from maskopt.models.build import load_model, restore
-from maskopt.models.inpainter import class_probabilities
-from maskopt.models.segmenter import box_margin
-from maskopt.training.data import Taxonomy, gray_and_edges, tensor_to_rgb
+from maskopt.models.inpainter import inpaint_in_order
+from maskopt.models.selection import box_margin
+from maskopt.taxonomy import Taxonomy
 
 
 @dataclass
@@ -25,7 +26,7 @@ class Networks:
     """A segmenter and the three inpainters, ready for inference.
 
     ``box_margin`` is the px margin of the selected segment's box for its mask (see
-    :func:`maskopt.models.segmenter.box_margin`): the joint model's own, 0 for the
+    :func:`maskopt.models.selection.box_margin`): the joint model's own, 0 for the
     pretrained segmenter, which never learned to paint beyond its box.
     """
 
@@ -92,22 +93,11 @@ def image_guides(images: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torc
 @torch.no_grad()
 def inpaint(nets: Networks, images: torch.Tensor, masks: torch.Tensor,
             semantic_probs: torch.Tensor) -> torch.Tensor:
-    """Edge → segmentation → image inpainting with ``masks``; known pixels kept exactly."""
+    """Edge → segmentation → image inpainting with binary ``masks``; known pixels kept
+    exactly (the same chain as joint training's)."""
     gray, edges = image_guides(images, nets.canny_sigma)
-    hole = masks > 0.5
-    edges_in = fill_hole(nets.edge(gray, edges, masks), edges, hole)
-    seg = class_probabilities(nets.segmentation(semantic_probs, masks))
-    # The image inpainter embeds the class map pixel by pixel, so filling the hole of
-    # the embedded maps equals embedding the filled map: k channels instead of C.
-    classes = fill_hole(nets.image.embed(seg), nets.image.embed(semantic_probs), hole)
-    return fill_hole(nets.image(images, edges_in, classes, masks, embedded=True), images, hole)
-
-
-def fill_hole(prediction: torch.Tensor, known: torch.Tensor, hole: torch.Tensor) -> torch.Tensor:
-    """``composite`` for a {0, 1} mask (``hole`` = mask > 0.5), in one pass instead of
-    three: x·1 + y·0 = x, so the values are the same; on the 134-channel class maps at
-    256 px that is 35 instead of 57-63 ms."""
-    return torch.where(hole, prediction, known)
+    return inpaint_in_order(nets.edge, nets.segmentation, nets.image, images, gray, edges,
+                            semantic_probs, masks)["image"]
 
 
 def opencv_inpaint(images: torch.Tensor, masks: torch.Tensor, method: str,

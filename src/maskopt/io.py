@@ -101,8 +101,7 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def write_png(path: str | Path, array: np.ndarray, compress_level: int = 6) -> None:
-    """Write an array as PNG atomically (uint8 HxW or HxWx3); ``compress_level`` is
-    zlib's, 0 (none, fastest) to 9."""
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """Write an array as PNG atomically (uint8 HxW or HxWx3)."""
     with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG", compress_level=compress_level)
+        Image.fromarray(array).save(tmp, format="PNG")

@@ -9,14 +9,12 @@ from __future__ import annotations
 import warnings
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import nn
+from torchvision.models import VGG19_Weights, vgg19
 
 from maskopt.errors import MaskoptError
-from maskopt.torchvision_import import import_torchvision_without_dynamo
 
 # --- adversarial ---------------------------------------------------------------------
 
@@ -112,20 +110,15 @@ class VGG19Features(nn.Module):
 
     def __init__(self, weights: Literal["imagenet", "random"] = "imagenet", seed: int = 0):
         super().__init__()
-        # torchvision is imported here, not at the top: `maskopt remove` needs this
-        # module's mask helpers but not VGG19, and its start-up is counted.
-        import_torchvision_without_dynamo()
-        from torchvision.models import VGG19_Weights, vgg19
-
         if weights == "imagenet":
             try:
                 net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)
             except Exception as exc:  # noqa: BLE001 - any download/cache failure
                 raise MaskoptError(
                     f"cannot load ImageNet VGG19 weights ({type(exc).__name__}: {exc}); "
-                    "connect to the internet once, or set loss.vgg_weights: random") from exc
+                    "connect to the internet once, or set inpainter.vgg_weights: random") from exc
         elif weights == "random":
-            warnings.warn("loss.vgg_weights=random: perceptual and style losses use a random "
+            warnings.warn("inpainter.vgg_weights=random: perceptual and style losses use a random "
                           "VGG19, not ImageNet features", stacklevel=2)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -167,28 +160,6 @@ def style_loss(out_features: dict, target_features: dict) -> torch.Tensor:
 
 
 # --- mask expansion (Sec. III-D) ------------------------------------------------------
-
-
-def normalized_signed_distance(gt_mask: np.ndarray) -> np.ndarray:
-    """φ for one binary mask: signed distance to its boundary, negative inside, in [-1, 1].
-
-    Distances are Euclidean, in pixels, measured from pixel centres: an outside pixel
-    gets its distance to the nearest object pixel, an inside pixel minus (its distance
-    to the nearest background pixel - 1), so both pixels at the boundary are ~0. They
-    are divided by the image's longer side and clipped to [-1, 1]. Hence α is a band
-    width as a fraction of the image side: α = 0.03 pulls in the pixels less than
-    0.03 × 256 = 7.7 px outside the object at 256 px (1.9 px at 64 px).
-    """
-    gt = np.asarray(gt_mask, bool)
-    if gt.ndim != 2:
-        raise MaskoptError(f"mask must be 2-D, got shape {gt.shape}")
-    side = max(gt.shape)
-    if not gt.any():  # nothing to remove: every pixel is "outside" and pushed out
-        return np.ones(gt.shape, np.float32)
-    outside = ndimage.distance_transform_edt(~gt)
-    inside = ndimage.distance_transform_edt(gt)
-    phi = np.where(gt, -(inside - 1), outside) / side
-    return np.clip(phi, -1, 1).astype(np.float32)
 
 
 def mask_expansion_loss(soft_mask: torch.Tensor, phi: torch.Tensor, alpha: float) -> torch.Tensor:

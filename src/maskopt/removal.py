@@ -17,26 +17,25 @@ import cv2
 import numpy as np
 import torch
 
+from maskopt.device import autocast, pick_device, use_bf16
 from maskopt.errors import MaskoptError
+from maskopt.fast_inference import optimize_for_inference
+from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
 from maskopt.inference import Networks, inpaint
-from maskopt.models.inpainter import class_probabilities, fold_spectral_norm
-from maskopt.models.roi_align import pool_for_inference
-from maskopt.models.segmenter import (
-    Detections,
-    fold_frozen_batch_norm,
+from maskopt.models.inpainter import class_probabilities
+from maskopt.models.segmenter import Detections
+from maskopt.models.selection import (
+    MIN_SCORE,
     segment_mask,
     select_segment,
     select_segment_at_point,
 )
-from maskopt.precision import autocast, use_bf16
-from maskopt.training.data import tensor_to_rgb
-from maskopt.training.distributed import pick_device
+from maskopt.pipeline import JOINT_FILE
 
-DEFAULT_MODELS = Path("models/joint.pt")
-MIN_SCORE = 0.3
+DEFAULT_MODELS = JOINT_FILE
 CROP_CONTEXT = 2.0  # the inpainting crop is this many times the mask's larger side
-# Below this network size `--precision auto` keeps fp32: with the 64 px sample model
-# bf16 ran at 0.76-0.85x fp32's speed, at 256 px the networks run 2-2.6x faster.
+# Below this network size `--precision auto` keeps fp32: the casts cost more than bf16
+# saves on such small maps (benchmarks/remove.py)
 BF16_MIN_SIZE = 128
 
 
@@ -85,7 +84,7 @@ class Letterbox:
 
 
 def _tensor(rgb: np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div(255)[None].to(device)
+    return rgb_to_tensor(rgb)[None].to(device)
 
 
 def _label_name(det: Detections, index: int, names: list[str]) -> str:
@@ -98,15 +97,6 @@ def _describe(det: Detections, index: int, box: Letterbox, names: list[str]) -> 
     x1, y1 = box.to_photo(*det.boxes[index, 2:].tolist())
     return (f"{_label_name(det, index, names)} (score {det.scores[index]:.2f}) at box "
             f"{round(x0)},{round(y0)},{round(x1)},{round(y1)}")
-
-
-def _device(device: str) -> torch.device:
-    """``auto``: CUDA when present, else the CPU (training's rule, with remove's errors)."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise MaskoptError("--device cuda was asked for but no CUDA device is available")
-    if device not in ("auto", "cpu", "cuda"):
-        raise MaskoptError(f"device must be auto, cpu or cuda (got {device!r})")
-    return pick_device(device)
 
 
 class Remover:
@@ -122,35 +112,16 @@ class Remover:
                  networks: Networks | None = None):
         """``networks``: ones already built, used instead of loading ``models`` (the
         benchmarks time untrained paper-scale networks this way)."""
-        self.device = _device(device)
-        try:
-            bf16 = use_bf16(precision, self.device)
-        except ValueError as exc:
-            raise MaskoptError(str(exc)) from exc
+        self.device = pick_device(device)
+        bf16 = use_bf16(precision, self.device)
         self.nets = networks if networks is not None else Networks.load(models, self.device)
-        pool_for_inference(self.nets.segmenter)  # no gradients here
-        fold_frozen_batch_norm(self.nets.segmenter)  # a COCO-started ResNet's norms
-        for generator in (self.nets.edge, self.nets.segmentation, self.nets.image):
-            fold_spectral_norm(generator)
         # `auto` at small sizes stays fp32: there the casts cost more than bf16 saves
-        self.set_precision(bf16 and (precision == "bf16"
-                                     or self.nets.image_size >= BF16_MIN_SIZE))
+        self.bf16 = bf16 and (precision == "bf16" or self.nets.image_size >= BF16_MIN_SIZE)
+        optimize_for_inference(
+            [self.nets.segmenter, self.nets.edge, self.nets.segmentation, self.nets.image],
+            channels_last=self.bf16 and self.device.type == "cpu")
         self.min_score = min_score
-        taxonomy = self.nets.taxonomy
-        name_of = {c["id"]: c["name"] for c in taxonomy.categories}
-        self.thing_names = {label: name_of[cid] for cid, label in taxonomy.thing_ids.items()}
-
-    def set_precision(self, bf16: bool, nhwc: bool | None = None) -> None:
-        """bf16 autocast or fp32. ``nhwc`` (default: bf16 on a CPU) stores the weights
-        channels-last: oneDNN's bf16 convolutions run faster on it (at 256 px the
-        segmentation inpainter 0.38 → 0.29 s, the segmenter 0.61 → 0.48 s; fp32 gains
-        nothing)."""
-        self.bf16 = bf16
-        if nhwc is None:
-            nhwc = bf16 and self.device.type == "cpu"
-        layout = torch.channels_last if nhwc else torch.contiguous_format
-        for net in (self.nets.segmenter, self.nets.edge, self.nets.segmentation, self.nets.image):
-            net.to(memory_format=layout)
+        self.thing_names = self.nets.taxonomy.thing_names()
 
     def __call__(self, rgb: np.ndarray, *, point=None, box=None, category=None,
                  rough_mask=None) -> Removal:
@@ -160,7 +131,7 @@ class Remover:
         height, width = rgb.shape[:2]
         lb = Letterbox.fit(height, width, self.nets.image_size)
         with torch.no_grad(), autocast(self.device, self.bf16):
-            out = self.nets.segmenter.eval().predict(_tensor(lb.image(rgb), self.nets.device),
+            out = self.nets.segmenter.predict(_tensor(lb.image(rgb), self.nets.device),
                                                      min_score=self.min_score)
         det = out.detections[0]
         chosen = self._select(det, lb, height, width, point, box, category, rough_mask)
@@ -274,10 +245,6 @@ class Remover:
         """The whole-photo semantic probabilities, resampled onto the crop's network grid."""
         x0, y0, _ = crop
         probs = class_probabilities(logits.float())
-        if (x0, y0) == (0, 0) and crop_box == lb:
-            # the crop is the whole photo (small photos, large objects): same grid, and
-            # resampling 134 channels onto it would cost a tenth of the inpainting
-            return probs
         grid = crop_grid(lb, (x0, y0), crop_box).to(probs.device)
         return torch.nn.functional.grid_sample(probs, grid, mode="bilinear",
                                                padding_mode="border", align_corners=False)

@@ -125,14 +125,6 @@ class StageRun:
             self.client.log_batch(self.parent_id, metrics=[
                 Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
-    def log_model(self, model_file: str | Path, registered_name: str) -> None:
-        """The joint model as an MLflow pyfunc model (see maskopt.mlflow_model), one
-        registered version per experiment."""
-        if self.active:
-            from maskopt.mlflow_model import log_joint_model
-
-            log_joint_model(model_file, registered_name)
-
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if self.active:
             import mlflow

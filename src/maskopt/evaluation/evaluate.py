@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from maskopt.data.pairs import batches
+from maskopt.device import to_device
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.evaluation.statistics import paired_comparison
 from maskopt.inference import Networks, grow_mask, inpaint, opencv_inpaint
-from maskopt.training.data import batches
-from maskopt.training.loop import to_device
 
 BATCH = 8
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from maskopt.models.segmenter import selected_mask
+from maskopt.models.selection import selected_mask
 
 
 def mask_metrics(mask: np.ndarray, gt: np.ndarray) -> dict[str, float]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from tqdm import tqdm
 
+from maskopt.data.pairs import PairDataset
+from maskopt.device import pick_device
 from maskopt.evaluation.evaluate import (
     GRID_FIRST_COLUMN,
     compare_rows,
@@ -19,12 +19,16 @@ from maskopt.inference import Networks
 from maskopt.io import atomic_path, write_json, write_png
 from maskopt.models.build import INPAINTERS
 from maskopt.params import Params
+from maskopt.pipeline import (
+    JOINT_FILE,
+    PAIRS,
+    REPORTS,
+    SEGMENTER_FILE,
+    STAGE_PARAMS,
+    inpainter_file,
+)
 from maskopt.tracking import flatten, open_stage_run, pick_params
-from maskopt.training.data import PairDataset
-from maskopt.training.distributed import pick_device
-from maskopt.training.stages import JOINT_FILE, PAIRS, SEGMENTER_FILE, inpainter_file
 
-REPORTS = Path("reports")
 GRIDS_PER_IMAGE = 4
 
 
@@ -36,8 +40,7 @@ def evaluate(params: Params) -> dict:
         nets.canny_sigma, device)
     dataset = PairDataset(PAIRS / "test", nets.canny_sigma)
     e = params.evaluate
-    reads = {"alpha": params.alpha, "evaluate": e.model_dump(),
-             "train.mask_expansion": params.train.mask_expansion}
+    reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["evaluate"]))
     with open_stage_run("evaluate", reads, pick_params(params.model_dump())) as run:
         shared = SharedNetworks(device)
         for name, reason in shared.unavailable.items():

@@ -79,7 +79,7 @@ class Detectron2PanopticFPN(nn.Module):
             cfg.MODEL.WEIGHTS = (model_zoo.get_checkpoint_url(config_name) if weights == "coco"
                                  else imagenet_url)
         if weights == "none":
-            # random-init FrozenBN diverges (DESIGN §3): GroupNorm everywhere
+            # from random init, frozen batch norms diverge: GroupNorm everywhere
             cfg.MODEL.RESNETS.NORM = cfg.MODEL.FPN.NORM = "GN"
             cfg.MODEL.ROI_BOX_HEAD.NORM = cfg.MODEL.ROI_MASK_HEAD.NORM = "GN"
             cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False

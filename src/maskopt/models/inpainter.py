@@ -14,12 +14,13 @@ EdgeConnect; segmentation maps are one-hot over C classes, class 0 = unlabeled):
 
 Where this differs from EdgeConnect, and why: COCO has C = 134 classes, and a 7×7
 convolution that reads or writes 134 channels at 256 px costs as much as half a
-generator. The class maps therefore pass a low-rank path of k = ``class_channels``
-channels (params ``inpainter.class_channels``, 16 in the paper-scale profile): a 1×1
-embedding C → k before the first 7×7 convolution, and for the segmentation
-inpainter's output a 7×7 convolution into k channels then a 1×1 to the C logits
-(benchmarks/models.py gives the FLOPs). Without ``class_channels`` (the sample
-profile, whose C is 9, and model files made before) the layers are full width.
+generator. The class maps therefore pass a low-rank path of k channels: the
+segmentation inpainter always embeds its one-hot input with a 1×1 convolution C → k
+(k = ``class_channels``, or a quarter of ``width`` without it). With ``class_channels``
+(params ``inpainter.class_channels``, 16 in the paper-scale profile) the segmentation
+inpainter also writes k channels that a 1×1 convolution maps to the C logits, and the
+image inpainter embeds its class input C → k the same way; without it (the sample,
+whose C is 9) those two layers are full width.
 
 The inpainters return raw predictions; :func:`composite` keeps the known pixels.
 """
@@ -27,91 +28,12 @@ The inpainters return raw predictions; :func:`composite` keeps the known pixels.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
 
 def _maybe_sn(module: nn.Module, use: bool) -> nn.Module:
     return spectral_norm(module) if use else module
-
-
-def fold_spectral_norm(module: nn.Module) -> None:
-    """Store each spectrally normalized weight as a plain weight, for inference only.
-
-    In eval mode spectral norm recomputes W/σ from its stored vectors on every forward
-    (the same value each time): a division and a copy of every weight, ~10 % of the
-    segmentation inpainter's bf16 forward at 256 px. Training must not do this.
-    """
-    for m in module.modules():
-        if hasattr(m, "weight_orig"):
-            torch.nn.utils.remove_spectral_norm(m)
-
-
-def _channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-        memory_format=torch.channels_last)
-
-
-class InstanceNorm(nn.InstanceNorm2d):
-    """InstanceNorm2d (no affine, no running statistics, as EdgeConnect's) that keeps a
-    channels-last input channels-last.
-
-    torch's instance norm copies a channels-last tensor to NCHW, and the next
-    convolution copies it back: in `maskopt remove` (bf16, channels-last weights) those
-    copies were 40 % of the generators' time. GroupNorm with one channel per group
-    computes the same statistics on channels-last tensors in place. Training runs NCHW
-    and keeps torch's instance norm (GroupNorm's backward is slower on channels-last).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _channels_last(x):
-            return F.group_norm(x, x.shape[1], eps=self.eps)
-        return super().forward(x)
-
-
-class ReflectionPad(nn.ReflectionPad2d):
-    """ReflectionPad2d that pads a channels-last tensor in its own dtype under autocast.
-
-    Autocast runs reflection padding in fp32: a bf16 map is cast up, padded and cast
-    down again by the next convolution, two extra passes for a pure copy. Only the
-    channels-last inference path skips the casts (for training, padding in bf16 would
-    sum the reflected gradients in bf16)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _channels_last(x):
-            with torch.autocast(x.device.type, enabled=False):
-                return super().forward(x)
-        return super().forward(x)
-
-
-class ClassEmbedding(nn.Conv2d):
-    """The 1×1 convolution C → k that embeds a class map (the low-rank class path).
-
-    ``forward(x, keep)`` is ``conv(x · keep)`` for a per-pixel ``keep`` (N×1×H×W, the
-    known pixels). Inference (no grad) computes the same map as W·x·keep + b (the
-    conv is linear) outside autocast, in fp32 and in the map's own layout: autocast
-    would first copy the 134-channel map to bf16, oneDNN's 1×1 convolution of an NCHW
-    map first copies it to channels-last, and masking it is one more pass; at 256 px
-    those took 15-35 ms against 2-5 ms for the product. Training keeps the plain conv
-    (its numerics and speed unchanged).
-    """
-
-    def __init__(self, num_classes: int, channels: int):
-        super().__init__(num_classes, channels, 1)
-
-    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            return super().forward(x if keep is None else x * keep)
-        with torch.autocast(x.device.type, enabled=False):
-            x, weight = x.float(), self.weight.float()
-            if _channels_last(x):
-                y = F.conv2d(x, weight)
-            else:  # one matrix product per NCHW image: 5-7× faster than oneDNN's conv
-                y = torch.matmul(weight.flatten(1), x.flatten(2)).unflatten(2, x.shape[2:])
-            if keep is not None:
-                y = y * keep.float()
-            return y + self.bias.float()[:, None, None]
 
 
 class ResidualBlock(nn.Module):
@@ -121,13 +43,13 @@ class ResidualBlock(nn.Module):
         super().__init__()
         sn, bias = use_spectral_norm, not use_spectral_norm
         self.body = nn.Sequential(
-            ReflectionPad(dilation),
+            nn.ReflectionPad2d(dilation),
             _maybe_sn(nn.Conv2d(channels, channels, 3, dilation=dilation, bias=bias), sn),
-            InstanceNorm(channels),
+            nn.InstanceNorm2d(channels),
             nn.ReLU(True),
-            ReflectionPad(1),
+            nn.ReflectionPad2d(1),
             _maybe_sn(nn.Conv2d(channels, channels, 3, bias=bias), sn),
-            InstanceNorm(channels),
+            nn.InstanceNorm2d(channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,19 +67,19 @@ class InpaintGenerator(nn.Module):
         super().__init__()
         w, sn = width, use_spectral_norm
         self.encoder = nn.Sequential(
-            ReflectionPad(3),
-            _maybe_sn(nn.Conv2d(in_channels, w, 7), sn), InstanceNorm(w), nn.ReLU(True),
-            _maybe_sn(nn.Conv2d(w, 2 * w, 4, 2, 1), sn), InstanceNorm(2 * w), nn.ReLU(True),
-            _maybe_sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), sn), InstanceNorm(4 * w),
+            nn.ReflectionPad2d(3),
+            _maybe_sn(nn.Conv2d(in_channels, w, 7), sn), nn.InstanceNorm2d(w), nn.ReLU(True),
+            _maybe_sn(nn.Conv2d(w, 2 * w, 4, 2, 1), sn), nn.InstanceNorm2d(2 * w), nn.ReLU(True),
+            _maybe_sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1), sn), nn.InstanceNorm2d(4 * w),
             nn.ReLU(True),
         )
         self.middle = nn.Sequential(*[ResidualBlock(4 * w, 2, sn) for _ in range(blocks)])
         self.decoder = nn.Sequential(
-            _maybe_sn(nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), sn), InstanceNorm(2 * w),
+            _maybe_sn(nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1), sn), nn.InstanceNorm2d(2 * w),
             nn.ReLU(True),
-            _maybe_sn(nn.ConvTranspose2d(2 * w, w, 4, 2, 1), sn), InstanceNorm(w),
+            _maybe_sn(nn.ConvTranspose2d(2 * w, w, 4, 2, 1), sn), nn.InstanceNorm2d(w),
             nn.ReLU(True),
-            ReflectionPad(3),
+            nn.ReflectionPad2d(3),
             nn.Conv2d(w, out_channels, 7),  # never spectral-normed (as EdgeConnect)
         )
         init_weights(self)
@@ -208,14 +130,7 @@ def mask_input(x: torch.Tensor, mask: torch.Tensor, fill: float = 1.0) -> torch.
 
 
 def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over the class channel (dim 1) of N×C×H×W logits.
-
-    A channels-last tensor is normalized along its contiguous last axis: at 134
-    classes and 256 px that is 3× faster than torch's softmax over dim 1 of the same
-    tensor, and equal to float rounding (1e-7); an NCHW tensor takes torch's own path.
-    """
-    if _channels_last(logits):
-        return torch.softmax(logits.permute(0, 2, 3, 1), -1).permute(0, 3, 1, 2)
+    """Softmax over the class channel (dim 1) of N×C×H×W logits."""
     return torch.softmax(logits, 1)
 
 
@@ -254,7 +169,7 @@ class SegmentationInpainter(nn.Module):
         super().__init__()
         self.num_classes = num_classes
         embedded = class_channels or default_class_channels(width)
-        self.embed = ClassEmbedding(num_classes, embedded)
+        self.embed = nn.Conv2d(num_classes, embedded, 1)
         self.generator = InpaintGenerator(embedded + 1, class_channels or num_classes, width,
                                           blocks, use_spectral_norm=True)
         self.to_classes = (nn.Conv2d(class_channels, num_classes, 1) if class_channels
@@ -262,7 +177,7 @@ class SegmentationInpainter(nn.Module):
 
     def forward(self, segmentation: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``segmentation``: one-hot or class probabilities, N×C×H×W."""
-        embedded = self.embed(segmentation, keep=1 - mask)
+        embedded = self.embed(segmentation * (1 - mask))
         return self.to_classes(self.generator(torch.cat([embedded, mask], dim=1)))
 
 
@@ -277,18 +192,31 @@ class ImageInpainter(nn.Module):
                  class_channels: int | None = None):
         super().__init__()
         self.num_classes = num_classes
-        self.embed = ClassEmbedding(num_classes, class_channels) if class_channels \
-            else nn.Identity()
+        self.embed = (nn.Conv2d(num_classes, class_channels, 1) if class_channels
+                      else nn.Identity())
         self.generator = InpaintGenerator(3 + 1 + (class_channels or num_classes) + 1, 3,
                                           width, blocks)
 
     def forward(self, image: torch.Tensor, edges: torch.Tensor, segmentation: torch.Tensor,
-                mask: torch.Tensor, *, embedded: bool = False) -> torch.Tensor:
-        """``segmentation``: class probabilities, or with ``embedded`` their ``embed``."""
-        classes = segmentation if embedded else self.embed(segmentation)
-        x = torch.cat([mask_input(image, mask), edges, classes, mask], dim=1)
+                mask: torch.Tensor) -> torch.Tensor:
+        """``segmentation``: class probabilities, N×C×H×W."""
+        x = torch.cat([mask_input(image, mask), edges, self.embed(segmentation), mask], dim=1)
         return (torch.tanh(self.generator(x)) + 1) / 2
 
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def inpaint_in_order(edge: EdgeInpainter, segmentation: SegmentationInpainter,
+                     image: ImageInpainter, rgb: torch.Tensor, gray: torch.Tensor,
+                     edges: torch.Tensor, classes: torch.Tensor,
+                     mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Edge → segmentation → image inpainting with ``mask`` (paper Sec. III-B), each
+    output composited with its input (prediction inside the mask, the input outside):
+    what the next network, the joint losses and a user get. ``classes``: class
+    probabilities, N×C×H×W."""
+    edges = composite(edge(gray, edges, mask), edges, mask)
+    classes = composite(class_probabilities(segmentation(classes, mask)), classes, mask)
+    rgb = composite(image(rgb, edges, classes, mask), rgb, mask)
+    return {"edge": edges, "segmentation": classes, "image": rgb}

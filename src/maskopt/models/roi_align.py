@@ -1,11 +1,11 @@
-"""RoIAlign as two small matrix products, for CPUs.
+"""RoIAlign as two small matrix products, for training on CPUs.
 
 torchvision's CPU RoIAlign scatters every sample's gradient one by one on one thread:
 in the sample profile it took 30 % of a segmenter step and 31 % of a joint step
-(`benchmarks/profile_stages.py`, torch.profiler). With a fixed sampling ratio RoIAlign
-is separable: each output bin averages bilinear samples on a regular grid, and
-bilinear weights factor into a row weight times a column weight. So one RoI's output
-is ``A_y · F · A_xᵀ`` with ``A_y`` (out × H) and ``A_x`` (out × W) holding the averaged
+(`benchmarks/profile_stages.py`). With a fixed sampling ratio RoIAlign is separable:
+each output bin averages bilinear samples on a regular grid, and bilinear weights
+factor into a row weight times a column weight. So one RoI's output is
+``A_y · F · A_xᵀ`` with ``A_y`` (out × H) and ``A_x`` (out × W) holding the averaged
 interpolation weights of its rows and columns, and the gradient comes from the same
 two matrix products — batched BLAS on every core. It computes what
 ``torchvision.ops.roi_align(..., aligned=False)`` computes (same sample points, same
@@ -13,16 +13,12 @@ border rule: samples beyond one pixel outside the map count as zero, the rest cl
 its edge), to float rounding; `tests/test_models.py` checks values and gradients.
 
 The dense products cost O(out · H · W · C) per RoI instead of O(out² · C): this pays
-for training, where the gradient is the slow part, but not for a forward pass alone
-(torchvision's forward was 1.4–5× faster without gradients). Inference
-(:func:`pool_for_inference`) uses the same weights as sparse rows instead, one sparse ×
-dense product per image: O(out² · C) like torchvision's kernel, but over all channels
-at once. On CUDA torchvision's kernel is always used.
+where the gradient is computed, not for a forward pass alone, so `maskopt remove`
+pools with torchvision's kernel (:mod:`maskopt.fast_inference`). On CUDA
+torchvision's kernel is always used.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import torch
 from torchvision.ops import MultiScaleRoIAlign
@@ -103,69 +99,9 @@ def _in_roi_order(parts: list[torch.Tensor], picks: list[torch.Tensor],
     return result[torch.argsort(order)]
 
 
-def sparse_roi_align(features: torch.Tensor, rois: torch.Tensor,
-                     output_size: tuple[int, int], spatial_scale: float,
-                     sampling_ratio: int) -> torch.Tensor:
-    """:func:`separable_roi_align` for inference: the same bins, each a sparse row of
-    at most (2·``sampling_ratio``)² interpolation weights over the map's pixels, applied
-    to all channels at once as one sparse × dense product (channels contiguous). That is
-    torchvision's work, O(out² · C) per RoI, vectorized over the channels: 1000 RoIs of
-    256 channels on a 64×64 map took 0.05 s against torchvision's 0.15-0.19 s. No
-    gradient; computed in float32, returned in the features' dtype."""
-    if sampling_ratio <= 0:
-        raise ValueError("sparse_roi_align needs a fixed sampling ratio > 0")
-    dtype = features.dtype
-    out_h, out_w = output_size
-    with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
-        rois = rois.float()
-        _, channels, height, width = features.shape
-        rows, cols = (_nonzero_weights(weights, sampling_ratio) for weights in _bin_weights(
-            rois, spatial_scale, height, width, output_size, sampling_ratio))
-        # every (row tap, column tap) pair of every bin: k, out_h, out_w, taps, taps
-        pixel = rows[0][:, :, None, :, None] * width + cols[0][:, None, :, None, :]
-        weight = rows[1][:, :, None, :, None] * cols[1][:, None, :, None, :]
-        taps = pixel.shape[-1] * pixel.shape[-2]
-        pixel, order = pixel.reshape(-1, taps).sort(1)  # CSR wants sorted columns
-        weight = weight.reshape(-1, taps).gather(1, order)
-        image_of = rois[:, 0].long()
-        parts, picks = [], []
-        for image in image_of.unique().tolist():
-            picked = torch.where(image_of == image)[0]
-            bins = pixel.view(len(rois), -1, taps)[picked].reshape(-1, taps)
-            starts = torch.arange(0, bins.numel() + 1, taps)
-            with warnings.catch_warnings():  # "sparse CSR support is in beta state"
-                warnings.simplefilter("ignore", UserWarning)
-                sparse = torch.sparse_csr_tensor(
-                    starts, bins.reshape(-1),
-                    weight.view(len(rois), -1, taps)[picked].reshape(-1),
-                    size=(len(bins), height * width), check_invariants=False)
-            # pixels × channels: a view of a channels-last map, a copy of an NCHW one
-            dense = features[image].float().permute(1, 2, 0).reshape(height * width, channels)
-            # addmm with beta=0 writes into an empty tensor; `sparse @ dense` zeroes its
-            # output first, a pass over bins × channels that cost more than the product
-            pooled = torch.addmm(dense.new_empty(len(bins), channels), sparse, dense, beta=0)
-            parts.append(pooled.view(len(picked), out_h, out_w, channels))
-            picks.append(picked)
-        result = _in_roi_order(parts, picks,
-                               features.new_zeros(0, out_h, out_w, channels, dtype=torch.float32))
-    return result.permute(0, 3, 1, 2).to(dtype)
-
-
-def _nonzero_weights(weights: torch.Tensor,
-                     sampling_ratio: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(indices, values) of the at most 2·``sampling_ratio`` non-zero weights of each
-    bin along an axis (``weights``: k × out × size), distinct indices, zeros padding."""
-    taps = min(2 * sampling_ratio, weights.shape[-1])
-    values, indices = weights.topk(taps, dim=-1)
-    return indices, values
-
-
 class CpuMultiScaleRoIAlign(MultiScaleRoIAlign):
     """torchvision's MultiScaleRoIAlign (same level assignment, same arguments) that
-    pools CPU tensors with :func:`separable_roi_align` while ``separable`` is on (for
-    training) and with :func:`sparse_roi_align` when it is off (inference)."""
-
-    separable = True
+    pools CPU tensors with :func:`separable_roi_align`."""
 
     def forward(self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -183,17 +119,7 @@ class CpuMultiScaleRoIAlign(MultiScaleRoIAlign):
         for level, (feature, scale) in enumerate(zip(levels, self.scales, strict=True)):
             picked = torch.where(level_of == level)[0]
             if len(picked):
-                pool = separable_roi_align if self.separable else sparse_roi_align
-                pooled = pool(feature, rois[picked], self.output_size, scale,
-                              self.sampling_ratio)
+                pooled = separable_roi_align(feature, rois[picked], self.output_size, scale,
+                                             self.sampling_ratio)
                 result.index_copy_(0, picked, pooled.to(result.dtype))
         return result
-
-
-def pool_for_inference(model: torch.nn.Module) -> None:
-    """Let every :class:`CpuMultiScaleRoIAlign` in ``model`` pool with
-    :func:`sparse_roi_align`: for inference, where no gradient is computed (`maskopt
-    remove`)."""
-    for module in model.modules():
-        if isinstance(module, CpuMultiScaleRoIAlign):
-            module.separable = False

@@ -13,7 +13,6 @@ masks are those of the input.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,9 +33,8 @@ from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.errors import MaskoptError
+from maskopt.models.coco_weights import load_coco_maskrcnn
 from maskopt.models.roi_align import CpuMultiScaleRoIAlign
-
-logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -45,7 +43,7 @@ RESNET_CHANNELS = {18: [64, 128, 256, 512], 34: [64, 128, 256, 512],
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with up to 32 groups; random-init FrozenBatchNorm diverges (DESIGN §3)."""
+    """GroupNorm with up to 32 groups: from random init, frozen batch norms diverge."""
     return nn.GroupNorm(min(32, channels // 4), channels)
 
 
@@ -329,196 +327,3 @@ def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool) -> 
     return BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)},
                            RESNET_CHANNELS[depth], fpn_channels, LastLevelMaxPool(),
                            norm_layer=norm)
-
-
-def fold_frozen_batch_norm(module: nn.Module) -> None:
-    """Fold each frozen batch norm into the convolution before it, for inference only.
-
-    A frozen norm is a fixed per-channel affine map, y = x·scale + shift, that torch runs
-    as two passes over every feature map of the ResNet (under bf16 autocast in fp32, so
-    four); folded, the convolution computes it: weight·scale, bias·scale + shift. The
-    pairs are torchvision's ResNet's: ``convK``/``bnK`` siblings and ``(conv, bn)`` in a
-    Sequential (the downsample path).
-    """
-    for parent in list(module.modules()):
-        for name, norm in list(parent.named_children()):
-            conv = _conv_feeding(parent, name)
-            if not isinstance(norm, misc_ops.FrozenBatchNorm2d) or not isinstance(conv, nn.Conv2d):
-                continue
-            with torch.no_grad():
-                scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
-                shift = norm.bias - norm.running_mean * scale
-                bias = conv.bias * scale + shift if conv.bias is not None else shift
-                conv.weight.mul_(scale.view(-1, 1, 1, 1).to(conv.weight.dtype))
-                conv.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
-            setattr(parent, name, nn.Identity())
-
-
-def _conv_feeding(parent: nn.Module, name: str) -> nn.Module | None:
-    """The layer whose output ``parent``'s child ``name`` takes, where the naming says."""
-    if isinstance(parent, nn.Sequential):
-        names = [n for n, _ in parent.named_children()]
-        index = names.index(name)
-        return parent[index - 1] if index > 0 else None
-    return getattr(parent, "conv" + name[2:], None) if name.startswith("bn") else None
-
-
-# Layers of the published Mask R-CNN with one row (or 4 box rows) per COCO category.
-CLASS_SPECIFIC = ("roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred",
-                  "roi_heads.mask_predictor.mask_fcn_logits")
-# Ours alone: may start untrained (the semantic branch is not part of Mask R-CNN; the
-# normalisation constants are buffers we set).
-NEW_IN_PANOPTIC = ("semantic_head.", "mean", "std")
-
-
-def download_coco_maskrcnn() -> dict:
-    from torchvision.models.detection import MaskRCNN_ResNet50_FPN_Weights
-
-    try:
-        return MaskRCNN_ResNet50_FPN_Weights.COCO_V1.get_state_dict(progress=True)
-    except Exception as exc:  # noqa: BLE001
-        raise MaskoptError(f"cannot load COCO Mask R-CNN weights ({exc}); connect to the "
-                           "internet once, or set segmenter.weights: imagenet or none") from exc
-
-
-def load_coco_maskrcnn(model: PanopticFPN, thing_category_ids: list[int],
-                       state: dict | None = None) -> dict:
-    """Start from torchvision's COCO Mask R-CNN R50-FPN, all of it.
-
-    The state dict goes through ``load_state_dict``, so torchvision's own hooks rename
-    the published file's older key layout (FPN blocks, RPN conv, mask-head convs). The
-    class-specific rows are taken from torchvision's 91-entry COCO index (which is the
-    COCO category id) for each of our thing classes. Returns a report of what was
-    loaded, remapped and left random; refuses a start where anything beyond the class
-    layers and the new semantic head would be left random. ``state`` replaces the
-    download (tests, a local copy).
-    """
-    state = download_coco_maskrcnn() if state is None else state
-    metadata = getattr(state, "_metadata", None)
-    remapped = OrderedDict(state)
-    if metadata is not None:
-        remapped._metadata = metadata  # the version info the renaming hooks read
-    rows = [0, *thing_category_ids]  # row 0 = background
-    names = []
-    for prefix in CLASS_SPECIFIC:
-        per_class = 4 if prefix.endswith("bbox_pred") else 1
-        index = [per_class * r + i for r in rows for i in range(per_class)]
-        for suffix in ("weight", "bias"):
-            key = f"{prefix}.{suffix}"
-            if key in remapped:
-                if max(index) >= len(remapped[key]):
-                    raise MaskoptError(f"COCO weights: {key} has {len(remapped[key])} rows, "
-                                       f"category ids up to {max(rows)} were asked for")
-                remapped[key] = remapped[key][index]
-                names.append(key)
-    try:
-        result = model.load_state_dict(remapped, strict=False)
-    except RuntimeError as exc:
-        raise MaskoptError(f"COCO weights do not fit the segmenter: {exc}") from exc
-    random = sorted(result.missing_keys)
-    unexpected = [k for k in random if not k.startswith(NEW_IN_PANOPTIC)]
-    if unexpected:
-        raise MaskoptError(f"COCO weights left {len(unexpected)} tensors random that should "
-                           f"have been loaded: {', '.join(unexpected[:5])}")
-    report = {"loaded": len(model.state_dict()) - len(random), "remapped": names,
-              "random": random, "unused": sorted(result.unexpected_keys)}
-    logger.info("COCO Mask R-CNN: %d tensors loaded, %d class layers remapped to %d classes, "
-                "%d left random (semantic head), %d unused", report["loaded"], len(names),
-                len(rows) - 1, len(random), len(report["unused"]))
-    return report
-
-
-# --- choosing the segment to remove ----------------------------------------------------
-
-
-def box_margin(alpha: float, image_size: int, extra_px: int = 2) -> int:
-    """Pixels by which the selected segment's box is grown before its mask is computed.
-
-    The mask head only paints inside the box it is given, and detection boxes carry
-    no gradient, so on the detected box alone the mask expansion loss could never
-    reach the band α·S outside the object (a soft edge, a shadow, a hand's tip).
-    Growing the box by α·S plus a few pixels lets the mask extend past the object;
-    the same margin is used in joint training, evaluation and ``maskopt remove``.
-    """
-    return math.ceil(alpha * image_size) + extra_px
-
-
-def select_segment(detections: Detections, gt_mask: torch.Tensor) -> int | None:
-    """Index of the detected instance whose mask overlaps ``gt_mask`` most, or None.
-
-    Overlap is the intersection *area* of the thresholded (0.5) mask with ``gt_mask``,
-    as the paper says ("the segment whose overlap with m_G is the largest"), not IoU:
-    a mask that spills over the object is not penalised for it here. Only instances
-    (thing classes) are candidates — stuff regions of the semantic branch have no
-    instance mask, and the object to remove is always a thing (a person).
-    """
-    if not len(detections):
-        return None
-    hard = detections.soft_masks() > 0.5
-    inter = (hard & gt_mask.bool()).flatten(1).sum(1).float()
-    best = int(torch.argmax(inter + 1e-6 * detections.scores))  # ties: higher score
-    return best if inter[best] > 0 else None
-
-
-def segment_mask(segmenter, features, box: torch.Tensor, label: torch.Tensor,
-                 image_size: tuple[int, int], margin: float) -> torch.Tensor:
-    """Soft mask (H×W, with gradient) of one instance: the mask head run on its box
-    grown by ``margin`` px (see :func:`box_margin`). ``features`` are those of this
-    one image (a batch of one); ``box`` is 4 xyxy values, ``label`` its thing label."""
-    grown = enlarge_boxes(box.detach().float().reshape(1, 4), margin, *image_size)
-    probs = segmenter.mask_probs(features, [grown], [label.reshape(1)], [image_size])[0]
-    return paste_soft_masks(probs, grown, *image_size)[0]
-
-
-def selected_mask(segmenter, features, detections: Detections, gt_mask: torch.Tensor,
-                  margin: float, box_fallback: bool) -> tuple[torch.Tensor | None, int]:
-    """The soft mask of the segment overlapping ``gt_mask`` most (see the two functions
-    above); returns (mask, index).
-
-    When no instance overlaps: with ``box_fallback`` (joint *training* only) the mask
-    head runs on ``gt_mask``'s box with the person label, so the step still teaches
-    the segmenter something; without it (evaluation) the result is (None, -1) and the
-    caller scores an empty mask — ground-truth geometry must never enter a scored mask.
-    """
-    index = select_segment(detections, gt_mask)
-    if index is not None:
-        return segment_mask(segmenter, features, detections.boxes[index],
-                            detections.labels[index], detections.image_size, margin), index
-    if not box_fallback:
-        return None, -1
-    ys, xs = torch.nonzero(gt_mask.bool(), as_tuple=True)
-    if len(xs) == 0:
-        raise MaskoptError("the ground-truth mask is empty")
-    box = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
-    label = torch.ones(1, dtype=torch.long, device=box.device)  # first thing class (person)
-    return segment_mask(segmenter, features, box, label, detections.image_size, margin), -1
-
-
-class _StraightThrough(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, soft_mask: torch.Tensor) -> torch.Tensor:
-        return (soft_mask > 0.5).to(soft_mask.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        return grad
-
-
-def straight_through(soft_mask: torch.Tensor) -> torch.Tensor:
-    """Exactly binary mask forward (what the inpainters see at inference: soft > 0.5),
-    the gradient passed to the soft mask unchanged backward (straight-through)."""
-    return _StraightThrough.apply(soft_mask)
-
-
-def select_segment_at_point(detections: Detections, x: float, y: float,
-                            threshold: float = 0.5) -> int | None:
-    """Index of the highest-scoring instance whose mask covers pixel (x, y), or None."""
-    if not len(detections):
-        return None
-    h, w = detections.image_size
-    row, col = min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)
-    covers = detections.soft_masks()[:, row, col] > threshold
-    if not covers.any():
-        return None
-    scores = torch.where(covers, detections.scores, torch.full_like(detections.scores, -1))
-    return int(torch.argmax(scores))

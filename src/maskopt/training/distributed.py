@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from maskopt.device import pick_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -27,16 +29,6 @@ class Context:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            from maskopt.errors import MaskoptError
-
-            raise MaskoptError("train.device is cuda but no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def setup(preference: str = "auto") -> Context:

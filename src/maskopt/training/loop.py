@@ -19,10 +19,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from maskopt import precision
+from maskopt.data.pairs import collate
+from maskopt.device import to_device
 from maskopt.errors import MaskoptError
 from maskopt.training.checkpoint import load_checkpoint, restore_training, save_checkpoint
-from maskopt.training.data import collate
 from maskopt.training.distributed import Context, any_rank, barrier, mean_over_ranks
 
 
@@ -89,25 +89,6 @@ def broadcast_weights(modules: dict, ctx: Context) -> None:
         for module in modules.values():
             for tensor in module.state_dict().values():
                 dist.broadcast(tensor, 0)
-
-
-def autocast(ctx: Context, enabled: bool):
-    """With ``train.amp``: bfloat16 autocast where the device runs it fast (CUDA, or a
-    CPU with AVX-512 BF16/AMX), fp32 elsewhere (see maskopt.precision)."""
-    return precision.autocast(ctx.device, precision.use_bf16("auto" if enabled else "fp32",
-                                                             ctx.device))
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    def move(value):
-        if isinstance(value, torch.Tensor):
-            return value.to(device, non_blocking=True)
-        if isinstance(value, dict):
-            return {k: move(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [move(v) for v in value]
-        return value
-    return move(batch)
 
 
 def train(task, loader: DataLoader, *, steps: int, ctx: Context, checkpoint: Path,

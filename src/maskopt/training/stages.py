@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from maskopt.data.pairs import PairDataset, batches
+from maskopt.device import to_device
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.io import write_json, write_png
 from maskopt.models.build import (
@@ -24,26 +26,25 @@ from maskopt.models.build import (
     segmenter_config,
 )
 from maskopt.params import Params
+from maskopt.pipeline import (
+    CHECKPOINTS,
+    CURVES,
+    JOINT_FILE,
+    PAIRS,
+    RUN_ONLY,
+    SEGMENTER_FILE,
+    STAGE_PARAMS,
+    TRAIN_REPORTS,
+    inpainter_file,
+)
 from maskopt.tracking import open_stage_run, pick_params
 from maskopt.training import distributed
 from maskopt.training.checkpoint import fingerprint
-from maskopt.training.data import PairDataset, batches
-from maskopt.training.loop import make_loader, to_device, train
+from maskopt.training.loop import make_loader, train
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
-PAIRS = Path("data/pairs")
-MODELS = Path("models")
-REPORTS = Path("reports/train")
-CURVES = Path("reports/curves")  # losses against step, for `dvc plots`
-CHECKPOINTS = Path(".checkpoints")
-SEGMENTER_FILE = MODELS / "segmenter.pt"
-JOINT_FILE = MODELS / "joint.pt"
 GRID_SAMPLES = 6
 REGISTERED_MODEL = "maskopt-joint"  # in MLflow's model registry, one version per run
-
-
-def inpainter_file(kind: str) -> Path:
-    return MODELS / f"inpainter_{kind}.pt"
 
 
 def _prepare(params: Params) -> distributed.Context:
@@ -70,9 +71,9 @@ def _finish(name: str, summary: dict, curve: list[dict], grid, run, ctx) -> None
     if not ctx.is_main:
         return
     slug = name.replace("@", "_")
-    write_json(REPORTS / f"{slug}.json", summary)
+    write_json(TRAIN_REPORTS / f"{slug}.json", summary)
     write_json(CURVES / f"{slug}.json", curve)
-    write_png(REPORTS / f"{slug}.png", grid)
+    write_png(TRAIN_REPORTS / f"{slug}.png", grid)
     run.log_metrics({k: v for k, v in summary.items() if isinstance(v, int | float)})
     run.log_image(grid, f"{slug}.png")
 
@@ -81,11 +82,11 @@ def _grid_batch(dataset: PairDataset, device) -> dict:
     return to_device(next(batches(dataset, GRID_SAMPLES, GRID_SAMPLES)), device)
 
 
-def _run_stage(name: str, params: Params, reads: list[str], task_factory, steps: int,
-               batch_size: int, upstream: list[Path], save) -> dict:
+def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: int,
+               upstream: list[Path], save) -> dict:
     ctx = _prepare(params)
     dumped = params.model_dump()
-    config = pick_params(dumped, tuple(reads))  # what the result depends on
+    config = pick_params(dumped, tuple(STAGE_PARAMS[name.split("@")[0]]))  # what it depends on
     settings = pick_params(dumped, tuple(RUN_ONLY))  # logged; a change keeps the checkpoint
     dataset = PairDataset(PAIRS / "train", params.inpainter.canny_sigma, flip=True,
                           seed=params.seed, cache=params.train.cache_pairs)
@@ -127,13 +128,6 @@ def extra_metrics(task, params: Params, ctx) -> dict:
     return {f"test_{k}": v for k, v in mean_metrics(rows).items()}
 
 
-# What every training stage's result depends on (its dvc.yaml params list the same);
-# run-only settings change how fast or how often it reports, not what it learns.
-COMMON = ["seed", "train.device", "train.amp"]
-RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
-            "train.log_every"]
-
-
 def pretrain_segmentation(params: Params) -> dict:
     def factory(ctx, dataset):
         tax = dataset.taxonomy
@@ -147,9 +141,8 @@ def pretrain_segmentation(params: Params) -> dict:
                    taxonomy=list(factory.taxonomy.categories),
                    trained_on=profile)
 
-    reads = [*COMMON, "segmenter", "synthesize.image_size", "train.segmentation"]
     schedule = params.train.segmentation
-    return _run_stage("pretrain_segmentation", params, reads, factory, schedule.steps,
+    return _run_stage("pretrain_segmentation", params, factory, schedule.steps,
                       schedule.batch_size, [], save)
 
 
@@ -166,9 +159,8 @@ def pretrain_inpainter(params: Params, kind: str) -> dict:
                                           "discriminator": (d_config, task.discriminator)},
                    trained_on=profile)
 
-    reads = [*COMMON, "inpainter", "loss", "train.inpainter", "train.d_lr_ratio"]
     schedule = params.train.inpainter
-    return _run_stage(f"pretrain_inpainter@{kind}", params, reads, factory, schedule.steps,
+    return _run_stage(f"pretrain_inpainter@{kind}", params, factory, schedule.steps,
                       schedule.batch_size, [], save)
 
 
@@ -202,10 +194,11 @@ def train_joint(params: Params) -> dict:
                    mask_expansion=params.train.mask_expansion,
                    taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []),
                    trained_on=profile)
-        run.log_model(JOINT_FILE, REGISTERED_MODEL)
+        if run.active:  # mlflow's pyfunc module is imported only where a model is logged
+            from maskopt.mlflow_model import log_joint_model
 
-    reads = [*COMMON, "alpha", "loss", "inpainter", "segmenter", "synthesize.image_size",
-             "train.joint", "train.mask_expansion", "train.d_lr_ratio"]
+            log_joint_model(JOINT_FILE, REGISTERED_MODEL)
+
     schedule = params.train.joint
-    return _run_stage("train_joint", params, reads, factory, schedule.steps,
+    return _run_stage("train_joint", params, factory, schedule.steps,
                       schedule.batch_size, upstream, save)

@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from maskopt import losses
+from maskopt.device import autocast, use_bf16
+from maskopt.imaging import one_hot, tensor_to_rgb
 from maskopt.models.build import build_discriminator
-from maskopt.models.inpainter import composite
-from maskopt.models.segmenter import box_margin, selected_mask, straight_through
+from maskopt.models.inpainter import composite, inpaint_in_order
+from maskopt.models.selection import box_margin, selected_mask, straight_through
 from maskopt.params import Params
-from maskopt.training.data import one_hot, tensor_to_rgb
 from maskopt.training.distributed import Context
-from maskopt.training.loop import autocast, sync_gradients
+from maskopt.training.loop import sync_gradients
 
 ADAM_BETAS = (0.0, 0.9)  # EdgeConnect's, for generators and discriminators
 SEGMENTER_ADAM_BETAS = (0.9, 0.999)  # Adam's defaults, as PanopticFPN with Adam (paper IV-A)
@@ -28,6 +29,11 @@ SEGMENTER_ADAM_BETAS = (0.9, 0.999)  # Adam's defaults, as PanopticFPN with Adam
 def instance_targets(batch: dict) -> list[dict]:
     return [{**inst, "semantic": sem} for inst, sem in zip(batch["instances"], batch["semantic"],
                                                             strict=True)]
+
+
+def training_bf16(params: Params, ctx: Context) -> bool:
+    """``train.amp``: bfloat16 autocast where the device runs it fast (maskopt.device)."""
+    return use_bf16("auto" if params.train.amp else "fp32", ctx.device)
 
 
 def _step(optimizer, parameters, loss, ctx: Context) -> None:
@@ -72,7 +78,7 @@ class SegmentationTask:
 
     def __init__(self, segmenter: nn.Module, params: Params, ctx: Context):
         self.segmenter = segmenter.to(ctx.device).train()
-        self.ctx, self.amp = ctx, params.train.amp
+        self.ctx, self.bf16 = ctx, training_bf16(params, ctx)
         self.params_list = [p for p in segmenter.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params_list, params.train.segmentation.lr,
                                            weight_decay=1e-4)
@@ -80,7 +86,7 @@ class SegmentationTask:
         self.optimizers = {"segmenter": self.optimizer}
 
     def step(self, batch: dict) -> dict[str, float]:
-        with autocast(self.ctx, self.amp):
+        with autocast(self.ctx.device, self.bf16):
             parts = self.segmenter(batch["image"], instance_targets(batch))
         loss = sum(parts.values())
         _step(self.optimizer, self.params_list, loss, self.ctx)
@@ -113,7 +119,7 @@ class InpainterTask:
 
     def __init__(self, kind: str, generator: nn.Module, params: Params, ctx: Context,
                  num_classes: int):
-        self.kind, self.ctx, self.amp = kind, ctx, params.train.amp
+        self.kind, self.ctx, self.bf16 = kind, ctx, training_bf16(params, ctx)
         self.name = f"pretrain_inpainter@{kind}"
         self.weights = params.loss
         self.num_classes = num_classes
@@ -146,7 +152,7 @@ class InpainterTask:
         return out, out, batch["target"]
 
     def step(self, batch: dict) -> dict[str, float]:
-        with autocast(self.ctx, self.amp):
+        with autocast(self.ctx.device, self.bf16):
             out, fake, real = self._forward(batch)
             d_real, real_features = self.discriminator(real)
             d_fake, _ = self.discriminator(fake.detach())
@@ -225,15 +231,10 @@ def generator_terms(kind: str, w, batch: dict, out, g_fake, fake_features, real_
 
 def inpaint_with_mask(generators: dict[str, nn.Module], batch: dict, mask: torch.Tensor,
                       seg_probs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run edge → segmentation → image inpainters with ``mask`` (N×1×H×W); return the
-    composites (prediction inside the mask, the input outside) — what inference makes."""
-    edges = composite(generators["edge"](batch["gray"], batch["edges"], mask), batch["edges"],
-                      mask)
-    seg = composite(torch.softmax(generators["segmentation"](seg_probs, mask), 1), seg_probs,
-                    mask)
-    image = composite(generators["image"](batch["image"], edges, seg, mask), batch["image"],
-                      mask)
-    return {"edge": edges, "segmentation": seg, "image": image}
+    """The composites of edge → segmentation → image inpainting with ``mask``
+    (N×1×H×W) — what inference makes."""
+    return inpaint_in_order(generators["edge"], generators["segmentation"], generators["image"],
+                            batch["image"], batch["gray"], batch["edges"], seg_probs, mask)
 
 
 def joint_inpainting_losses(composites: dict[str, torch.Tensor], discriminators: dict,
@@ -273,7 +274,7 @@ class JointTask:
     def __init__(self, segmenter: nn.Module, generators: dict[str, nn.Module],
                  discriminators: dict[str, nn.Module], params: Params, ctx: Context,
                  num_classes: int):
-        self.ctx, self.amp, self.weights = ctx, params.train.amp, params.loss
+        self.ctx, self.bf16, self.weights = ctx, training_bf16(params, ctx), params.loss
         self.alpha, self.use_mel = params.alpha, params.train.mask_expansion
         self.margin = box_margin(params.alpha, params.synthesize.image_size)
         self.num_classes = num_classes
@@ -314,7 +315,7 @@ class JointTask:
         return {"parts": parts, "soft_mask": soft, "composites": composites}
 
     def step(self, batch: dict) -> dict[str, float]:
-        with autocast(self.ctx, self.amp):
+        with autocast(self.ctx.device, self.bf16):
             f = self.forward(batch)
             soft = f["soft_mask"]
             terms, d_losses = joint_inpainting_losses(f["composites"], self.d, batch,

@@ -1,4 +1,4 @@
-"""Training/evaluation samples read from the synthesized pairs (see maskopt.data.synthesize).
+"""Training and evaluation samples read from the synthesized pairs (maskopt.data.synthesize).
 
 Everything a stage needs per pair is made here, in data-loader workers rather than in
 the training step: the signed distance φ of M_G (scipy), Canny edges of I and I_G
@@ -14,61 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from skimage.color import rgb2gray
-from skimage.feature import canny
 from torch.utils.data import Dataset
 
 from maskopt.data.panoptic import rgb_to_id
 from maskopt.errors import MaskoptError
+from maskopt.imaging import gray_and_edges, normalized_signed_distance, rgb_to_tensor
 from maskopt.io import read_json
-from maskopt.losses import normalized_signed_distance
-
-
-@dataclass(frozen=True)
-class Taxonomy:
-    """Class numbering shared by all networks: semantic index 0 = unlabeled, 1..C-1 the
-    categories; things (instances) numbered 1..K in category order."""
-
-    categories: tuple[dict, ...]
-
-    @classmethod
-    def from_pairs(cls, pairs_dir: str | Path) -> Taxonomy:
-        return cls(tuple(read_json(Path(pairs_dir) / "annotations.json")["categories"]))
-
-    @property
-    def num_classes(self) -> int:
-        return max(c["index"] for c in self.categories) + 1
-
-    @property
-    def thing_ids(self) -> dict[int, int]:
-        """COCO category id → thing label 1..K."""
-        things = sorted(c["id"] for c in self.categories if c.get("isthing"))
-        return {cid: k + 1 for k, cid in enumerate(things)}
-
-    @property
-    def thing_category_ids(self) -> list[int]:
-        """COCO category id of thing labels 1..K, in label order."""
-        return sorted(self.thing_ids, key=self.thing_ids.get)
-
-    @property
-    def num_things(self) -> int:
-        return len(self.thing_ids)
-
-    def names(self) -> list[str]:
-        names = ["unlabeled"] * self.num_classes
-        for c in self.categories:
-            names[c["index"]] = c["name"]
-        return names
-
-
-def gray_and_edges(rgb: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Luminance in [0, 1] and Canny edges in {0, 1} of an H×W×3 uint8 image, as
-    EdgeConnect computes them: scikit-image's ``rgb2gray`` and ``canny`` with Gaussian
-    σ from params and scikit-image's default hysteresis thresholds (0.1 and 0.2 of
-    the range for float input). Training, evaluation and ``maskopt remove`` all call
-    this one function, so the edge inpainter always sees the same kind of edges."""
-    gray = rgb2gray(np.asarray(rgb)).astype(np.float32)
-    return gray, canny(gray, sigma=sigma).astype(np.float32)
+from maskopt.taxonomy import Taxonomy
 
 
 def _png(path: Path, mode: str | None = None) -> np.ndarray:
@@ -76,16 +28,6 @@ def _png(path: Path, mode: str | None = None) -> np.ndarray:
         raise MaskoptError(f"{path}: pair file not found (rerun `dvc repro synthesize`)")
     with Image.open(path) as img:
         return np.asarray(img.convert(mode) if mode else img)
-
-
-def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255
-
-
-def tensor_to_rgb(image: torch.Tensor) -> np.ndarray:
-    """C×H×W in [0, 1] → H×W×C uint8 (the inverse of reading a PNG)."""
-    return (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255
-            ).round().astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -208,7 +150,7 @@ class PairDataset(Dataset):
         gray, edges = gray_and_edges(image, self.canny_sigma)
         target_gray, target_edges = gray_and_edges(target, self.canny_sigma)
         return {
-            "image": _to_tensor(image), "target": _to_tensor(target),
+            "image": rgb_to_tensor(image), "target": rgb_to_tensor(target),
             "mask": torch.from_numpy(mask.astype(np.float32))[None],
             "phi": torch.from_numpy(normalized_signed_distance(mask))[None],
             "gray": torch.from_numpy(gray)[None],
@@ -258,8 +200,3 @@ def batches(dataset: Dataset, size: int, limit: int | None = None):
     total = len(dataset) if limit is None else min(limit, len(dataset))
     for start in range(0, total, size):
         yield collate([dataset[i] for i in range(start, min(start + size, total))])
-
-
-def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """N×H×W class indices → N×C×H×W one-hot floats."""
-    return torch.nn.functional.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()

@@ -1,0 +1,46 @@
+"""The pipeline's layout in one place: where each stage reads and writes, and which
+params each stage's result depends on.
+
+``STAGE_PARAMS`` is what a stage fingerprints its checkpoint with and logs to MLflow;
+dvc.yaml lists the same keys per stage (``tests/test_dvc_pipeline.py`` checks that the
+two agree), so a change of any other param reruns nothing. Settings that only change
+how fast or how often a stage reports (``RUN_ONLY``) are in neither.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PAIRS = Path("data/pairs")
+MODELS = Path("models")
+REPORTS = Path("reports")
+TRAIN_REPORTS = REPORTS / "train"
+CURVES = REPORTS / "curves"  # losses against step, for `dvc plots`
+CHECKPOINTS = Path(".checkpoints")
+SEGMENTER_FILE = MODELS / "segmenter.pt"
+JOINT_FILE = MODELS / "joint.pt"
+
+
+def inpainter_file(kind: str) -> Path:
+    return MODELS / f"inpainter_{kind}.pt"
+
+
+_TRAINING = ["seed", "train.device", "train.amp"]
+STAGE_PARAMS: dict[str, list[str]] = {
+    "download": ["seed", "data.source", "data.root", "data.max_images", "data.coco_base_url",
+                 "data.coco_checksums", "sample"],
+    "synthesize": ["seed", "data.root", "synthesize.image_size", "synthesize.train_pairs",
+                   "synthesize.test_pairs", "synthesize.min_person_area",
+                   "synthesize.max_truncation", "synthesize.blur_sigma",
+                   "synthesize.min_mask_ratio", "synthesize.max_mask_ratio"],
+    "pretrain_segmentation": [*_TRAINING, "segmenter", "synthesize.image_size",
+                              "train.segmentation"],
+    "pretrain_inpainter": [*_TRAINING, "inpainter", "loss", "train.inpainter",
+                           "train.d_lr_ratio"],
+    "train_joint": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
+                    "synthesize.image_size", "train.joint", "train.mask_expansion",
+                    "train.d_lr_ratio"],
+    "evaluate": ["alpha", "evaluate.dilations", "train.device", "train.mask_expansion"],
+}
+RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
+            "train.log_every"]
