@@ -17,7 +17,6 @@ from maskopt.data.synthesize import (
     bucket_name,
     find_person_segments,
     segment_labels,
-    square_crop,
     synthesize_split,
     truncation,
 )
@@ -312,38 +311,3 @@ def test_truncation_from_the_bounding_box_equals_the_whole_image_outline():
         assert truncation(mask) == outline_on_frame_of_the_whole_image(mask)
     assert truncation(np.zeros((30, 40), bool)) == 0.0
     assert truncation(np.ones((30, 40), bool)) == 1.0
-
-
-def test_colours_made_on_a_window_give_the_pixels_of_the_whole_canvas(train_dataset,
-                                                                       monkeypatch):
-    from maskopt.data import synthesize
-
-    size = 96
-    config = SynthesisConfig(**{**CONFIG.__dict__, "image_size": size, "blur_sigma": 1.5})
-    persons, _ = find_person_segments(train_dataset, config.min_person_area)
-    synth = PairSynthesizer(train_dataset, persons, config, 0, split_code=0,
-                            test_buckets=False, one_per_background=True)
-    bg = train_dataset.load(0)
-    bg_rgb = square_crop(bg.rgb, size, cv2.INTER_AREA)
-    bg_ids = square_crop(bg.ids, size, cv2.INTER_NEAREST)
-    rng = np.random.default_rng(5)
-    # a noisy object, so that any pixel the colour spread reads from elsewhere shows
-    obj_rgb = rng.integers(0, 256, (50, 30, 3), dtype=np.uint8)
-    obj_mask = rng.random((50, 30)) > 0.3
-    obj_mask[[0, -1]] = obj_mask[:, [0, -1]] = True  # the box's rows reach the spread's edge
-
-    made = []  # (arguments, colours) of each _pasted_colours call
-    pasted_colours = synthesize._pasted_colours
-    monkeypatch.setattr(synthesize, "_pasted_colours",
-                        lambda *args: made.append((args, pasted_colours(*args))) or made[-1][1])
-    canvas = (slice(0, size),) * 2
-    for u, v in [(0.5, 0.5), (0.0, 0.3), (1.0, 1.0), (0.2, 0.9), (0.7, 0.0)]:
-        pair = synth._compose(bg_rgb, bg_ids, bg.record, obj_rgb, obj_mask, 0.06, u, v)
-        args, on_window = made[-1]
-        window = args[-1]
-        assert window != canvas  # smaller than the canvas, else nothing is tested
-        on_canvas = pasted_colours(*args[:-1], canvas)[window]
-        blended = pair["alpha"][window] > 0  # where the colours reach the image
-        assert np.array_equal(on_window[blended], on_canvas[blended])  # float32, bit for bit
-        assert not pair["alpha"][:window[0].start].any()
-        assert not pair["alpha"][window[0].stop:].any()

@@ -136,20 +136,6 @@ def square_crop(image: np.ndarray, size: int, interpolation: int) -> np.ndarray:
 FILL_SIGMA = 3.0  # how far _fill_outside spreads an object's colours past its outline
 
 
-def _blur_reach(sigma: float) -> int:
-    """Pixels a float image's cv2.GaussianBlur(sigma) reads on each side; 0 for no blur.
-    (OpenCV's kernel has round(8 sigma + 1) | 1 taps, so at most 4 sigma + 1 on a side.)"""
-    return int(np.ceil(4 * sigma)) + 1 if sigma > 0 else 0
-
-
-def _window(top: int, height: int, size: int, reach: int) -> tuple[slice, slice]:
-    """The rows top..top+height of a size x size canvas grown by ``reach``, all columns.
-
-    Only rows: OpenCV's float blur computes a row's last columns with other instructions
-    than the rest, so a narrower window would change them by an ulp."""
-    return slice(max(top - reach, 0), min(top + height + reach, size)), slice(0, size)
-
-
 def _fill_outside(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Extend the object's colours past its outline, so the blurred edge shows no halo
     of the source image's background."""
@@ -185,20 +171,18 @@ def _place(obj_mask: np.ndarray, size: int, scale: float, u: float, v: float):
 
 
 def _pasted_colours(obj_rgb: np.ndarray, obj_mask: np.ndarray, scale: float,
-                    hard: np.ndarray, box: tuple[int, int, int, int],
-                    window: tuple[slice, slice]) -> np.ndarray:
+                    hard: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     """The object's colours resized by ``scale`` into its ``box`` on the canvas (where
-    ``hard`` is its placed mask) and spread past the outline, as float32 on ``window``."""
+    ``hard`` is its placed mask) and spread past the outline, as float32."""
     top, left, h, w = box
     size = hard.shape[0]
-    wy, wx = window[0].start, window[1].start
     colour = cv2.resize(_fill_outside(obj_rgb.astype(np.float32), obj_mask), (w, h),
                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    canvas = np.zeros((window[0].stop - wy, window[1].stop - wx, 3), np.float32)
+    canvas = np.zeros((size, size, 3), np.float32)
     y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + h, size), min(left + w, size)
-    canvas[y0 - wy:y1 - wy, x0 - wx:x1 - wx] = colour[y0 - top:y1 - top, x0 - left:x1 - left]
+    canvas[y0:y1, x0:x1] = colour[y0 - top:y1 - top, x0 - left:x1 - left]
     # Spread the colours one step further so the blurred edge has no black rim.
-    return _fill_outside(canvas, hard[window])
+    return _fill_outside(canvas, hard)
 
 
 def _scale_for_ratio(obj_mask: np.ndarray, size: int, ratio: float, u: float, v: float) -> float:
@@ -310,17 +294,13 @@ class PairSynthesizer:
         mask = alpha > 0.5
         if not mask.any():
             return None
-        # The pasted colours count only where alpha > 0, within the alpha blur's reach of
-        # the box; the colour spread reads its own reach further. So they are made on the
-        # canvas rows within both reaches, with the same pixels as on the whole canvas.
-        window = _window(top, h, size, _blur_reach(sigma) + _blur_reach(FILL_SIGMA))
-        canvas = _pasted_colours(obj_rgb, obj_mask, scale, hard, (top, left, h, w), window)
-        weight, background = alpha[window][..., None], bg_rgb[window]
+        canvas = _pasted_colours(obj_rgb, obj_mask, scale, hard, (top, left, h, w))
+        weight = alpha[..., None]
         blend = weight * canvas
-        blend += (1 - weight) * background
-        image = bg_rgb.copy()
-        image[window] = cv2.copyTo(background, (alpha[window] <= 1 / 512).view(np.uint8),
-                                   np.round(blend, out=blend).astype(np.uint8))
+        blend += (1 - weight) * bg_rgb
+        # where alpha rounds to nothing the background stays exactly as it was
+        image = cv2.copyTo(bg_rgb, (alpha <= 1 / 512).view(np.uint8),
+                           np.round(blend, out=blend).astype(np.uint8))
         pasted_id = int(bg_ids.max()) + 1
         ids = np.where(mask, pasted_id, bg_ids)
         rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
