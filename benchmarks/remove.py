@@ -198,6 +198,12 @@ def main() -> None:
     args = parser.parse_args()
     for module in ("torch", "maskopt.cli", "maskopt.removal"):
         print(f"import {module:<16} {import_seconds(module):6.2f} s")
+    # first, while this process is small: Linux carries a process's peak memory over
+    # into the programs it starts
+    peak = peak_rss_mib(one_photo_code(args.paper_scale, args.models))
+    print(f"peak memory of one 256 px photo in a fresh process (imports, networks, "
+          f"segment + inpaint in `--precision auto`): {peak:.0f} MiB")
+
     def networks():
         return paper_networks() if args.paper_scale else Networks.load(args.models, "cpu")
 
@@ -242,9 +248,6 @@ def main() -> None:
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
         print(f"  (segmentation: the segmenter found {masked} detections and masked every "
               f"one; `remove` masks only those scoring >= {MIN_SCORE})")
-    peak = peak_rss_mib(one_photo_code(args.paper_scale, args.models))
-    print(f"peak memory of one 256 px photo in a fresh process (imports, networks, "
-          f"segment + inpaint in `--precision auto`): {peak:.0f} MiB")
     if args.folder and args.paper_scale:
         remover = Remover(device="cpu", networks=paper_networks())
         folder_throughput(with_fixed_person(remover), args.folder, point=(128.0, 128.0))
