@@ -98,9 +98,8 @@ class PairDataset(Dataset):
     bucket, mask_ratio, name
 
     With ``cache``, each process keeps every item it loads (both flips) and hands out
-    copies: on the sample, where a step takes 0.1 s, decoding and Canny in the loader
-    worker took CPU from the step on a 2-core machine. Memory grows to the whole split
-    (about 0.25 MB per pair at 64 px, 4 MB at 256 px), so it is for small datasets.
+    copies, so that decoding and Canny do not take CPU from short training steps.
+    Memory grows to the whole split, so it is for small datasets (the sample).
     """
 
     def __init__(self, split_dir: str | Path, canny_sigma: float = 2.0,

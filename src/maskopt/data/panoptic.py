@@ -31,7 +31,7 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     """Inverse of ``rgb_to_id``: ids in [0, 256³) as uint8 R, G, B."""
     if ids.size and (ids.min() < 0 or ids.max() >= 256 ** 3):
         raise MaskoptError(f"segment ids must lie in [0, 256³), got {ids.min()}..{ids.max()}")
-    # the low three bytes of a little-endian uint32 are R, G, B (7x faster than % and //)
+    # the low three bytes of a little-endian uint32 are R, G, B
     as_bytes = ids.astype("<u4")[..., None].view(np.uint8)
     return np.ascontiguousarray(as_bytes[..., :3])
 

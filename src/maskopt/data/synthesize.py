@@ -141,8 +141,6 @@ def _fill_outside(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
     of the source image's background."""
     inside = np.ascontiguousarray(mask).view(np.uint8)
     weight = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), FILL_SIGMA)
-    # cv2.copyTo for masked copies: 9x numpy's copyto(where=) with a broadcast mask, and
-    # this runs twice per pair on float images
     spread = cv2.GaussianBlur(cv2.copyTo(colour, inside, np.zeros_like(colour)), (0, 0),
                               FILL_SIGMA)
     np.maximum(weight, 1e-6, out=weight)
