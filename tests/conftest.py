@@ -51,6 +51,7 @@ def trained_project(tmp_path_factory, pairs_dir):
         stages.pretrain_segmentation(params)
         for kind in ("edge", "segmentation", "image"):
             stages.pretrain_inpainter(params, kind)
+            stages.pretrain_inpainter(params, kind, "random")
         stages.train_joint(params)
     finally:
         os.chdir(previous)

@@ -73,10 +73,14 @@ def test_second_repro_does_nothing(project):
 def test_repro_runs_every_stage(project):
     project, _ = project
     for model in ("segmenter", "inpainter_edge", "inpainter_segmentation", "inpainter_image",
-                  "joint"):
+                  "inpainter_random_edge", "inpainter_random_segmentation",
+                  "inpainter_random_image", "joint"):
         assert (project / "models" / f"{model}.pt").exists()
     full = json.loads((project / "reports" / "evaluation.json").read_text())
-    assert {"joint", "starting_point", "gt_d0", "telea_pretrained_mask"} <= set(full)
+    assert {"joint", "starting_point", "gt_d0", "telea_pretrained_mask",
+            "random_inpainters_gt_mask", "random_inpainters_pretrained_mask"} <= set(full)
+    paper = (project / "reports" / "paper.md").read_text()
+    assert "## Table II" in paper and "object > random masks" in paper
     for stage in ("pretrain_segmentation", "pretrain_inpainter_image", "train_joint"):
         curve = json.loads((project / "reports" / "curves" / f"{stage}.json").read_text())
         assert curve and all("step" in point for point in curve)
@@ -99,6 +103,18 @@ def test_alpha_reruns_only_joint_training_and_evaluation(project):
     ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
     assert ran == {"train_joint", "evaluate"}
     set_params(project, alpha=0.03)
+    assert changed_stages(project, env) == set()
+
+
+def test_random_mask_params_rerun_only_the_random_mask_inpainters(project):
+    project, env = project
+    set_params(project, **{"random_masks.max_ratio": 0.3})
+    dry = run(["dvc", "repro", "--dry"], project, env)
+    ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
+    # evaluate follows through its dependency on their models, not through params
+    assert ran == {"pretrain_inpainter_random@edge", "pretrain_inpainter_random@segmentation",
+                   "pretrain_inpainter_random@image"}
+    set_params(project, **{"random_masks.max_ratio": 0.4})
     assert changed_stages(project, env) == set()
 
 

@@ -55,7 +55,8 @@ def paper_project(tmp_path_factory):
     for script in ("download.py", "synthesize.py", "pretrain_segmentation.py"):
         run_stage(project, script)
     for kind in ("edge", "segmentation", "image"):
-        run_stage(project, "pretrain_inpainter.py", kind)
+        for masks in ("object", "random"):
+            run_stage(project, "pretrain_inpainter.py", kind, masks)
     return project
 
 
@@ -99,6 +100,8 @@ def test_evaluate_and_remove_at_paper_scale(paper_project):
     run_stage(paper_project, "evaluate.py")
     tables = (paper_project / "reports/tables.md").read_text()
     assert "(256 px)" in tables and "starting_point" in tables
+    paper = (paper_project / "reports/paper.md").read_text()
+    assert "random mask training" in paper and "(256 px test pairs" in paper
     photo = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
     Image.fromarray(photo).save(paper_project / "photo.png")
     done = subprocess.run([str(Path(sys.executable).parent / "maskopt"), "remove", "photo.png",

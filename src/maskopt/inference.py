@@ -59,15 +59,16 @@ class Networks:
 
     @classmethod
     def load_pretrained(cls, segmenter_file: str | Path, inpainter_files: dict[str, Path],
-                        canny_sigma: float, device: str | torch.device = "cpu") -> Networks:
+                        canny_sigma: float, device: str | torch.device = "cpu",
+                        made_by: str = "pretrain_inpainter") -> Networks:
         """The paper's starting point: the pretrained segmenter and the three pretrained
-        inpainters, before joint training."""
+        inpainters, before joint training (``made_by``: the stage that makes them)."""
         saved = load_model(segmenter_file, "pretrain_segmentation")
         entry = saved["networks"]["segmenter"]
         segmenter = restore(entry, source=str(segmenter_file)).to(device).eval()
         inpainters = {}
         for kind, path in inpainter_files.items():
-            generator = load_model(path, f"pretrain_inpainter@{kind}")["networks"]["generator"]
+            generator = load_model(path, f"{made_by}@{kind}")["networks"]["generator"]
             inpainters[kind] = restore(generator, source=str(path)).to(device).eval()
         return cls(segmenter, inpainters["edge"], inpainters["segmentation"],
                    inpainters["image"], entry["config"]["image_size"],

@@ -116,6 +116,24 @@ class InpainterParams(_Section):
     class_channels: int | None = Field(default=16, ge=1)
 
 
+class RandomMaskParams(_Section):
+    """The random-pattern masks of the paper's baselines (Tables II, III, V; see
+    maskopt.data.random_masks): drawn procedurally, or read from a folder of mask images."""
+
+    source: Literal["procedural", "folder"] = "procedural"
+    folder: str | None = None                           # e.g. NVIDIA's irregular mask set
+    hole: Literal["white", "black"] = "white"           # which colour of a mask file is the hole
+    min_ratio: float = Field(default=0.01, gt=0, lt=1)  # share of the image a hole covers
+    max_ratio: float = Field(default=0.40, gt=0, lt=1)
+
+    @field_validator("max_ratio")
+    @classmethod
+    def _above_min(cls, value: float, info) -> float:
+        if value <= info.data.get("min_ratio", 0):
+            raise ValueError(f"must exceed min_ratio (got {value})")
+        return value
+
+
 class StageSchedule(_Section):
     steps: int = Field(ge=1)
     lr: float = Field(gt=0)
@@ -124,7 +142,7 @@ class StageSchedule(_Section):
 
 class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True                                    # bf16 autocast where fast (precision.py)
+    amp: bool = True                                    # bf16 autocast where fast (device.py)
     workers: int = Field(default=2, ge=0)               # data loader processes per rank
     cache_pairs: bool = False                           # keep loaded pairs in loader memory
     threads: int = Field(default=0, ge=0)               # torch CPU threads (0: torch's default)
@@ -152,6 +170,7 @@ class Params(_Section):
     loss: LossParams = LossParams()
     segmenter: SegmenterParams = SegmenterParams()
     inpainter: InpainterParams = InpainterParams()
+    random_masks: RandomMaskParams = RandomMaskParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
 

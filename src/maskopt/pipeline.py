@@ -21,8 +21,11 @@ SEGMENTER_FILE = MODELS / "segmenter.pt"
 JOINT_FILE = MODELS / "joint.pt"
 
 
-def inpainter_file(kind: str) -> Path:
-    return MODELS / f"inpainter_{kind}.pt"
+def inpainter_file(kind: str, masks: str = "object") -> Path:
+    """The pretrained inpainter of ``kind``, trained on object masks (the method's) or on
+    random masks (the paper's baselines)."""
+    name = f"inpainter_{kind}" if masks == "object" else f"inpainter_{masks}_{kind}"
+    return MODELS / f"{name}.pt"
 
 
 _TRAINING = ["seed", "train.device", "train.amp"]
@@ -37,6 +40,8 @@ STAGE_PARAMS: dict[str, list[str]] = {
                               "train.segmentation"],
     "pretrain_inpainter": [*_TRAINING, "inpainter", "loss", "train.inpainter",
                            "train.d_lr_ratio"],
+    "pretrain_inpainter_random": [*_TRAINING, "inpainter", "loss", "train.inpainter",
+                                  "train.d_lr_ratio", "random_masks"],
     "train_joint": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                     "synthesize.image_size", "train.joint", "train.mask_expansion",
                     "train.d_lr_ratio"],

@@ -35,6 +35,10 @@ ROWS = {
     "telea_joint_mask": ("joint", "telea"),
     "ns_joint_mask": ("joint", "ns"),
     "telea_gt_mask": ("gt", "telea"),
+    # the paper's baselines, inpainters trained on random masks (Table II's first column
+    # on the GT mask; Table V's "EdgeC" on the pretrained segmenter's mask)
+    "random_inpainters_gt_mask": ("gt", "random"),
+    "random_inpainters_pretrained_mask": ("pretrained", "random"),
 }
 
 
@@ -45,6 +49,10 @@ COMPARISONS = [
     ("joint", "telea_joint_mask", "joint inpainters beat OpenCV Telea on the same mask"),
     ("gt_d0", "telea_gt_mask", "pretrained inpainters beat OpenCV Telea on the GT mask"),
     ("gt_d0", "gt_d-2", "the exact GT mask beats the GT mask eroded by 2 px"),
+    ("gt_d0", "random_inpainters_gt_mask",
+     "inpainters trained on object masks beat those trained on random masks (GT mask)"),
+    ("joint", "random_inpainters_pretrained_mask",
+     "joint beats random-mask inpainters on the pretrained mask (EdgeC)"),
 ]
 
 
@@ -54,8 +62,9 @@ def compare_rows(per_image: dict[str, list[float]]) -> list[dict]:
             for a, b, claim in COMPARISONS if a in per_image and b in per_image]
 
 
-def row_names(dilations: list[int]) -> list[str]:
-    return [*ROWS, *(f"gt_d{d}" for d in dilations)]
+def row_names(dilations: list[int], with_random: bool = True) -> list[str]:
+    rows = [r for r in ROWS if with_random or ROWS[r][1] != "random"]
+    return [*rows, *(f"gt_d{d}" for d in dilations)]
 
 
 def describe_row(row: str, mask_expansion: bool = True) -> str:
@@ -64,7 +73,8 @@ def describe_row(row: str, mask_expansion: bool = True) -> str:
     masks = {"joint": f"{joint} segmenter's mask", "pretrained": "pretrained segmenter's mask",
              "gt": "ground-truth mask"}
     inpainters = {"joint": f"{joint} inpainters", "pretrained": "pretrained inpainters",
-                  "telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes"}
+                  "telea": "OpenCV Telea", "ns": "OpenCV Navier-Stokes",
+                  "random": "inpainters trained on random masks"}
     if row == "joint":
         return f"{joint} (its segmenter's mask, its inpainters)"
     if row == "starting_point":
@@ -94,12 +104,14 @@ class RowResults:
 
 
 def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: list[int],
-                   shared: SharedNetworks, grid_pairs: int = 8,
-                   progress=None) -> tuple[dict, dict, dict]:
+                   shared: SharedNetworks, grid_pairs: int = 8, progress=None,
+                   random: Networks | None = None) -> tuple[dict, dict, dict]:
     """Return ({row: {bucket: metrics}}, {row: per-image PSNR in dataset order}, grid
-    images) over the whole test split."""
+    images) over the whole test split. ``random``: the inpainters trained on random
+    masks (their rows are left out without them)."""
     device = joint.device
-    results = {name: RowResults(BucketMetrics(shared)) for name in row_names(dilations)}
+    results = {name: RowResults(BucketMetrics(shared))
+               for name in row_names(dilations, random is not None)}
     grid: dict[str, list[torch.Tensor]] = defaultdict(list)
     for batch in batches(dataset, BATCH):
         batch = to_device(batch, device)
@@ -113,8 +125,12 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
                   "gt": torch.zeros_like(joint_missed)}
         nets = {"joint": (joint, torch.softmax(semantic, 1)),
                 "pretrained": (pretrained, torch.softmax(pre_semantic, 1))}
+        if random is not None:  # the pretrained segmenter's classes, as the baselines get
+            nets["random"] = (random, nets["pretrained"][1])
         outputs, used = {}, {}
         for row, (mask_name, inpainter) in ROWS.items():
+            if row not in results:
+                continue
             mask = gt if mask_name == "gt" else masks[mask_name]
             if inpainter in ("telea", "ns"):
                 outputs[row] = opencv_inpaint(images, mask, inpainter)

@@ -8,16 +8,18 @@ import torch
 
 from maskopt.data.synthesize import BUCKETS, bucket_name
 from maskopt.evaluation.evaluate import describe_row
+from maskopt.evaluation.paper import paper_numbers
 from maskopt.imaging import tensor_to_rgb
 
 BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]
 
 # The paper's numbers (Shimosato & Ukita, COCO at 256 px), for comparison only.
-PAPER_OURS = {"psnr": [31.07, 24.71, 25.62, 26.50], "ssim": [0.955, 0.874, 0.848, 0.850],
-              "lpips": [0.094, 0.165, 0.187, 0.193], "fid": [0.18, 2.02, 3.02, 2.45]}
-PAPER_WITHOUT_MEL_PSNR = [29.60, 24.23, 24.66, 26.13]
-PAPER_TABLE_I_PSNR_0_10 = {-2: 26.75, 0: 32.31, 2: 31.89, 8: 30.70}
-PAPER_TABLE_IV_MEAN_PSNR = {0.01: 30.68, 0.03: 30.87, 0.05: 30.51, 0.07: 30.47}
+_PAPER = paper_numbers()
+PAPER_OURS = {metric: values["Ours"] for metric, values in _PAPER["table_5"].items()
+              if isinstance(values, dict)}
+PAPER_WITHOUT_MEL_PSNR = _PAPER["table_5"]["psnr"]["w/o MEL"]
+PAPER_TABLE_I_PSNR_0_10 = {int(d): v[0] for d, v in _PAPER["table_1"]["psnr"].items()}
+PAPER_TABLE_IV_MEAN_PSNR = {float(a): v for a, v in _PAPER["table_4"]["psnr"].items()}
 
 
 def _fmt(value, digits: int) -> str:

@@ -14,6 +14,7 @@ from maskopt.evaluation.evaluate import (
     headline_metrics,
 )
 from maskopt.evaluation.image_metrics import SharedNetworks
+from maskopt.evaluation.paper import paper_markdown
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
 from maskopt.inference import Networks
 from maskopt.io import atomic_path, write_json, write_png
@@ -35,9 +36,10 @@ GRIDS_PER_IMAGE = 4
 def evaluate(params: Params) -> dict:
     device = pick_device(params.train.device)
     nets = Networks.load(JOINT_FILE, device)
-    pretrained = Networks.load_pretrained(
-        SEGMENTER_FILE, {kind: inpainter_file(kind) for kind in INPAINTERS},
-        nets.canny_sigma, device)
+    pretrained, random = (Networks.load_pretrained(
+        SEGMENTER_FILE, {kind: inpainter_file(kind, masks) for kind in INPAINTERS},
+        nets.canny_sigma, device, stage) for masks, stage in (
+            ("object", "pretrain_inpainter"), ("random", "pretrain_inpainter_random")))
     dataset = PairDataset(PAIRS / "test", nets.canny_sigma)
     e = params.evaluate
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["evaluate"]))
@@ -47,7 +49,7 @@ def evaluate(params: Params) -> dict:
             tqdm.write(f"evaluate: {name} unavailable: {reason}")
         with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar:
             table, per_image, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations,
-                                                    shared, e.grid_pairs, bar)
+                                                    shared, e.grid_pairs, bar, random)
         comparisons = compare_rows(per_image)
         metrics = flat_metrics(table, shared.unavailable)
         metrics["comparisons"] = {f"{c['a']}-vs-{c['b']}": {k: c[k] for k in (
@@ -59,6 +61,10 @@ def evaluate(params: Params) -> dict:
                                    params.train.mask_expansion, nets.image_size, comparisons)
         with atomic_path(REPORTS / "tables.md") as tmp:
             tmp.write_text(markdown)
+        paper = paper_markdown(table, per_image, list(dataset.pairs.buckets), e.dilations,
+                               params.train.mask_expansion, nets.image_size)
+        with atomic_path(REPORTS / "paper.md") as tmp:
+            tmp.write_text(paper)
         per_bucket, per_dilation = plot_rows(table, e.dilations)
         with atomic_path(REPORTS / "plots") as folder:
             for row, points in per_bucket.items():
@@ -78,6 +84,7 @@ def evaluate(params: Params) -> dict:
         run.log_artifact(REPORTS / "metrics.json")
         run.log_artifact(REPORTS / "evaluation.json")
         run.log_artifact(REPORTS / "tables.md")
+        run.log_artifact(REPORTS / "paper.md")
         for path in sorted((REPORTS / "plots").rglob("*.json")):
             run.log_artifact(path, "plots")
         for path in sorted((REPORTS / "grids").glob("*.png")):

@@ -14,6 +14,7 @@ import torch
 
 from maskopt.data.pairs import PairDataset, batches
 from maskopt.device import to_device
+from maskopt.errors import MaskoptError
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.io import write_json, write_png
 from maskopt.models.build import (
@@ -44,6 +45,7 @@ from maskopt.training.loop import make_loader, train
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
 GRID_SAMPLES = 6
+MASK_KINDS = ("object", "random")  # what the inpainters are pretrained on
 REGISTERED_MODEL = "maskopt-joint"  # in MLflow's model registry, one version per run
 
 
@@ -83,13 +85,19 @@ def _grid_batch(dataset: PairDataset, device) -> dict:
 
 
 def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: int,
-               upstream: list[Path], save) -> dict:
+               upstream: list[Path], save, masks: str = "object") -> dict:
     ctx = _prepare(params)
     dumped = params.model_dump()
     config = pick_params(dumped, tuple(STAGE_PARAMS[name.split("@")[0]]))  # what it depends on
     settings = pick_params(dumped, tuple(RUN_ONLY))  # logged; a change keeps the checkpoint
     dataset = PairDataset(PAIRS / "train", params.inpainter.canny_sigma, flip=True,
                           seed=params.seed, cache=params.train.cache_pairs)
+    if masks == "random":  # imported here: only this stage depends on it (dvc.yaml)
+        from maskopt.data.random_masks import RandomMaskPairs, random_masks
+
+        r = params.random_masks
+        dataset = RandomMaskPairs(dataset, random_masks(r.source, params.seed, r.min_ratio,
+                                                        r.max_ratio, r.folder, r.hole))
     try:
         with open_stage_run(name, {**config, **settings}, pick_params(dumped),
                             enabled=ctx.is_main) as run:
@@ -146,7 +154,12 @@ def pretrain_segmentation(params: Params) -> dict:
                       schedule.batch_size, [], save)
 
 
-def pretrain_inpainter(params: Params, kind: str) -> dict:
+def pretrain_inpainter(params: Params, kind: str, masks: str = "object") -> dict:
+    """One inpainter, trained on the pairs' object masks M_G (the method's) or on random
+    masks over I_G (``masks="random"``: the paper's baselines, Table II)."""
+    if masks not in MASK_KINDS:
+        raise MaskoptError(f"masks must be one of {', '.join(MASK_KINDS)} (got {masks!r})")
+
     def factory(ctx, dataset):
         config = inpainter_config(params, kind, dataset.taxonomy.num_classes)
         factory.config = config
@@ -155,13 +168,14 @@ def pretrain_inpainter(params: Params, kind: str) -> dict:
     def save(task, run, profile):
         d_config = {"kind": "discriminator", "in_channels": task.discriminator.in_channels,
                     "width": params.inpainter.width}
-        save_model(inpainter_file(kind), {"generator": (factory.config, task.generator),
+        save_model(inpainter_file(kind, masks), {"generator": (factory.config, task.generator),
                                           "discriminator": (d_config, task.discriminator)},
                    trained_on=profile)
 
     schedule = params.train.inpainter
-    return _run_stage(f"pretrain_inpainter@{kind}", params, factory, schedule.steps,
-                      schedule.batch_size, [], save)
+    stage = "pretrain_inpainter" if masks == "object" else f"pretrain_inpainter_{masks}"
+    return _run_stage(f"{stage}@{kind}", params, factory, schedule.steps,
+                      schedule.batch_size, [], save, masks)
 
 
 def train_joint(params: Params) -> dict:
