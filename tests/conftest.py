@@ -52,6 +52,8 @@ def trained_project(tmp_path_factory, pairs_dir):
         for kind in ("edge", "segmentation", "image"):
             stages.pretrain_inpainter(params, kind)
             stages.pretrain_inpainter(params, kind, "random")
+        for pairs in params.finetune.pairs:
+            stages.finetune_inpainter(params, pairs)
         stages.train_joint(params)
     finally:
         os.chdir(previous)

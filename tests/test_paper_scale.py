@@ -3,8 +3,8 @@
 The params are params-coco.yaml itself — 256 px, EdgeConnect-width inpainters with 8
 blocks, R50-FPN with 256 channels, the paper's λ and α — with only what cannot run
 here changed: a handful of sample pairs instead of COCO, 2 steps per training stage
-at batch 2, two of Table I's six dilations, no pretrained weights (offline) and a
-random VGG19. A change to
+at batch 2, two of Table I's six dilations, one fine-tuning N of Table III, no
+pretrained weights (offline) and a random VGG19. A change to
 params-coco.yaml that breaks a stage fails this test. It includes a killed and
 resumed joint training at that size, the evaluate stage and one `maskopt remove`.
 """
@@ -31,6 +31,8 @@ SMOKE = {
     "train.log_every": 1, "evaluate.grid_pairs": 2,
     # Table I's d = 2…8 rows run the same code as d = -2 and 0, 4 inference passes more.
     "evaluate.dilations": [-2, 0],
+    # Table III: the paper's N exceed these 6 pairs; one N runs the same code as four
+    "finetune.pairs": [4], "finetune.steps": 2,
     **{f"train.{stage}.steps": 2 for stage in ("segmentation", "inpainter", "joint")},
     **{f"train.{stage}.batch_size": 2 for stage in ("segmentation", "inpainter", "joint")},
 }
@@ -57,6 +59,7 @@ def paper_project(tmp_path_factory):
     for kind in ("edge", "segmentation", "image"):
         for masks in ("object", "random"):
             run_stage(project, "pretrain_inpainter.py", kind, masks)
+    run_stage(project, "finetune_inpainter.py", "4")
     return project
 
 

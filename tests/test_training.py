@@ -128,3 +128,38 @@ def test_torchrun_two_processes_on_cpu(project):
     summary = json.loads(Path("reports/train/pretrain_inpainter_edge.json").read_text())
     assert summary["steps"] == 2
     assert Path("models/inpainter_edge.pt").exists()
+
+
+def test_fine_tuning_starts_from_the_random_mask_checkpoint(trained_project, monkeypatch):
+    """Table III: finetune_inpainter loads the random-mask image inpainter's weights (both
+    networks) before its first step, and trains on the first N pairs only."""
+    import torch
+
+    from maskopt.models.build import load_model
+    from maskopt.training import stages
+    from maskopt.training.tasks import InpainterTask
+
+    monkeypatch.chdir(trained_project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
+    start = load_model("models/inpainter_random_image.pt", "x")["networks"]
+    seen = {}
+    real_step = InpainterTask.step
+
+    def first_step(self, batch):
+        if not seen:
+            seen["generator"] = {k: v.clone() for k, v in self.generator.state_dict().items()}
+            seen["discriminator"] = {k: v.clone()
+                                     for k, v in self.discriminator.state_dict().items()}
+            seen["names"] = set(batch["name"])
+        return real_step(self, batch)
+
+    monkeypatch.setattr(InpainterTask, "step", first_step)
+    stages.finetune_inpainter(tiny_params(), 4)
+    for net in ("generator", "discriminator"):
+        for key, value in start[net]["state_dict"].items():
+            assert torch.equal(seen[net][key], value), (net, key)
+    from maskopt.data.pairs import PairDataset
+
+    first_four = set(PairDataset(trained_project / "data/pairs/train").pairs.names[:4])
+    assert seen["names"] <= first_four
+    assert (trained_project / "models/finetuned/inpainter_image_4.pt").exists()

@@ -11,6 +11,7 @@ TINY = {
     "train.segmentation": {"steps": 2, "lr": 1e-4, "batch_size": 2},
     "train.inpainter": {"steps": 2, "lr": 1e-4, "batch_size": 2},
     "train.joint": {"steps": 2, "lr": 1e-4, "batch_size": 2},
+    "finetune.pairs": [4], "finetune.steps": 2,
 }
 
 

@@ -134,6 +134,20 @@ class RandomMaskParams(_Section):
         return value
 
 
+class FinetuneParams(_Section):
+    """Table III: the random-mask image inpainter fine-tuned on the first N object pairs."""
+
+    pairs: list[int] = [20000, 60000, 100000, 110000]   # N, the paper's
+    steps: int = Field(default=20000, ge=1)
+
+    @field_validator("pairs")
+    @classmethod
+    def _positive_and_distinct(cls, value: list[int]) -> list[int]:
+        if any(n < 1 for n in value) or len(set(value)) != len(value):
+            raise ValueError(f"must be distinct positive pair counts (got {value})")
+        return value
+
+
 class StageSchedule(_Section):
     steps: int = Field(ge=1)
     lr: float = Field(gt=0)
@@ -158,6 +172,17 @@ class TrainParams(_Section):
 class EvaluateParams(_Section):
     dilations: list[int] = [-2, 0, 2, 4, 6, 8]          # px, the paper's Table I
     grid_pairs: int = Field(default=8, ge=1)            # test pairs shown in reports/grids
+    # name -> command of an external inpainter (maskopt.evaluation.external), scored on
+    # the pretrained segmenter's mask like the paper's baselines (Table V)
+    external_inpainters: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("external_inpainters")
+    @classmethod
+    def _plain_names(cls, value: dict) -> dict:
+        bad = [k for k in value if not k.replace("_", "").replace("-", "").isalnum()]
+        if bad:
+            raise ValueError(f"names may hold letters, digits, - and _ only: {bad}")
+        return value
 
 
 class Params(_Section):
@@ -171,6 +196,7 @@ class Params(_Section):
     segmenter: SegmenterParams = SegmenterParams()
     inpainter: InpainterParams = InpainterParams()
     random_masks: RandomMaskParams = RandomMaskParams()
+    finetune: FinetuneParams = FinetuneParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
 

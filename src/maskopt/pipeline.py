@@ -28,6 +28,11 @@ def inpainter_file(kind: str, masks: str = "object") -> Path:
     return MODELS / f"{name}.pt"
 
 
+def finetuned_file(pairs: int) -> Path:
+    """The random-mask image inpainter fine-tuned on ``pairs`` object-mask pairs (Table III)."""
+    return MODELS / "finetuned" / f"inpainter_image_{pairs}.pt"
+
+
 _TRAINING = ["seed", "train.device", "train.amp"]
 STAGE_PARAMS: dict[str, list[str]] = {
     "download": ["seed", "data.source", "data.root", "data.max_images", "data.coco_base_url",
@@ -42,10 +47,13 @@ STAGE_PARAMS: dict[str, list[str]] = {
                            "train.d_lr_ratio"],
     "pretrain_inpainter_random": [*_TRAINING, "inpainter", "loss", "train.inpainter",
                                   "train.d_lr_ratio", "random_masks"],
+    "finetune_inpainter": [*_TRAINING, "inpainter", "loss", "train.inpainter",
+                           "train.d_lr_ratio", "finetune"],
     "train_joint": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                     "synthesize.image_size", "train.joint", "train.mask_expansion",
                     "train.d_lr_ratio"],
-    "evaluate": ["alpha", "evaluate.dilations", "train.device", "train.mask_expansion"],
+    "evaluate": ["alpha", "evaluate.dilations", "evaluate.external_inpainters", "finetune.pairs",
+                 "train.device", "train.mask_expansion"],
 }
 RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
             "train.log_every"]

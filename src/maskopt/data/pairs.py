@@ -179,6 +179,21 @@ class PairDataset(Dataset):
                 else torch.zeros((0, h, w), dtype=torch.uint8)}
 
 
+class FirstPairs(Dataset):
+    """The first ``count`` pairs of a split (Table III fine-tunes on N object pairs)."""
+
+    def __init__(self, pairs: Dataset, count: int):
+        if not 0 < count <= len(pairs):
+            raise MaskoptError(f"asked for the first {count} pairs of a split of {len(pairs)}")
+        self.pairs, self.count, self.taxonomy = pairs, count, pairs.taxonomy
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, key):
+        return self.pairs[key]
+
+
 def _copy(item: dict) -> dict:
     """A copy of a dataset item whose tensors the caller may change."""
     return {k: (v.clone() if isinstance(v, torch.Tensor) else _copy(v) if isinstance(v, dict)

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from maskopt.data.pairs import batches
 from maskopt.device import to_device
+from maskopt.errors import MaskoptError
+from maskopt.evaluation.external import export_pair, read_result, run_inpainter
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.evaluation.statistics import paired_comparison
+from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
 from maskopt.inference import Networks, grow_mask, inpaint, opencv_inpaint
 
 BATCH = 8
@@ -79,6 +84,12 @@ def describe_row(row: str, mask_expansion: bool = True) -> str:
         return f"{joint} (its segmenter's mask, its inpainters)"
     if row == "starting_point":
         return "paper's starting point (pretrained segmenter's mask, pretrained inpainters)"
+    if row.startswith("finetuned_"):
+        return f"inpainters trained on random masks, the image inpainter fine-tuned on " \
+               f"{row.split('_')[1]} object-mask pairs, ground-truth mask (Table III)"
+    if row.startswith("external_"):
+        return f"external inpainter {row[9:].removesuffix('_pretrained_mask')}, " \
+               "pretrained segmenter's mask"
     if row.startswith("gt_d"):
         d = int(row[4:])
         return f"pretrained inpainters, ground-truth mask {'grown' if d >= 0 else 'eroded'} " \
@@ -105,13 +116,19 @@ class RowResults:
 
 def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: list[int],
                    shared: SharedNetworks, grid_pairs: int = 8, progress=None,
-                   random: Networks | None = None) -> tuple[dict, dict, dict]:
+                   random: Networks | None = None,
+                   export_to: Path | None = None,
+                   finetuned: dict[int, Networks] | None = None) -> tuple[dict, dict, dict]:
     """Return ({row: {bucket: metrics}}, {row: per-image PSNR in dataset order}, grid
     images) over the whole test split. ``random``: the inpainters trained on random
-    masks (their rows are left out without them)."""
+    masks (their rows are left out without them). ``export_to``: a folder that gets
+    every test image with the pretrained segmenter's mask, for external inpainters.
+    ``finetuned``: N → the random-mask inpainters with the image inpainter fine-tuned
+    on N object pairs (Table III), run on the GT masks."""
     device = joint.device
-    results = {name: RowResults(BucketMetrics(shared))
-               for name in row_names(dilations, random is not None)}
+    finetuned = finetuned or {}
+    names = [*row_names(dilations, random is not None), *map(finetuned_row, finetuned)]
+    results = {name: RowResults(BucketMetrics(shared)) for name in names}
     grid: dict[str, list[torch.Tensor]] = defaultdict(list)
     for batch in batches(dataset, BATCH):
         batch = to_device(batch, device)
@@ -121,6 +138,10 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
         pre_soft, pre_missed, pre_semantic = selected_masks(pretrained.segmenter, images, gt,
                                                             pretrained.box_margin)
         masks = {"joint": (soft > 0.5).float(), "pretrained": (pre_soft > 0.5).float()}
+        if export_to is not None:
+            for name, image, mask in zip(batch["name"], images, masks["pretrained"],
+                                         strict=True):
+                export_pair(export_to, name, tensor_to_rgb(image), mask[0].cpu().numpy() > 0.5)
         missed = {"joint": joint_missed, "pretrained": pre_missed,
                   "gt": torch.zeros_like(joint_missed)}
         nets = {"joint": (joint, torch.softmax(semantic, 1)),
@@ -138,6 +159,9 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
                 net, semantic_probs = nets[inpainter]
                 outputs[row] = inpaint(net, images, mask, semantic_probs)
             used[row] = (mask, missed[mask_name])
+        for n, nets_n in finetuned.items():
+            outputs[finetuned_row(n)] = inpaint(nets_n, images, gt, nets["pretrained"][1])
+            used[finetuned_row(n)] = (gt, missed["gt"])
         for d in dilations:
             mask = grow_mask(gt, d)
             outputs[f"gt_d{d}"] = inpaint(pretrained, images, mask, nets["pretrained"][1])
@@ -160,6 +184,40 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
     table = {name: r.summary() for name, r in results.items()}
     per_image = {name: r.per_image_psnr() for name, r in results.items()}
     return table, per_image, dict(grid)
+
+
+def finetuned_row(pairs: int) -> str:
+    return f"finetuned_{pairs}_gt_mask"
+
+
+def external_row(name: str) -> str:
+    return f"external_{name}_pretrained_mask"
+
+
+def evaluate_external(commands: dict[str, str], exported: Path, dataset,
+                      shared: SharedNetworks) -> tuple[dict, dict, dict[str, str]]:
+    """Run each external inpainter on the images ``evaluate_pairs`` exported and score
+    it like the other rows; returns (table rows, per-image PSNR, {name: why it failed}).
+    A failing inpainter is reported and left out; the other rows are kept."""
+    table, per_image, failures = {}, {}, {}
+    for name, command in commands.items():
+        output = exported / "results" / name
+        try:
+            run_inpainter(name, command, exported, output)
+            result = RowResults(BucketMetrics(shared))
+            for batch in batches(dataset, BATCH):
+                filled = []
+                for image_name in batch["name"]:
+                    rgb = np.asarray(Image.open(exported / "images" / f"{image_name}.png"))
+                    hole = np.asarray(Image.open(exported / "masks" / f"{image_name}.png")) > 127
+                    filled.append(rgb_to_tensor(read_result(name, output, image_name, rgb, hole)))
+                result.images.update(torch.stack(filled), batch["target"], batch["bucket"])
+        except MaskoptError as exc:
+            failures[name] = str(exc)
+            continue
+        table[external_row(name)] = result.summary()
+        per_image[external_row(name)] = result.per_image_psnr()
+    return table, per_image, failures
 
 
 GRID_FIRST_COLUMN = "input I"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
 from tqdm import tqdm
 
 from maskopt.data.pairs import PairDataset
@@ -9,6 +13,7 @@ from maskopt.device import pick_device
 from maskopt.evaluation.evaluate import (
     GRID_FIRST_COLUMN,
     compare_rows,
+    evaluate_external,
     evaluate_pairs,
     flat_metrics,
     headline_metrics,
@@ -18,7 +23,7 @@ from maskopt.evaluation.paper import paper_markdown
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
 from maskopt.inference import Networks
 from maskopt.io import atomic_path, write_json, write_png
-from maskopt.models.build import INPAINTERS
+from maskopt.models.build import INPAINTERS, load_model, restore
 from maskopt.params import Params
 from maskopt.pipeline import (
     JOINT_FILE,
@@ -26,6 +31,7 @@ from maskopt.pipeline import (
     REPORTS,
     SEGMENTER_FILE,
     STAGE_PARAMS,
+    finetuned_file,
     inpainter_file,
 )
 from maskopt.tracking import flatten, open_stage_run, pick_params
@@ -40,18 +46,34 @@ def evaluate(params: Params) -> dict:
         SEGMENTER_FILE, {kind: inpainter_file(kind, masks) for kind in INPAINTERS},
         nets.canny_sigma, device, stage) for masks, stage in (
             ("object", "pretrain_inpainter"), ("random", "pretrain_inpainter_random")))
+    finetuned = {n: replace(random, image=restore(
+        load_model(finetuned_file(n), f"finetune_inpainter@{n}")["networks"]["generator"],
+        source=str(finetuned_file(n))).to(device).eval()) for n in params.finetune.pairs}
     dataset = PairDataset(PAIRS / "test", nets.canny_sigma)
     e = params.evaluate
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["evaluate"]))
+    failures: dict[str, str] = {}
     with open_stage_run("evaluate", reads, pick_params(params.model_dump())) as run:
         shared = SharedNetworks(device)
         for name, reason in shared.unavailable.items():
             tqdm.write(f"evaluate: {name} unavailable: {reason}")
         with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar:
-            table, per_image, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations,
-                                                    shared, e.grid_pairs, bar, random)
+            with tempfile.TemporaryDirectory() as exported:
+                exported = Path(exported) if e.external_inpainters else None
+                table, per_image, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations,
+                                                        shared, e.grid_pairs, bar, random,
+                                                        exported, finetuned)
+                if exported is not None:
+                    rows, psnrs, failures = evaluate_external(e.external_inpainters, exported,
+                                                              dataset, shared)
+                    table.update(rows)
+                    per_image.update(psnrs)
+        for why in failures.values():
+            tqdm.write(f"evaluate: left out: {why}")
         comparisons = compare_rows(per_image)
         metrics = flat_metrics(table, shared.unavailable)
+        if failures:
+            metrics["external_failures"] = failures
         metrics["comparisons"] = {f"{c['a']}-vs-{c['b']}": {k: c[k] for k in (
             "mean_difference", "wins", "low", "high")} for c in comparisons}
         headline = headline_metrics(table)

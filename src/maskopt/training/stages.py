@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from maskopt.data.pairs import PairDataset, batches
+from maskopt.data.pairs import FirstPairs, PairDataset, batches
 from maskopt.device import to_device
 from maskopt.errors import MaskoptError
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
@@ -22,6 +22,7 @@ from maskopt.models.build import (
     build,
     inpainter_config,
     load_model,
+    load_state,
     restore,
     save_model,
     segmenter_config,
@@ -36,6 +37,7 @@ from maskopt.pipeline import (
     SEGMENTER_FILE,
     STAGE_PARAMS,
     TRAIN_REPORTS,
+    finetuned_file,
     inpainter_file,
 )
 from maskopt.tracking import open_stage_run, pick_params
@@ -84,20 +86,29 @@ def _grid_batch(dataset: PairDataset, device) -> dict:
     return to_device(next(batches(dataset, GRID_SAMPLES, GRID_SAMPLES)), device)
 
 
-def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: int,
-               upstream: list[Path], save, masks: str = "object") -> dict:
-    ctx = _prepare(params)
-    dumped = params.model_dump()
-    config = pick_params(dumped, tuple(STAGE_PARAMS[name.split("@")[0]]))  # what it depends on
-    settings = pick_params(dumped, tuple(RUN_ONLY))  # logged; a change keeps the checkpoint
+def training_pairs(params: Params, masks: str = "object", first: int | None = None):
+    """The training pairs as a stage learns from them: with the pasted persons' masks,
+    or (``masks="random"``) with random holes over I_G; all of them, or the ``first``."""
     dataset = PairDataset(PAIRS / "train", params.inpainter.canny_sigma, flip=True,
                           seed=params.seed, cache=params.train.cache_pairs)
+    if first is not None:
+        dataset = FirstPairs(dataset, first)
     if masks == "random":  # imported here: only this stage depends on it (dvc.yaml)
         from maskopt.data.random_masks import RandomMaskPairs, random_masks
 
         r = params.random_masks
         dataset = RandomMaskPairs(dataset, random_masks(r.source, params.seed, r.min_ratio,
                                                         r.max_ratio, r.folder, r.hole))
+    return dataset
+
+
+def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: int,
+               upstream: list[Path], save, dataset=None) -> dict:
+    ctx = _prepare(params)
+    dumped = params.model_dump()
+    config = pick_params(dumped, tuple(STAGE_PARAMS[name.split("@")[0]]))  # what it depends on
+    settings = pick_params(dumped, tuple(RUN_ONLY))  # logged; a change keeps the checkpoint
+    dataset = training_pairs(params) if dataset is None else dataset
     try:
         with open_stage_run(name, {**config, **settings}, pick_params(dumped),
                             enabled=ctx.is_main) as run:
@@ -159,23 +170,51 @@ def pretrain_inpainter(params: Params, kind: str, masks: str = "object") -> dict
     masks over I_G (``masks="random"``: the paper's baselines, Table II)."""
     if masks not in MASK_KINDS:
         raise MaskoptError(f"masks must be one of {', '.join(MASK_KINDS)} (got {masks!r})")
+    stage = "pretrain_inpainter" if masks == "object" else f"pretrain_inpainter_{masks}"
+    schedule = params.train.inpainter
+    return _train_inpainter(f"{stage}@{kind}", params, kind, inpainter_file(kind, masks),
+                            schedule.steps, training_pairs(params, masks))
+
+
+def finetune_inpainter(params: Params, pairs: int) -> dict:
+    """Table III: the image inpainter trained on random masks, fine-tuned on the first
+    ``pairs`` object-mask training pairs for ``finetune.steps`` steps (the edge and
+    segmentation inpainters stay the random-mask ones: the image inpainter is the one
+    whose output is scored, and fine-tuning one network is the cheaper experiment)."""
+    start = inpainter_file("image", "random")
+    return _train_inpainter(f"finetune_inpainter@{pairs}", params, "image",
+                            finetuned_file(pairs), params.finetune.steps,
+                            training_pairs(params, first=pairs),
+                            init_from=(start, "pretrain_inpainter_random@image"))
+
+
+def _train_inpainter(name: str, params: Params, kind: str, model_file: Path, steps: int,
+                     dataset, init_from: tuple[Path, str] | None = None) -> dict:
+    """Train one inpainter with its own losses; ``init_from``: (model file, the stage
+    that makes it) whose generator and discriminator it starts from."""
+    start = None if init_from is None else load_model(*init_from)  # fails before training
 
     def factory(ctx, dataset):
         config = inpainter_config(params, kind, dataset.taxonomy.num_classes)
         factory.config = config
-        return InpainterTask(kind, build(config), params, ctx, dataset.taxonomy.num_classes)
+        task = InpainterTask(kind, build(config), params, ctx, dataset.taxonomy.num_classes)
+        if start is not None:
+            source = str(init_from[0])
+            load_state(task.generator, start["networks"]["generator"]["state_dict"], source)
+            load_state(task.discriminator, start["networks"]["discriminator"]["state_dict"],
+                       source)
+        return task
 
     def save(task, run, profile):
         d_config = {"kind": "discriminator", "in_channels": task.discriminator.in_channels,
                     "width": params.inpainter.width}
-        save_model(inpainter_file(kind, masks), {"generator": (factory.config, task.generator),
-                                          "discriminator": (d_config, task.discriminator)},
+        save_model(model_file, {"generator": (factory.config, task.generator),
+                                "discriminator": (d_config, task.discriminator)},
                    trained_on=profile)
 
-    schedule = params.train.inpainter
-    stage = "pretrain_inpainter" if masks == "object" else f"pretrain_inpainter_{masks}"
-    return _run_stage(f"{stage}@{kind}", params, factory, schedule.steps,
-                      schedule.batch_size, [], save, masks)
+    upstream = [] if init_from is None else [init_from[0]]
+    return _run_stage(name, params, factory, steps, params.train.inpainter.batch_size,
+                      upstream, save, dataset)
 
 
 def train_joint(params: Params) -> dict:
