@@ -55,6 +55,7 @@ def trained_project(tmp_path_factory, pairs_dir):
         for pairs in params.finetune.pairs:
             stages.finetune_inpainter(params, pairs)
         stages.train_joint(params)
+        stages.train_joint(params, without_mel=True)
     finally:
         os.chdir(previous)
         if uri is None:

@@ -74,11 +74,12 @@ def test_repro_runs_every_stage(project):
     project, _ = project
     for model in ("segmenter", "inpainter_edge", "inpainter_segmentation", "inpainter_image",
                   "inpainter_random_edge", "inpainter_random_segmentation",
-                  "inpainter_random_image", "joint"):
+                  "inpainter_random_image", "joint", "joint_without_mel"):
         assert (project / "models" / f"{model}.pt").exists()
     full = json.loads((project / "reports" / "evaluation.json").read_text())
     assert {"joint", "starting_point", "gt_d0", "telea_pretrained_mask",
-            "random_inpainters_gt_mask", "random_inpainters_pretrained_mask"} <= set(full)
+            "random_inpainters_gt_mask", "random_inpainters_pretrained_mask",
+            "without_mel", "finetuned_4_gt_mask"} <= set(full)
     paper = (project / "reports" / "paper.md").read_text()
     assert "## Table II" in paper and "object > random masks" in paper
     for stage in ("pretrain_segmentation", "pretrain_inpainter_image", "train_joint"):
@@ -101,7 +102,7 @@ def test_alpha_reruns_only_joint_training_and_evaluation(project):
     set_params(project, alpha=0.05)
     dry = run(["dvc", "repro", "--dry"], project, env)
     ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_joint", "evaluate"}
+    assert ran == {"train_joint", "train_joint_without_mel", "evaluate"}
     set_params(project, alpha=0.03)
     assert changed_stages(project, env) == set()
 

@@ -100,6 +100,7 @@ def test_joint_training_resumes_at_paper_scale(paper_project, monkeypatch):
 def test_evaluate_and_remove_at_paper_scale(paper_project):
     if not (paper_project / "models/joint.pt").exists():
         run_stage(paper_project, "train_joint.py")
+    run_stage(paper_project, "train_joint.py", "without-mel")
     run_stage(paper_project, "evaluate.py")
     tables = (paper_project / "reports/tables.md").read_text()
     assert "(256 px)" in tables and "starting_point" in tables

@@ -19,6 +19,7 @@ CURVES = REPORTS / "curves"  # losses against step, for `dvc plots`
 CHECKPOINTS = Path(".checkpoints")
 SEGMENTER_FILE = MODELS / "segmenter.pt"
 JOINT_FILE = MODELS / "joint.pt"
+JOINT_WITHOUT_MEL_FILE = MODELS / "joint_without_mel.pt"  # the paper's "w/o MEL" (Table V)
 
 
 def inpainter_file(kind: str, masks: str = "object") -> Path:
@@ -52,6 +53,8 @@ STAGE_PARAMS: dict[str, list[str]] = {
     "train_joint": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                     "synthesize.image_size", "train.joint", "train.mask_expansion",
                     "train.d_lr_ratio"],
+    "train_joint_without_mel": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
+                                "synthesize.image_size", "train.joint", "train.d_lr_ratio"],
     "evaluate": ["alpha", "evaluate.dilations", "evaluate.external_inpainters", "finetune.pairs",
                  "train.device", "train.mask_expansion"],
 }

@@ -44,6 +44,8 @@ ROWS = {
     # on the GT mask; Table V's "EdgeC" on the pretrained segmenter's mask)
     "random_inpainters_gt_mask": ("gt", "random"),
     "random_inpainters_pretrained_mask": ("pretrained", "random"),
+    # the paper's "w/o MEL": joint training without the mask expansion loss (Table V)
+    "without_mel": ("without_mel", "without_mel"),
 }
 
 
@@ -58,6 +60,7 @@ COMPARISONS = [
      "inpainters trained on object masks beat those trained on random masks (GT mask)"),
     ("joint", "random_inpainters_pretrained_mask",
      "joint beats random-mask inpainters on the pretrained mask (EdgeC)"),
+    ("joint", "without_mel", "joint beats joint training without the mask expansion loss"),
 ]
 
 
@@ -67,8 +70,10 @@ def compare_rows(per_image: dict[str, list[float]]) -> list[dict]:
             for a, b, claim in COMPARISONS if a in per_image and b in per_image]
 
 
-def row_names(dilations: list[int], with_random: bool = True) -> list[str]:
-    rows = [r for r in ROWS if with_random or ROWS[r][1] != "random"]
+def row_names(dilations: list[int], with_random: bool = True,
+              with_without_mel: bool = True) -> list[str]:
+    rows = [r for r in ROWS if (with_random or ROWS[r][1] != "random")
+            and (with_without_mel or ROWS[r][1] != "without_mel")]
     return [*rows, *(f"gt_d{d}" for d in dilations)]
 
 
@@ -82,6 +87,8 @@ def describe_row(row: str, mask_expansion: bool = True) -> str:
                   "random": "inpainters trained on random masks"}
     if row == "joint":
         return f"{joint} (its segmenter's mask, its inpainters)"
+    if row == "without_mel":
+        return "joint w/o MEL (its segmenter's mask, its inpainters; Table V's ablation)"
     if row == "starting_point":
         return "paper's starting point (pretrained segmenter's mask, pretrained inpainters)"
     if row.startswith("finetuned_"):
@@ -118,16 +125,19 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
                    shared: SharedNetworks, grid_pairs: int = 8, progress=None,
                    random: Networks | None = None,
                    export_to: Path | None = None,
-                   finetuned: dict[int, Networks] | None = None) -> tuple[dict, dict, dict]:
+                   finetuned: dict[int, Networks] | None = None,
+                   without_mel: Networks | None = None) -> tuple[dict, dict, dict]:
     """Return ({row: {bucket: metrics}}, {row: per-image PSNR in dataset order}, grid
     images) over the whole test split. ``random``: the inpainters trained on random
     masks (their rows are left out without them). ``export_to``: a folder that gets
     every test image with the pretrained segmenter's mask, for external inpainters.
     ``finetuned``: N → the random-mask inpainters with the image inpainter fine-tuned
-    on N object pairs (Table III), run on the GT masks."""
+    on N object pairs (Table III), run on the GT masks. ``without_mel``: the joint
+    model trained without the mask expansion loss."""
     device = joint.device
     finetuned = finetuned or {}
-    names = [*row_names(dilations, random is not None), *map(finetuned_row, finetuned)]
+    names = [*row_names(dilations, random is not None, without_mel is not None),
+             *map(finetuned_row, finetuned)]
     results = {name: RowResults(BucketMetrics(shared)) for name in names}
     grid: dict[str, list[torch.Tensor]] = defaultdict(list)
     for batch in batches(dataset, BATCH):
@@ -138,14 +148,19 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
         pre_soft, pre_missed, pre_semantic = selected_masks(pretrained.segmenter, images, gt,
                                                             pretrained.box_margin)
         masks = {"joint": (soft > 0.5).float(), "pretrained": (pre_soft > 0.5).float()}
-        if export_to is not None:
-            for name, image, mask in zip(batch["name"], images, masks["pretrained"],
-                                         strict=True):
-                export_pair(export_to, name, tensor_to_rgb(image), mask[0].cpu().numpy() > 0.5)
         missed = {"joint": joint_missed, "pretrained": pre_missed,
                   "gt": torch.zeros_like(joint_missed)}
         nets = {"joint": (joint, torch.softmax(semantic, 1)),
                 "pretrained": (pretrained, torch.softmax(pre_semantic, 1))}
+        if without_mel is not None:
+            no_mel_soft, missed["without_mel"], no_mel_semantic = selected_masks(
+                without_mel.segmenter, images, gt, without_mel.box_margin)
+            masks["without_mel"] = (no_mel_soft > 0.5).float()
+            nets["without_mel"] = (without_mel, torch.softmax(no_mel_semantic, 1))
+        if export_to is not None:
+            for name, image, mask in zip(batch["name"], images, masks["pretrained"],
+                                         strict=True):
+                export_pair(export_to, name, tensor_to_rgb(image), mask[0].cpu().numpy() > 0.5)
         if random is not None:  # the pretrained segmenter's classes, as the baselines get
             nets["random"] = (random, nets["pretrained"][1])
         outputs, used = {}, {}

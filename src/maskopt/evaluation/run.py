@@ -27,6 +27,7 @@ from maskopt.models.build import INPAINTERS, load_model, restore
 from maskopt.params import Params
 from maskopt.pipeline import (
     JOINT_FILE,
+    JOINT_WITHOUT_MEL_FILE,
     PAIRS,
     REPORTS,
     SEGMENTER_FILE,
@@ -42,6 +43,7 @@ GRIDS_PER_IMAGE = 4
 def evaluate(params: Params) -> dict:
     device = pick_device(params.train.device)
     nets = Networks.load(JOINT_FILE, device)
+    without_mel = Networks.load(JOINT_WITHOUT_MEL_FILE, device, "train_joint_without_mel")
     pretrained, random = (Networks.load_pretrained(
         SEGMENTER_FILE, {kind: inpainter_file(kind, masks) for kind in INPAINTERS},
         nets.canny_sigma, device, stage) for masks, stage in (
@@ -62,7 +64,7 @@ def evaluate(params: Params) -> dict:
                 exported = Path(exported) if e.external_inpainters else None
                 table, per_image, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations,
                                                         shared, e.grid_pairs, bar, random,
-                                                        exported, finetuned)
+                                                        exported, finetuned, without_mel)
                 if exported is not None:
                     rows, psnrs, failures = evaluate_external(e.external_inpainters, exported,
                                                               dataset, shared)

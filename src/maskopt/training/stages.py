@@ -32,6 +32,7 @@ from maskopt.pipeline import (
     CHECKPOINTS,
     CURVES,
     JOINT_FILE,
+    JOINT_WITHOUT_MEL_FILE,
     PAIRS,
     RUN_ONLY,
     SEGMENTER_FILE,
@@ -217,7 +218,15 @@ def _train_inpainter(name: str, params: Params, kind: str, model_file: Path, ste
                       upstream, save, dataset)
 
 
-def train_joint(params: Params) -> dict:
+def train_joint(params: Params, without_mel: bool = False) -> dict:
+    """Joint training with the mask expansion loss as ``train.mask_expansion`` says, or
+    (``without_mel``) the paper's "w/o MEL" ablation beside it, from the same pretrained
+    networks and params: stage ``train_joint_without_mel`` → models/joint_without_mel.pt."""
+    name, model_file = "train_joint", JOINT_FILE
+    if without_mel:
+        name, model_file = "train_joint_without_mel", JOINT_WITHOUT_MEL_FILE
+        params = params.model_copy(update={"train": params.train.model_copy(
+            update={"mask_expansion": False})})
     upstream = [SEGMENTER_FILE, *(inpainter_file(k) for k in INPAINTERS)]
     made_by = {SEGMENTER_FILE: "pretrain_segmentation",
                **{inpainter_file(k): f"pretrain_inpainter@{k}" for k in INPAINTERS}}
@@ -242,16 +251,16 @@ def train_joint(params: Params) -> dict:
     def save(task, run, profile):
         nets = {"segmenter": (factory.configs["segmenter"], task.segmenter),
                 **{k: (factory.configs[k], task.g[k]) for k in INPAINTERS}}
-        save_model(JOINT_FILE, nets, alpha=params.alpha, box_margin=task.margin,
+        save_model(model_file, nets, alpha=params.alpha, box_margin=task.margin,
                    canny_sigma=params.inpainter.canny_sigma,
                    mask_expansion=params.train.mask_expansion,
                    taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []),
                    trained_on=profile)
-        if run.active:  # mlflow's pyfunc module is imported only where a model is logged
-            from maskopt.mlflow_model import log_joint_model
+        if run.active and not without_mel:  # the registry holds the models users run
+            from maskopt.mlflow_model import log_joint_model  # imports mlflow's pyfunc
 
             log_joint_model(JOINT_FILE, REGISTERED_MODEL)
 
     schedule = params.train.joint
-    return _run_stage("train_joint", params, factory, schedule.steps,
-                      schedule.batch_size, upstream, save)
+    return _run_stage(name, params, factory, schedule.steps, schedule.batch_size, upstream,
+                      save)
