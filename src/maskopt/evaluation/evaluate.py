@@ -91,12 +91,11 @@ def describe_row(row: str, mask_expansion: bool = True) -> str:
         return "joint w/o MEL (its segmenter's mask, its inpainters; Table V's ablation)"
     if row == "starting_point":
         return "paper's starting point (pretrained segmenter's mask, pretrained inpainters)"
-    if row.startswith("finetuned_"):
+    if finetuned_pairs(row) is not None:
         return f"inpainters trained on random masks, the image inpainter fine-tuned on " \
-               f"{row.split('_')[1]} object-mask pairs, ground-truth mask (Table III)"
-    if row.startswith("external_"):
-        return f"external inpainter {row[9:].removesuffix('_pretrained_mask')}, " \
-               "pretrained segmenter's mask"
+               f"{finetuned_pairs(row)} object-mask pairs, ground-truth mask (Table III)"
+    if external_name(row) is not None:
+        return f"external inpainter {external_name(row)}, pretrained segmenter's mask"
     if row.startswith("gt_d"):
         d = int(row[4:])
         return f"pretrained inpainters, ground-truth mask {'grown' if d >= 0 else 'eroded'} " \
@@ -205,8 +204,22 @@ def finetuned_row(pairs: int) -> str:
     return f"finetuned_{pairs}_gt_mask"
 
 
+def finetuned_pairs(row: str) -> int | None:
+    """N of a :func:`finetuned_row`, None for any other row."""
+    if row.startswith("finetuned_") and row.endswith("_gt_mask"):
+        return int(row.removeprefix("finetuned_").removesuffix("_gt_mask"))
+    return None
+
+
 def external_row(name: str) -> str:
     return f"external_{name}_pretrained_mask"
+
+
+def external_name(row: str) -> str | None:
+    """The inpainter's name of an :func:`external_row`, None for any other row."""
+    if row.startswith("external_") and row.endswith("_pretrained_mask"):
+        return row.removeprefix("external_").removesuffix("_pretrained_mask")
+    return None
 
 
 def evaluate_external(commands: dict[str, str], exported: Path, dataset,

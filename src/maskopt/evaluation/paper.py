@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from maskopt.evaluation.evaluate import external_name, finetuned_pairs, finetuned_row
 from maskopt.evaluation.statistics import paired_comparison
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.json")
@@ -54,7 +55,7 @@ def _by_bucket(values: list[float], image_buckets: list[str], bucket: str) -> li
 
 def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> list[str]:
     lines = [f"## Table III — {t3['caption']}", ""]
-    counts = sorted(int(row.split("_")[1]) for row in table if row.startswith("finetuned_"))
+    counts = sorted(n for n in map(finetuned_pairs, table) if n is not None)
     if not counts or "random_inpainters_gt_mask" not in table:
         return lines + ["Not in this run: no fine-tuned inpainter was evaluated.", ""]
     lines += ["Ours: the image inpainter trained on random masks, fine-tuned on the first N "
@@ -62,7 +63,7 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
               "random-mask ones), on the GT masks; N = 0 is Table II's random column. The "
               "paper's N are those of COCO; its numbers are in the second table.", ""]
     rows = {"N = 0": "random_inpainters_gt_mask",
-            **{f"N = {n}": f"finetuned_{n}_gt_mask" for n in counts}}
+            **{f"N = {n}": finetuned_row(n) for n in counts}}
     for metric in ("psnr", "ssim"):
         lines += _grid(metric, {k: (row, None) for k, row in rows.items()}, table, buckets)
     names = [f"N = {int(n) // 1000}k" if int(n) else "N = 0" for n in t3["psnr"]]
@@ -76,8 +77,8 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
               "the first 20k pairs (saturating up to 110k).", ""]
     for n in counts:
         lines.append(_claim(f"fine-tuned on {n} pairs > not fine-tuned",
-                            per_image[f"finetuned_{n}_gt_mask"], base))
-    gains = [sum(per_image[f"finetuned_{n}_gt_mask"]) / len(base) - sum(base) / len(base)
+                            per_image[finetuned_row(n)], base))
+    gains = [sum(per_image[finetuned_row(n)]) / len(base) - sum(base) / len(base)
              for n in counts]
     if gains[-1] > 0:
         lines.append(f"- share of the gain at N = {counts[-1]} reached with N = {counts[0]}: "
@@ -152,8 +153,8 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                    "EdgeC": ("random_inpainters_pretrained_mask"
                              if "random_inpainters_pretrained_mask" in table else None,
                              t5[metric]["EdgeC"]),
-                   **{row[9:].removesuffix("_pretrained_mask"): (row, None)
-                      for row in table if row.startswith("external_")},
+                   **{external_name(row): (row, None)
+                      for row in table if external_name(row) is not None},
                    "w/o MEL": ("without_mel" if "without_mel" in table else None,
                                t5[metric]["w/o MEL"]),
                    ours: ("joint", t5[metric].get(ours))}
@@ -161,8 +162,8 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
     lines += [f"Paper: {ours} beats every baseline on PSNR in every bucket, and w/o MEL.", ""]
     baselines = [("without_mel", "w/o MEL"), ("random_inpainters_pretrained_mask", "EdgeC"),
                  ("telea_pretrained_mask", "OpenCV Telea"),
-                 *((row, row[9:].removesuffix("_pretrained_mask"))
-                   for row in per_image if row.startswith("external_"))]
+                 *((row, external_name(row))
+                   for row in per_image if external_name(row) is not None)]
     for row, name in baselines:
         if row in per_image:
             lines.append(_claim(f"{ours} > {name}", per_image["joint"], per_image[row]))
