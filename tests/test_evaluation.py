@@ -1,11 +1,13 @@
 """Evaluation metrics on known inputs, the unavailable-network path, and the stage outputs."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tiny import tiny_params
 from torch import nn
 
@@ -128,7 +130,9 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
     monkeypatch.setattr(image_metrics, "default_lpips", offline)
     monkeypatch.setattr(image_metrics, "default_fid_features", offline)
-    headline = evaluate(tiny_params())
+    stand_in = f"{sys.executable} {Path(__file__).with_name('stand_in_inpainter.py')} " \
+               "--image {images} --mask {masks} --output {output}"
+    headline = evaluate(tiny_params(**{"evaluate.external_inpainters": {"stand_in": stand_in}}))
     assert json.loads(Path("reports/metrics.json").read_text()) == headline
     saved = json.loads(Path("reports/evaluation.json").read_text())
     # the headline file: ~10 numbers, each the same as in the full evaluation
@@ -163,4 +167,41 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     dilation = json.loads(Path("reports/plots/dilation.json").read_text())
     assert [p["d"] for p in dilation] == [-2, 0, 2, 4, 6, 8]
     assert Path("reports/plots/buckets/joint.json").exists()
-    assert sorted(p.name for p in Path("reports/grids").iterdir())[0] == "pairs_000.png"
+    assert sorted(p.name for p in Path("reports/grids").iterdir())[0] == "figure_1_000.png"
+    paper = Path("reports/paper.md").read_text()
+    for figure in ("figure_1", "pairs", "table_v"):
+        assert Path(f"reports/grids/{figure}_000.png").exists()
+    assert "![Fig. 1](grids/figure_1_000.png)" in paper
+    assert "![Fig. 4](grids/table_v_000.png)" in paper
+    # Fig. 1: one pair; input, the masks and fills of d = -2, 0, 2, the target
+    figure_1 = np.asarray(Image.open("reports/grids/figure_1_000.png"))
+    assert figure_1.shape[1] == 8 * 130 and figure_1.shape[0] < 2 * 130
+    # Fig. 4: input, mask, Telea, NS, EdgeC, the external one, w/o MEL, Ours, target
+    assert {"random_inpainters_pretrained_mask", "without_mel",
+            "external_stand_in_pretrained_mask"} <= set(saved)
+    assert np.asarray(Image.open("reports/grids/table_v_000.png")).shape[1] == 9 * 130
+
+
+def test_fig_4_columns_put_external_inpainters_before_ours():
+    from maskopt.evaluation.evaluate import table_v_columns, with_external_columns
+
+    images = torch.zeros(2, 3, 8, 8)
+    outputs = {row: images + i for i, row in enumerate(
+        ("telea_pretrained_mask", "ns_pretrained_mask", "without_mel", "joint", "gt_d0"))}
+    columns = table_v_columns(images, images, {"pretrained": images[:, :1]}, outputs)
+    assert list(columns) == ["input I", "pretrained mask", "telea_pretrained_mask",
+                             "ns_pretrained_mask", "without_mel", "joint", "ground truth I_G"]
+    lama = "external_lama_pretrained_mask"
+    merged = with_external_columns(columns, {lama: images})
+    assert list(merged)[4:] == [lama, "without_mel", "joint", "ground truth I_G"]
+    assert len(merged[lama]) == 2
+
+
+def test_long_column_names_wrap_inside_their_tile():
+    from maskopt.evaluation.report import labelled_grid
+
+    tile = torch.zeros(3, 8, 8)
+    short = labelled_grid({"input I": [tile]}, tile=64)
+    long = labelled_grid({"random_inpainters_pretrained_mask": [tile]}, tile=64)
+    assert long.shape[1] == short.shape[1] == 66
+    assert long.shape[0] > short.shape[0]  # more header lines, none wider than the tile

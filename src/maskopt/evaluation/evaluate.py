@@ -126,10 +126,12 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
                    export_to: Path | None = None,
                    finetuned: dict[int, Networks] | None = None,
                    without_mel: Networks | None = None) -> tuple[dict, dict, dict]:
-    """Return ({row: {bucket: metrics}}, {row: per-image PSNR in dataset order}, grid
-    images) over the whole test split. ``random``: the inpainters trained on random
-    masks (their rows are left out without them). ``export_to``: a folder that gets
-    every test image with the pretrained segmenter's mask, for external inpainters.
+    """Return ({row: {bucket: metrics}}, {row: per-image PSNR in dataset order},
+    {figure: {column: images}}) over the whole test split; the figures are
+    :data:`FIGURES`, drawn from the first ``grid_pairs`` pairs (Fig. 1: the first).
+    ``random``: the inpainters trained on random masks (their rows are left out
+    without them). ``export_to``: a folder that gets every test image with the
+    pretrained segmenter's mask, for external inpainters.
     ``finetuned``: N → the random-mask inpainters with the image inpainter fine-tuned
     on N object pairs (Table III), run on the GT masks. ``without_mel``: the joint
     model trained without the mask expansion loss."""
@@ -138,7 +140,7 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
     names = [*row_names(dilations, random is not None, without_mel is not None),
              *map(finetuned_row, finetuned)]
     results = {name: RowResults(BucketMetrics(shared)) for name in names}
-    grid: dict[str, list[torch.Tensor]] = defaultdict(list)
+    grids = {figure: defaultdict(list) for figure in FIGURES}
     for batch in batches(dataset, BATCH):
         batch = to_device(batch, device)
         images, target, gt = batch["image"], batch["target"], batch["mask"]
@@ -188,16 +190,17 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
                        "fallback_rate": float(miss)}
                 results[name].masks[bucket].append(row)
                 results[name].masks[ALL].append(row)
-        drawn = len(grid[GRID_FIRST_COLUMN])
-        if drawn < grid_pairs:
-            take = slice(0, grid_pairs - drawn)
-            for key, value in grid_columns(images, target, masks, outputs).items():
-                grid[key].extend(value[take].cpu())
+        for figure, wanted in (("pairs", grid_pairs), ("table_v", grid_pairs), ("figure_1", 1)):
+            take = wanted - len(grids[figure][GRID_FIRST_COLUMN])
+            if take > 0:
+                columns = figure_columns(figure, images, target, gt, masks, outputs, dilations)
+                for key, value in columns.items():
+                    grids[figure][key].extend(value[:take].cpu())
         if progress is not None:
             progress.update(len(images))
     table = {name: r.summary() for name, r in results.items()}
     per_image = {name: r.per_image_psnr() for name, r in results.items()}
-    return table, per_image, dict(grid)
+    return table, per_image, {figure: dict(grid) for figure, grid in grids.items()}
 
 
 def finetuned_row(pairs: int) -> str:
@@ -234,12 +237,8 @@ def evaluate_external(commands: dict[str, str], exported: Path, dataset,
             run_inpainter(name, command, exported, output)
             result = RowResults(BucketMetrics(shared))
             for batch in batches(dataset, BATCH):
-                filled = []
-                for image_name in batch["name"]:
-                    rgb = np.asarray(Image.open(exported / "images" / f"{image_name}.png"))
-                    hole = np.asarray(Image.open(exported / "masks" / f"{image_name}.png")) > 127
-                    filled.append(rgb_to_tensor(read_result(name, output, image_name, rgb, hole)))
-                result.images.update(torch.stack(filled), batch["target"], batch["bucket"])
+                filled = external_fills(name, exported, batch["name"])
+                result.images.update(filled, batch["target"], batch["bucket"])
         except MaskoptError as exc:
             failures[name] = str(exc)
             continue
@@ -248,7 +247,30 @@ def evaluate_external(commands: dict[str, str], exported: Path, dataset,
     return table, per_image, failures
 
 
+def external_fills(name: str, exported: Path, image_names: list[str]) -> torch.Tensor:
+    """An external inpainter's results for ``image_names`` (N×3×H×W), known pixels kept."""
+    filled = []
+    for image_name in image_names:
+        rgb = np.asarray(Image.open(exported / "images" / f"{image_name}.png"))
+        hole = np.asarray(Image.open(exported / "masks" / f"{image_name}.png")) > 127
+        result = read_result(name, exported / "results" / name, image_name, rgb, hole)
+        filled.append(rgb_to_tensor(result))
+    return torch.stack(filled)
+
+
 GRID_FIRST_COLUMN = "input I"
+# reports/grids/<figure>_NNN.png: the project's own columns, the paper's Fig. 4 (Table V's
+# rows on the same pairs) and Fig. 1 (one pair, its GT mask eroded, exact and grown)
+FIGURES = ("pairs", "table_v", "figure_1")
+
+
+def figure_columns(figure: str, images, target, gt, masks, outputs,
+                   dilations) -> dict[str, torch.Tensor]:
+    if figure == "figure_1":
+        return figure_1_columns(images, target, gt, dilations, outputs)
+    if figure == "table_v":
+        return table_v_columns(images, target, masks, outputs)
+    return grid_columns(images, target, masks, outputs)
 
 
 def grid_columns(images, target, masks, outputs) -> dict[str, torch.Tensor]:
@@ -257,6 +279,35 @@ def grid_columns(images, target, masks, outputs) -> dict[str, torch.Tensor]:
             "joint mask": masks["joint"], "starting point": outputs["starting_point"],
             "Telea, pretr. mask": outputs["telea_pretrained_mask"],
             "Telea, joint mask": outputs["telea_joint_mask"], "joint": outputs["joint"],
+            "ground truth I_G": target}
+
+
+def table_v_columns(images, target, masks, outputs) -> dict[str, torch.Tensor]:
+    """Fig. 4 of the paper: Table V's rows side by side, labelled with the row names (the
+    external inpainters' columns are added after they ran: :func:`with_external_columns`)."""
+    rows = ["telea_pretrained_mask", "ns_pretrained_mask", "random_inpainters_pretrained_mask",
+            "without_mel", "joint"]
+    return {GRID_FIRST_COLUMN: images, "pretrained mask": masks["pretrained"],
+            **{row: outputs[row] for row in rows if row in outputs},
+            "ground truth I_G": target}
+
+
+def with_external_columns(columns: dict, fills: dict[str, torch.Tensor]) -> dict:
+    """``columns`` of :func:`table_v_columns` with the external rows before w/o MEL and
+    Ours, as Table V orders its baselines."""
+    ours = [k for k in ("without_mel", "joint") if k in columns]
+    before = {k: v for k, v in columns.items() if k not in ours and k != "ground truth I_G"}
+    return {**before, **{row: list(images) for row, images in fills.items()},
+            **{k: columns[k] for k in [*ours, "ground truth I_G"]}}
+
+
+def figure_1_columns(images, target, gt, dilations, outputs) -> dict[str, torch.Tensor]:
+    """Fig. 1 of the paper: the GT mask eroded by 2 px, exact and grown by 2 px, each with
+    the pretrained inpainters' fill (those of the three that ``dilations`` has)."""
+    shown = [d for d in (-2, 0, 2) if d in dilations]
+    return {GRID_FIRST_COLUMN: images,
+            **{f"mask gt_d{d}": grow_mask(gt, d) for d in shown},
+            **{f"gt_d{d}": outputs[f"gt_d{d}"] for d in shown},
             "ground truth I_G": target}
 
 

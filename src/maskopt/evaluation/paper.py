@@ -87,8 +87,10 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
 
 
 def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets: list[str],
-                   dilations: list[int], mask_expansion: bool, image_size: int) -> str:
-    """``per_image``: each row's PSNR per test pair, in the order of ``image_buckets``."""
+                   dilations: list[int], mask_expansion: bool, image_size: int,
+                   figures: dict[str, list[str]] | None = None) -> str:
+    """``per_image``: each row's PSNR per test pair, in the order of ``image_buckets``.
+    ``figures``: the grid files of ``evaluate.FIGURES`` (in reports/grids/) to show."""
     paper = paper_numbers()
     buckets = paper["buckets"]
     lines = ["# The paper's tables, reproduced on this run", "",
@@ -108,6 +110,10 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                   "it costs little.", "",
                   _claim("the exact GT mask beats it eroded by 2 px", per_image["gt_d0"],
                          per_image["gt_d-2"]), ""]
+
+    lines += _figure("Fig. 1 — the same hole filled with the GT mask eroded by 2 px, exact "
+                     "and grown by 2 px (pretrained inpainters; the first test pair)",
+                     (figures or {}).get("figure_1"))
 
     t2 = paper["table_2"]
     lines += [f"## Table II — {t2['caption']}", ""]
@@ -168,4 +174,13 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
         if row in per_image:
             lines.append(_claim(f"{ours} > {name}", per_image["joint"], per_image[row]))
     lines.append("")
+    lines += _figure("Fig. 4 — Table V's rows on the same test pairs (columns named as the "
+                     "rows above; each baseline fills the pretrained mask)",
+                     (figures or {}).get("table_v"))
     return "\n".join(lines)
+
+
+def _figure(title: str, files: list[str] | None) -> list[str]:
+    if not files:
+        return []
+    return [f"## {title}", "", *(f"![{title.split(' —')[0]}](grids/{f})" for f in files), ""]

@@ -112,16 +112,31 @@ def plot_rows(table: dict, dilations: list[int]) -> tuple[dict[str, list[dict]],
     return per_bucket, per_dilation
 
 
+def _label_lines(name: str, width: int, font, scale: float) -> list[str]:
+    """``name`` broken at underscores and spaces into lines that fit ``width`` pixels."""
+    lines: list[str] = []
+    for word in name.replace("_", "_ ").split(" "):
+        if lines and cv2.getTextSize(lines[-1] + word, font, scale, 1)[0][0] <= width:
+            lines[-1] += word if lines[-1].endswith("_") else " " + word
+        else:
+            lines.append(word)
+    return lines
+
+
 def labelled_grid(columns: dict[str, list[torch.Tensor]], tile: int = 128) -> np.ndarray:
-    """Rows = pairs, columns = the named images, with a label strip on top."""
+    """Rows = pairs, columns = the named images, under a label strip (long names, such as
+    the evaluation's row names, wrap onto several lines)."""
+    font, scale, line_height = cv2.FONT_HERSHEY_SIMPLEX, 0.4, 14
     names = list(columns)
     rows = len(columns[names[0]])
-    header = 22
+    labels = {name: _label_lines(name, tile - 6, font, scale) for name in names}
+    header = 8 + line_height * max(len(lines) for lines in labels.values())
     canvas = np.full((header + rows * (tile + 2), len(names) * (tile + 2), 3), 255, np.uint8)
     for c, name in enumerate(names):
         x = c * (tile + 2)
-        cv2.putText(canvas, name, (x + 3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        for i, line in enumerate(labels[name]):
+            cv2.putText(canvas, line, (x + 3, 15 + i * line_height), font, scale, (0, 0, 0), 1,
+                        cv2.LINE_AA)
         for r, image in enumerate(columns[name]):
             img = image.expand(3, -1, -1) if image.shape[0] == 1 else image
             arr = cv2.resize(tensor_to_rgb(img), (tile, tile), interpolation=cv2.INTER_NEAREST)

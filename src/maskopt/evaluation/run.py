@@ -15,8 +15,11 @@ from maskopt.evaluation.evaluate import (
     compare_rows,
     evaluate_external,
     evaluate_pairs,
+    external_fills,
+    external_name,
     flat_metrics,
     headline_metrics,
+    with_external_columns,
 )
 from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.paper import paper_markdown
@@ -62,7 +65,7 @@ def evaluate(params: Params) -> dict:
         with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar:
             with tempfile.TemporaryDirectory() as exported:
                 exported = Path(exported) if e.external_inpainters else None
-                table, per_image, grid = evaluate_pairs(nets, pretrained, dataset, e.dilations,
+                table, per_image, grids = evaluate_pairs(nets, pretrained, dataset, e.dilations,
                                                         shared, e.grid_pairs, bar, random,
                                                         exported, finetuned, without_mel)
                 if exported is not None:
@@ -70,6 +73,10 @@ def evaluate(params: Params) -> dict:
                                                               dataset, shared)
                     table.update(rows)
                     per_image.update(psnrs)
+                    drawn = list(dataset.pairs.names[:len(grids["table_v"][GRID_FIRST_COLUMN])])
+                    grids["table_v"] = with_external_columns(grids["table_v"], {
+                        row: external_fills(external_name(row), exported, drawn)
+                        for row in rows})
         for why in failures.values():
             tqdm.write(f"evaluate: left out: {why}")
         comparisons = compare_rows(per_image)
@@ -85,8 +92,11 @@ def evaluate(params: Params) -> dict:
                                    params.train.mask_expansion, nets.image_size, comparisons)
         with atomic_path(REPORTS / "tables.md") as tmp:
             tmp.write_text(markdown)
+        figures = {figure: [f"{figure}_{start:03d}.png" for start in range(
+            0, len(columns.get(GRID_FIRST_COLUMN, [])), GRIDS_PER_IMAGE)]
+            for figure, columns in grids.items()}
         paper = paper_markdown(table, per_image, list(dataset.pairs.buckets), e.dilations,
-                               params.train.mask_expansion, nets.image_size)
+                               params.train.mask_expansion, nets.image_size, figures)
         with atomic_path(REPORTS / "paper.md") as tmp:
             tmp.write_text(paper)
         per_bucket, per_dilation = plot_rows(table, e.dilations)
@@ -96,9 +106,11 @@ def evaluate(params: Params) -> dict:
             write_json(folder / "dilation.json", per_dilation)
         with atomic_path(REPORTS / "grids") as folder:
             folder.mkdir()
-            for start in range(0, len(grid[GRID_FIRST_COLUMN]), GRIDS_PER_IMAGE):
-                part = {k: v[start:start + GRIDS_PER_IMAGE] for k, v in grid.items()}
-                write_png(folder / f"pairs_{start:03d}.png", labelled_grid(part))
+            for figure, files in figures.items():
+                for i, file in enumerate(files):
+                    part = {k: v[i * GRIDS_PER_IMAGE:(i + 1) * GRIDS_PER_IMAGE]
+                            for k, v in grids[figure].items()}
+                    write_png(folder / file, labelled_grid(part))
         numeric = {k: float(v) for k, v in flatten(metrics).items()
                    if not k.startswith("unavailable") and _is_number(v)}
         run.log_metrics(numeric)
