@@ -6,19 +6,26 @@ training stage's own step function (`maskopt.training.tasks`) on synthetic batch
 for fp32 and bf16 autocast, channels_last off/on and torch.compile off/on (the
 generators and discriminators; the segmenter's detection code does not compile),
 printing step time, images/s and peak memory; then the largest batch that fits for
-each stage (bf16), and `maskopt remove` latency at 256, 512 and 1024 px. Without CUDA
-it says so and exits 0. Budget: a few minutes on one GPU.
+each stage (bf16), and `maskopt remove` latency at 256, 512 and 1024 px; then the
+sample profile end to end: `dvc repro` of params.yaml in a fresh clone of this
+repository (HEAD), on the GPU, with each stage's training seconds. Without CUDA it says
+so and exits 0. Budget: a few minutes on one GPU.
 
-    .venv/bin/python benchmarks/gpu.py [--steps 5] [--quick]
+    .venv/bin/python benchmarks/gpu.py [--steps 5] [--quick] [--sample-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -162,20 +169,49 @@ def _cuda_seconds(fn, repeat: int, device) -> float:
     return (time.perf_counter() - started) / repeat
 
 
+def time_sample_pipeline(repo: Path) -> tuple[float, dict[str, float]]:
+    """(wall seconds of `dvc repro`, {stage: training seconds}) of the sample profile in
+    a fresh clone of ``repo``'s HEAD: what a user with this GPU waits for on a first run."""
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        clone = Path(tmp) / "maskopt"
+        subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{clone / 'mlflow.db'}"
+        started = time.perf_counter()
+        subprocess.run(["dvc", "repro", "--quiet"], cwd=clone, env=env, check=True)
+        wall = time.perf_counter() - started
+        stages = {f.stem: json.loads(f.read_text())["seconds"]
+                  for f in sorted((clone / "reports" / "train").glob("*.json"))}
+    return wall, stages
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="fp32/bf16 only, no compile")
+    parser.add_argument("--sample-only", action="store_true",
+                        help="only the sample profile's `dvc repro`")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA device here; nothing to measure.")
         return 0
     device = torch.device("cuda", 0)
+    if not args.sample_only:
+        paper_scale_figures(device, args.steps, args.quick)
+    wall, stages = time_sample_pipeline(Path(__file__).resolve().parents[1])
+    print(f"\nsample profile (params.yaml), `dvc repro` from a fresh clone: {wall:.0f} s")
+    for stage, seconds in stages.items():
+        print(f"  {stage}: {seconds:.1f} s training")
+    return 0
+
+
+def paper_scale_figures(device, steps: int, quick: bool) -> None:
     print(f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}, "
-          f"paper scale ({SIZE} px, width 64, R50-FPN), {args.steps} timed steps")
+          f"paper scale ({SIZE} px, width 64, R50-FPN), {steps} timed steps")
     batches = {"segmenter": 4, "edge": 8, "segmentation": 8, "image": 8, "joint": 4}
     variants = list(itertools.product((False, True), (False, True), (False, True)))
-    if args.quick:
+    if quick:
         variants = [(amp, False, False) for amp in (False, True)]
     print("| stage | batch | precision | channels_last | compile | s/step | images/s | peak GiB |")
     print("|---|---|---|---|---|---|---|---|")
@@ -183,7 +219,7 @@ def main() -> int:
         for amp, channels_last, compiled in variants:
             try:
                 seconds, peak = time_stage(stage, batch, amp, channels_last, compiled,
-                                           args.steps, device)
+                                           steps, device)
                 cells = f"{seconds:.3f} | {batch / seconds:.1f} | {peak:.1f}"
             except Exception as exc:  # noqa: BLE001 - report and go on with the next one
                 cells = f"failed: {type(exc).__name__} | – | –"
@@ -195,7 +231,6 @@ def main() -> int:
     print("\nremove, one photo (s): segmentation + inpainting")
     for size, (segment, fill) in remove_latency(device).items():
         print(f"  {size} px: {segment:.3f} + {fill:.3f} = {segment + fill:.3f}")
-    return 0
 
 
 if __name__ == "__main__":
