@@ -53,16 +53,39 @@ def test_psnr(nets: Networks, test: PairDataset) -> tuple[float, float]:
     return sum(ours) / len(ours), sum(telea) / len(telea)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--every", type=int, default=100)
+def curve_arguments(description: str, steps: int, every: int) -> tuple:
+    """(args, params) of a learning-curve script: ``--steps``, ``--every`` and ``-S``
+    overrides of params.yaml; sets torch's threads and seed from the params."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--every", type=int, default=every)
     parser.add_argument("-S", dest="overrides", action="append", default=[])
     args = parser.parse_args()
     params = with_overrides(load_params("params.yaml"), args.overrides)
     if params.train.threads:
         torch.set_num_threads(params.train.threads)
     torch.manual_seed(params.seed)
+    return args, params
+
+
+def evaluation_points(task, loader, steps: int, every: int):
+    """Train ``task`` for ``steps`` steps, yielding the step count every ``every`` steps
+    and after the last one (where the caller evaluates)."""
+    step, epoch = 0, 0
+    while step < steps:
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            task.step(batch)
+            step += 1
+            if step % every == 0 or step == steps:
+                yield step
+            if step >= steps:
+                return
+        epoch += 1
+
+
+def main() -> None:
+    args, params = curve_arguments(__doc__.splitlines()[0], 600, 100)
     ctx = Context(0, 1, 0, torch.device("cpu"))
     train = PairDataset("data/pairs/train", params.inpainter.canny_sigma, flip=True,
                         seed=params.seed)
@@ -80,22 +103,13 @@ def main() -> None:
                          params.seed)
     print(f"overrides: {args.overrides or 'none'}")
     print("| step | seconds | PSNR, GT mask | Telea, GT mask |\n|---|---|---|---|")
-    step, epoch, started = 0, 0, time.perf_counter()
-    while step < args.steps:
-        loader.sampler.set_epoch(epoch)
-        for batch in loader:
-            task.step(batch)
-            step += 1
-            if step % args.every == 0 or step == args.steps:
-                task.generator.eval()
-                ours, telea = test_psnr(nets, test)
-                task.generator.train()
-                print(f"| {step} | {time.perf_counter() - started:.0f} | {ours:.2f} | "
-                      f"{telea:.2f} |", flush=True)
-            if step >= args.steps:
-                break
-        epoch += 1
-
+    started = time.perf_counter()
+    for step in evaluation_points(task, loader, args.steps, args.every):
+        task.generator.eval()
+        ours, telea = test_psnr(nets, test)
+        task.generator.train()
+        print(f"| {step} | {time.perf_counter() - started:.0f} | {ours:.2f} | "
+              f"{telea:.2f} |", flush=True)
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 import pytest
 import torch
 from tiny import assert_min_score_keeps_the_confident_detections
+from torchvision.models.detection.image_list import ImageList
 
 from maskopt.errors import MaskoptError
 from maskopt.losses import reconstruction_l1_loss
@@ -106,6 +107,19 @@ def test_segmenter_losses_and_inference_outputs():
 
 def test_predict_with_min_score_masks_only_the_confident_detections():
     assert_min_score_keeps_the_confident_detections(_small_segmenter(), SIZE)
+
+
+def test_anchor_sizes_and_proposal_counts_reach_the_rpn():
+    seg = PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
+                      anchor_sizes=[8, 16, 24, 40, 64],
+                      proposals={"training": 40, "testing": 20})
+    assert [s[0] for s in seg.rpn.anchor_generator.sizes] == [8, 16, 24, 40, 64]
+    images = torch.rand(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        proposals, _ = seg.eval().rpn(ImageList(images, [(SIZE, SIZE)] * 2), seg.features(images))
+    assert all(len(p) <= 20 for p in proposals)
+    with pytest.raises(MaskoptError, match="one size per FPN level"):
+        PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE, anchor_sizes=[8, 16])
 
 
 def test_segmenter_refuses_sizes_not_divisible_by_32():

@@ -96,6 +96,13 @@ class SegmenterParams(_Section):
     # of the image side, so the mask head can paint on the grown box that joint training
     # and removal give it (see README, "The mask can grow past its box"). 0 = off.
     grown_box_margin: float = Field(default=0.1, ge=0, le=0.5)
+    # Region proposals kept per image after the RPN's NMS (the box head runs on all of
+    # them when detecting); defaults: detectron2's, as the paper's PanopticFPN.
+    # Anchor sizes in px (at synthesize.image_size), one per FPN level P2..P6; null: 1/32
+    # .. 1/2 of the image side, detectron2's 32..512 px scaled from its 800-1333 px input.
+    anchor_sizes: list[int] | None = None
+    proposals_train: int = Field(default=1000, ge=16)
+    proposals_test: int = Field(default=1000, ge=16)
 
     @field_validator("fpn_channels")
     @classmethod

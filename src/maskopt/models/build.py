@@ -38,7 +38,9 @@ def segmenter_config(params: Params, num_things: int, num_classes: int,
             "fpn_channels": s.fpn_channels, "image_size": params.synthesize.image_size,
             "weights": s.weights, "box_batch_size": s.box_batch_size,
             "detections_per_image": s.detections_per_image,
-            "grown_box_margin": s.grown_box_margin}
+            "grown_box_margin": s.grown_box_margin,
+            "proposals": {"training": s.proposals_train, "testing": s.proposals_test},
+            "anchor_sizes": s.anchor_sizes}
 
 
 def inpainter_config(params: Params, kind: str, num_classes: int) -> dict:

@@ -61,7 +61,9 @@ class Detectron2PanopticFPN(nn.Module):
                  image_size: int = 256, weights: Literal["none", "imagenet", "coco"] = "none",
                  box_batch_size: int = 512, detections_per_image: int = 100,
                  score_threshold: float = 0.05, load_weights: bool = True,
-                 thing_category_ids: list[int] | None = None, **_ignored):
+                 thing_category_ids: list[int] | None = None,
+                 proposals: dict[str, int] | None = None,
+                 anchor_sizes: list[int] | None = None, **_ignored):
         super().__init__()
         if not detectron2_available():
             raise MaskoptError("segmenter.backend is detectron2 but detectron2 is not installed; "
@@ -87,9 +89,13 @@ class Detectron2PanopticFPN(nn.Module):
         cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = box_batch_size
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
         cfg.TEST.DETECTIONS_PER_IMAGE = detections_per_image
+        if proposals:
+            cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = proposals["training"]
+            cfg.MODEL.RPN.POST_NMS_TOPK_TEST = proposals["testing"]
         cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_semantic_classes
         cfg.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 0
-        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[max(2, image_size // d)] for d in (32, 16, 8, 4, 2)]
+        cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[size] for size in anchor_sizes or [
+            max(2, image_size // d) for d in (32, 16, 8, 4, 2)]]
         # The config's pixel format (BGR) and mean/std are those its weights were
         # trained with: images are converted to them, never the other way round.
         self.input_format = cfg.INPUT.FORMAT

@@ -144,14 +144,18 @@ class PanopticFPN(nn.Module):
                  weights: Literal["none", "imagenet", "coco"] = "none",
                  box_batch_size: int = 512, detections_per_image: int = 100,
                  score_threshold: float = 0.05, load_weights: bool = True,
-                 thing_category_ids: list[int] | None = None, grown_box_margin: float = 0.0):
+                 thing_category_ids: list[int] | None = None, grown_box_margin: float = 0.0,
+                 proposals: dict[str, int] | None = None,
+                 anchor_sizes: list[int] | None = None):
         """``weights`` picks the norms (GroupNorm from scratch, frozen BN for pretrained
         starts) and, when ``load_weights``, loads them; restoring a saved model passes
         ``load_weights=False`` so nothing is downloaded. ``thing_category_ids`` are the
         COCO category ids of thing labels 1..K, needed to take the class rows of the
         COCO weights. ``grown_box_margin`` (a fraction of the image side) adds the mask
         loss on ground-truth boxes grown by a random margin up to it (see
-        :meth:`grown_box_mask_loss`)."""
+        :meth:`grown_box_mask_loss`). ``proposals``: RPN proposals kept per image after
+        NMS, ``training`` and ``testing`` (torchvision's 2000 and 1000 without it).
+        ``anchor_sizes``: px per FPN level P2..P6 (default: 1/32 .. 1/2 of the side)."""
         super().__init__()
         self.grown_box_margin = grown_box_margin * image_size
         if depth not in RESNET_CHANNELS:
@@ -163,7 +167,12 @@ class PanopticFPN(nn.Module):
                                load=load_weights and weights == "imagenet")
         scratch = weights == "none"
         # Anchors scale with the input: 1/32 .. 1/2 of its side over P2..P6.
-        sizes = tuple((max(2, image_size // d),) for d in (32, 16, 8, 4, 2))
+        if anchor_sizes is None:
+            anchor_sizes = [max(2, image_size // d) for d in (32, 16, 8, 4, 2)]
+        if len(anchor_sizes) != 5:
+            raise MaskoptError(f"segmenter.anchor_sizes needs one size per FPN level P2..P6 "
+                               f"(5), got {len(anchor_sizes)}")
+        sizes = tuple((int(size),) for size in anchor_sizes)
         anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
         mask_head = MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1,
                                   norm_layer=group_norm if scratch else None)
@@ -177,7 +186,9 @@ class PanopticFPN(nn.Module):
             box_roi_pool=CpuMultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
             mask_roi_pool=CpuMultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2),
             box_batch_size_per_image=box_batch_size,
-            box_detections_per_img=detections_per_image, box_score_thresh=score_threshold)
+            box_detections_per_img=detections_per_image, box_score_thresh=score_threshold,
+            **({"rpn_post_nms_top_n_train": proposals["training"],
+                "rpn_post_nms_top_n_test": proposals["testing"]} if proposals else {}))
         # Panoptic FPN reuses Mask R-CNN's parts; its image transform is not used.
         self.backbone, self.rpn = maskrcnn.backbone, maskrcnn.rpn
         self.roi_heads = maskrcnn.roi_heads
