@@ -25,17 +25,23 @@ class _Section(BaseModel):
 
 class DataParams(_Section):
     source: Literal["sample", "coco"] = "sample"
-    root: str = "data/raw"
+    root: str = "data/raw"             # what the pipeline reads (the stage's output)
+    # coco only: archives and unpacked annotations, kept outside the output (DVC does not
+    # hash them), and COCO's files while the sample is in use
+    downloads: str = "data/downloads"
     # coco only: fetch just this many images per split (individual image URLs)
     max_images: int | None = Field(default=None, ge=1)
     coco_base_url: str = "http://images.cocodataset.org"
     # Expected MD5 per archive name, replacing the published ones (a mirror, a re-packed
-    # archive); null turns the check off for that archive (with a warning).
-    coco_checksums: dict[str, str | None] = Field(default_factory=dict)
+    # archive); null for an archive, or for the whole setting, turns its check off
+    # (with a warning).
+    coco_checksums: dict[str, str | None] | None = Field(default_factory=dict)
 
     @field_validator("coco_checksums")
     @classmethod
-    def _md5_or_null(cls, value: dict) -> dict:
+    def _md5_or_null(cls, value: dict | None) -> dict | None:
+        if value is None:
+            return None
         bad = [k for k, v in value.items() if v is not None and
                (len(v) != 32 or any(c not in "0123456789abcdef" for c in v.lower()))]
         if bad:
@@ -60,6 +66,8 @@ class SynthesizeParams(_Section):
     min_mask_ratio: float = Field(default=0.02, gt=0, lt=0.1)
     max_mask_ratio: float = Field(default=0.40, gt=0.1, le=0.4)
     workers: int = Field(default=2, ge=1)
+    # a split yielding fewer pairs fails the stage (e.g. its images are missing)
+    min_pairs: int = Field(default=4, ge=1)
 
     @field_validator("image_size")
     @classmethod

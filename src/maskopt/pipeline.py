@@ -36,12 +36,13 @@ def finetuned_file(pairs: int) -> Path:
 
 _TRAINING = ["seed", "train.device", "train.amp"]
 STAGE_PARAMS: dict[str, list[str]] = {
-    "download": ["seed", "data.source", "data.root", "data.max_images", "data.coco_base_url",
-                 "data.coco_checksums", "sample"],
+    "download": ["seed", "data.source", "data.root", "data.downloads", "data.max_images",
+                 "data.coco_base_url", "data.coco_checksums", "sample"],
     "synthesize": ["seed", "data.root", "synthesize.image_size", "synthesize.train_pairs",
                    "synthesize.test_pairs", "synthesize.min_person_area",
                    "synthesize.max_truncation", "synthesize.blur_sigma",
-                   "synthesize.min_mask_ratio", "synthesize.max_mask_ratio"],
+                   "synthesize.min_mask_ratio", "synthesize.max_mask_ratio",
+                   "synthesize.min_pairs"],
     "pretrain_segmentation": [*_TRAINING, "segmenter", "synthesize.image_size",
                               "train.segmentation"],
     "pretrain_inpainter": [*_TRAINING, "inpainter", "loss", "train.inpainter",

@@ -1,24 +1,30 @@
 """Resumable, checksum-verified downloads and safe archive extraction.
 
-Used by the `download` stage for COCO 2017. A transfer goes to ``<file>.part`` and
-continues from where it stopped (HTTP Range) when restarted; the finished file
-is checked against the server's size and, where known, its MD5, before it is
-renamed into place. Archives are extracted member by member, refusing any
-member that would land outside the target folder.
+Used by the `download` stage for COCO 2017, whose image archive is 18 GB: nothing
+here ever deletes a file that was verified, and every failure is one line that says
+what to do. A transfer goes to ``<file>.part`` and continues from where it stopped
+(HTTP Range); the finished file is checked against the server's size and, where
+known, its MD5 before it is renamed into place. A download that fails its check is
+moved aside to ``<file>.corrupt`` until a good copy replaces it. Archives are
+extracted member by member, refusing any member that would land outside the target
+folder; a member already there at its full size is not written again.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
 import os
 import shutil
+import sys
 import time
 import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -27,17 +33,49 @@ from tqdm import tqdm
 from maskopt.errors import MaskoptError
 
 CHUNK = 1 << 20
+SPACE_HEADROOM = 64 << 20  # left free beyond what a transfer or an extraction writes
+# extraction junk of archives made on macOS: never written
+JUNK = ("__MACOSX", ".DS_Store")
 
 
 class TransientDownloadError(MaskoptError):
     """A failure worth retrying: no connection, a server error (5xx), a cut transfer."""
 
 
-def _md5(path: Path) -> str:
+def warn(message: str) -> None:
+    """A warning on stderr as one plain line (``warnings.warn`` prints a source line)."""
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def ensure_free_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse to start writing ``needed`` bytes into ``folder`` when they do not fit."""
+    free = free_bytes(folder)
+    if needed + SPACE_HEADROOM > free:
+        raise MaskoptError(f"{what} needs {_size(needed + SPACE_HEADROOM)} free in {folder}, "
+                           f"but only {_size(free)} is free; free some space and run again")
+
+
+def write_error(path: Path, exc: OSError, what_now: str) -> MaskoptError:
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else "error"
+    return MaskoptError(f"{path}: cannot write ({code}: {exc.strerror or exc}); {what_now}")
+
+
+def _md5(path: Path, show_progress: bool = False) -> str:
     digest = hashlib.md5()
-    with path.open("rb") as f:
+    with path.open("rb") as f, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
+                                    desc=f"verify {path.name}", disable=not show_progress,
+                                    leave=False) as bar:
         for block in iter(lambda: f.read(CHUNK), b""):
             digest.update(block)
+            bar.update(len(block))
     return digest.hexdigest()
 
 
@@ -45,25 +83,69 @@ def _record_path(path: Path) -> Path:
     return path.with_name(path.name + ".verified.json")
 
 
-def _stamp(path: Path, md5: str) -> dict:
+def _record(path: Path, md5: str) -> None:
+    """Remember ``path``'s MD5 for as long as its size and modification time stay."""
     stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": md5}
+    _record_path(path).write_text(json.dumps(
+        {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": md5}))
 
 
-def _verified(path: Path, md5: str) -> bool:
-    """Whether ``path`` has ``md5``: from the record of an earlier check when the file's
-    size and modification time are unchanged (re-hashing 18 GB takes minutes), else by
-    hashing it and recording the result."""
-    record = _record_path(path)
+def recorded_md5(path: Path) -> str | None:
+    """The MD5 an earlier check found for ``path``, if the file is unchanged since."""
     try:
-        if json.loads(record.read_text()) == _stamp(path, md5):
-            return True
+        record = json.loads(_record_path(path).read_text())
+        stat = path.stat()
     except (OSError, ValueError):
-        pass
-    if _md5(path) != md5:
-        return False
-    record.write_text(json.dumps(_stamp(path, md5)))
-    return True
+        return None
+    if record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
+        return record.get("md5")
+    return None
+
+
+def corrupt_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".corrupt")
+
+
+def _set_aside(path: Path, dest: Path, md5: str) -> tuple[Path, bool]:
+    """Move a copy of ``dest`` that failed its check to ``<dest>.corrupt``, replacing an
+    older one; also say whether that older one had the same MD5 (the same bytes twice)."""
+    aside = corrupt_path(dest)
+    same_as_before = recorded_md5(aside) == md5
+    os.replace(path, aside)
+    _record(aside, md5)
+    return aside, same_as_before
+
+
+def _accept(part: Path, dest: Path, md5: str | None) -> None:
+    os.replace(part, dest)
+    if md5 is not None:  # hashed just before: record it so reruns skip the hash
+        _record(dest, md5)
+        corrupt = corrupt_path(dest)
+        corrupt.unlink(missing_ok=True)
+        _record_path(corrupt).unlink(missing_ok=True)
+
+
+def _kept_copy_is_good(dest: Path, md5: str, md5_source: str, show_progress: bool) -> bool:
+    """Whether the file already at ``dest`` has ``md5``; a copy that does not is set aside.
+
+    A copy verified earlier with another MD5 is good data under a wrong setting: that
+    is an error naming the setting, and the file stays where it is.
+    """
+    recorded = recorded_md5(dest)
+    if recorded == md5:
+        return True
+    if recorded is not None:
+        raise MaskoptError(f"{dest}: this file was verified earlier (md5 {recorded}) but "
+                           f"{md5_source} expects {md5}; the file is kept: correct "
+                           f"{md5_source} and run again")
+    actual = _md5(dest, show_progress)
+    if actual == md5:
+        _record(dest, md5)
+        return True
+    aside, _ = _set_aside(dest, dest, actual)
+    warn(f"{dest}: md5 {actual}, expected {md5} ({md5_source}); moved to {aside}, "
+         "fetching it anew")
+    return False
 
 
 def _total_size(response, already: int) -> int | None:
@@ -74,68 +156,81 @@ def _total_size(response, already: int) -> int | None:
     return int(length) if length is not None else None
 
 
+def _blocks(response, url: str, part: Path) -> Iterator[bytes]:
+    """The response body in chunks; a failure to read is a transient error."""
+    while True:
+        try:
+            block = response.read(CHUNK)
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransientDownloadError(
+                f"{url}: transfer interrupted after {part.stat().st_size} bytes ({exc}); "
+                "run again to resume") from None
+        if not block:
+            return
+        yield block
+
+
+def _open(url: str, already: int, timeout: float):
+    """The server's response, from byte ``already`` on; None when nothing is left."""
+    request = urllib.request.Request(url, headers={"Range": f"bytes={already}-"} if already else {})
+    try:
+        return urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and already:  # the partial file is already complete
+            return None
+        error = TransientDownloadError if exc.code >= 500 else MaskoptError
+        raise error(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise TransientDownloadError(f"{url}: cannot connect ({exc})") from None
+
+
 def download_file(url: str, dest: str | Path, md5: str | None = None,
-                  timeout: float = 60.0, show_progress: bool = True) -> Path:
+                  timeout: float = 60.0, show_progress: bool = True,
+                  md5_source: str = "the expected MD5") -> Path:
     """Download ``url`` to ``dest``, resuming a partial transfer; verify; return ``dest``.
 
-    A file already at ``dest`` is kept when its checksum (if known) matches; a
-    verified file is not hashed again while its size and time stamp are unchanged. A
-    size or checksum mismatch deletes the partial file and raises MaskoptError, so
-    the next attempt starts clean.
+    A file already at ``dest`` is kept when its checksum (if known) matches; a verified
+    file is not hashed again while its size and time stamp are unchanged.
+    ``md5_source`` names where ``md5`` comes from, for the messages.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists():
-        if md5 is None or _verified(dest, md5):
-            return dest
-        dest.unlink()  # a stale or damaged copy: fetch again
-        _record_path(dest).unlink(missing_ok=True)
+    if dest.exists() and (md5 is None or _kept_copy_is_good(dest, md5, md5_source,
+                                                             show_progress)):
+        return dest
     part = dest.with_name(dest.name + ".part")
     already = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={already}-"} if already else {})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and already:  # the partial file is already complete
-            response = None
-        else:
-            error = TransientDownloadError if exc.code >= 500 else MaskoptError
-            raise error(f"{url}: download failed (HTTP {exc.code} {exc.reason})") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise TransientDownloadError(f"{url}: cannot connect ({exc})") from exc
-
+    response = _open(url, already, timeout)
     total = already
     if response is not None:
         with response:
             if response.status != 206:  # server ignored Range: start over
                 already = 0
             total = _total_size(response, already)
-            mode = "ab" if already else "wb"
-            with part.open(mode) as out, tqdm(
-                total=total, initial=already, unit="B", unit_scale=True,
-                desc=dest.name, disable=not show_progress, leave=False,
-            ) as bar:
-                try:
-                    for block in iter(lambda: response.read(CHUNK), b""):
+            if total is not None:
+                ensure_free_space(dest.parent, total - already, f"downloading {dest.name}")
+            try:
+                with part.open("ab" if already else "wb") as out, tqdm(
+                        total=total, initial=already, unit="B", unit_scale=True,
+                        desc=dest.name, disable=not show_progress, leave=False) as bar:
+                    for block in _blocks(response, url, part):
                         out.write(block)
                         bar.update(len(block))
-                except (OSError, http.client.HTTPException) as exc:
-                    raise TransientDownloadError(
-                        f"{url}: transfer interrupted after {part.stat().st_size} bytes "
-                        f"({exc}); run again to resume"
-                    ) from exc
+            except OSError as exc:
+                raise write_error(part, exc, "the partial download is kept: free some space "
+                                             "and run again to resume") from None
     got = part.stat().st_size
     if total is not None and got != total:
         raise TransientDownloadError(
-            f"{url}: transfer incomplete ({got} of {total} bytes); run again to resume"
-        )
-    if md5 is not None and (actual := _md5(part)) != md5:
-        part.unlink()
-        raise MaskoptError(f"{dest}: checksum mismatch (md5 {actual}, expected {md5}); "
-                           "the corrupted file was removed, run again to fetch it anew")
-    os.replace(part, dest)
-    if md5 is not None:  # hashed just above: record it so reruns skip the hash
-        _record_path(dest).write_text(json.dumps(_stamp(dest, md5)))
+            f"{url}: transfer incomplete ({got} of {total} bytes); run again to resume")
+    if md5 is not None and (actual := _md5(part, show_progress)) != md5:
+        aside, same_as_before = _set_aside(part, dest, actual)
+        hint = (f"the previous download had the same md5, so {md5_source} is likely wrong"
+                if same_as_before else "run again to fetch it anew")
+        raise MaskoptError(f"{dest.name}: checksum mismatch (md5 {actual}, expected {md5} "
+                           f"from {md5_source}); the download is kept at {aside} until a good "
+                           f"copy replaces it; {hint}")
+    _accept(part, dest, md5)
     return dest
 
 
@@ -146,9 +241,10 @@ def download_with_retries(url: str, dest: str | Path, attempts: int = 4,
     for attempt in range(attempts):
         try:
             return download_file(url, dest, **kwargs)
-        except TransientDownloadError:
+        except TransientDownloadError as exc:
             if attempt == attempts - 1:
                 raise
+            warn(f"{exc} (retrying, {attempt + 1} of {attempts - 1})")
             time.sleep(backoff * 2 ** attempt)
     raise AssertionError("unreachable")
 
@@ -171,50 +267,76 @@ def download_many(jobs: list[tuple[str, Path]], workers: int = 8, desc: str = "d
             raise
 
 
-def _member_target(root: Path, name: str) -> Path:
+def _is_junk(name: str) -> bool:
+    return any(part in JUNK for part in Path(name).parts)
+
+
+def _member_target(archive: Path, root: Path, name: str) -> Path:
     target = (root / name).resolve()
     if os.path.isabs(name) or not target.is_relative_to(root):
-        raise MaskoptError(f"archive member {name!r} would be written outside {root}; refused")
+        raise MaskoptError(f"{archive}: member {name!r} would be written outside {root}; "
+                           "refused")
     return target
 
 
-def safe_extract(archive: str | Path, target_dir: str | Path, show_progress: bool = True) -> None:
-    """Extract a zip archive into ``target_dir``, refusing unsafe members.
+def _checked_members(zf: zipfile.ZipFile, archive: Path, root: Path,
+                     include: Callable[[str], bool]) -> list[tuple[zipfile.ZipInfo, Path]]:
+    """Every member to extract with its target, all checked before anything is written."""
+    members = []
+    for info in zf.infolist():
+        if _is_junk(info.filename) or not include(info.filename):
+            continue
+        target = _member_target(archive, root, info.filename)
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:
+            raise MaskoptError(f"{archive}: member {info.filename!r} is a symbolic link; "
+                               "refused")
+        members.append((info, target))
+    return members
 
-    Every member is checked before anything is written, so a malicious archive
-    leaves the target folder as it was. Symbolic links are refused as well. A marker
-    file records a completed extraction, so a rerun skips it.
+
+def _extract_member(zf: zipfile.ZipFile, archive: Path, info: zipfile.ZipInfo,
+                    target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        with zf.open(info) as src, tmp.open("wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+    except (zlib.error, zipfile.BadZipFile, EOFError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise MaskoptError(f"{archive}: member {info.filename!r} is corrupt "
+                           f"({type(exc).__name__}: {exc}); delete the archive "
+                           "and run again to fetch it anew") from None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise write_error(target, exc, f"extracting {archive.name} stopped, the archive is "
+                                       "kept: free some space and run again") from None
+    os.replace(tmp, target)
+
+
+def safe_extract(archive: str | Path, target_dir: str | Path, show_progress: bool = True,
+                 include: Callable[[str], bool] = lambda name: True) -> None:
+    """Extract the members of a zip archive that ``include`` accepts into ``target_dir``.
+
+    Every member is checked before anything is written, so a malicious archive leaves
+    the target folder as it was; symbolic links are refused, and macOS junk
+    (``__MACOSX/``) is skipped. What is there already at its full size is kept, so a
+    rerun writes only what is missing, e.g. a folder removed by hand.
     """
     archive, root = Path(archive), Path(target_dir).resolve()
-    marker = root / f".extracted-{archive.name}"
-    if marker.exists():
-        return
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            for info in members:
-                _member_target(root, info.filename)
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise MaskoptError(f"{archive}: member {info.filename!r} is a symbolic link; "
-                                       "refused")
+            members = _checked_members(zf, archive, root, include)
+            missing = [(info, target) for info, target in members if not info.is_dir() and not
+                       (target.is_file() and target.stat().st_size == info.file_size)]
+            if not missing:
+                return
             root.mkdir(parents=True, exist_ok=True)
-            for info in tqdm(members, desc=f"extract {archive.name}", unit="file",
-                             disable=not show_progress, leave=False):
-                target = _member_target(root, info.filename)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
-                try:
-                    with zf.open(info) as src, tmp.open("wb") as dst:
-                        shutil.copyfileobj(src, dst, CHUNK)
-                except (zlib.error, zipfile.BadZipFile, EOFError) as exc:
-                    tmp.unlink(missing_ok=True)
-                    raise MaskoptError(f"{archive}: member {info.filename!r} is corrupt "
-                                       f"({type(exc).__name__}: {exc}); delete the archive "
-                                       "and run again to fetch it anew") from None
-                os.replace(tmp, target)
+            needed = sum(info.file_size for info, _ in missing)
+            ensure_free_space(root, needed, f"extracting {archive.name}")
+            with tqdm(total=needed, unit="B", unit_scale=True, desc=f"extract {archive.name}",
+                      disable=not show_progress, leave=False) as bar:
+                for info, target in missing:
+                    _extract_member(zf, archive, info, target)
+                    bar.update(info.file_size)
     except zipfile.BadZipFile as exc:
-        raise MaskoptError(f"{archive}: not a valid zip archive ({exc})") from exc
-    marker.touch()
+        raise MaskoptError(f"{archive}: not a valid zip archive ({exc})") from None

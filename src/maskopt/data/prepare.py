@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 from tqdm import tqdm
 
 from maskopt.data.coco import download_coco
+from maskopt.data.download import warn
 from maskopt.data.panoptic import PanopticDataset
 from maskopt.data.sample_scenes import write_sample_dataset
 from maskopt.data.synthesize import SynthesisConfig, synthesize_split
+from maskopt.errors import MaskoptError
 from maskopt.io import atomic_path, write_json
 from maskopt.params import Params
 
 SOURCE_FILE = "SOURCE.json"
+# where COCO's extracted files wait (inside data.downloads) while the sample is in use
+PARKED_COCO = "coco-raw"
 # raw split -> pair split: the test pairs are made from COCO val2017, as in the paper
 PAIR_SPLITS = {"train": "train", "val": "test"}
 
 
-def prepare_raw_data(params: Params, root: str | Path | None = None) -> dict:
-    """Fill ``data.root`` with a COCO-panoptic dataset: the offline sample or COCO 2017."""
+def prepare_raw_data(params: Params, root: str | Path | None = None,
+                     downloads: str | Path | None = None) -> dict:
+    """Fill ``data.root`` with a COCO-panoptic dataset: the offline sample or COCO 2017.
+
+    Switching sources never deletes COCO: its extracted files are moved into
+    ``data.downloads`` while the sample is in use and moved back when COCO is asked for
+    again, so the switch back fetches and extracts nothing.
+    """
     root = Path(root or params.data.root)
+    downloads = Path(downloads or params.data.downloads)
+    parked = downloads / PARKED_COCO
+    current = _source_of(root)
     if params.data.source == "sample":
+        if current == "coco":
+            _park(root, parked)
         sample = params.sample
         counts = {"train": sample.train_images, "val": sample.test_images}
         with atomic_path(root) as staging, tqdm(total=sum(counts.values()),
@@ -31,14 +47,38 @@ def prepare_raw_data(params: Params, root: str | Path | None = None) -> dict:
             write_sample_dataset(staging, params.seed, counts, sample.width, sample.height, bar)
             write_json(staging / SOURCE_FILE, {"source": "sample", "images": counts})
         return counts
-    marker = root / SOURCE_FILE
-    if marker.exists() and json.loads(marker.read_text()).get("source") != "coco":
-        shutil.rmtree(root)  # switching from the sample: do not mix the two
-    counts = download_coco(root, params.data.coco_base_url, params.data.max_images,
+    if current == "sample":
+        shutil.rmtree(root)  # made in seconds from the seed
+    if current != "coco" and parked.exists():
+        if root.exists():
+            raise MaskoptError(f"{root} holds files of no known source and {parked} holds an "
+                               f"earlier COCO download; move one of them away and run again")
+        os.replace(parked, root)
+    root.mkdir(parents=True, exist_ok=True)
+    # written first: an interrupted download is still known as COCO's (and parked, not lost)
+    write_json(root / SOURCE_FILE, {"source": "coco", "complete": False})
+    counts = download_coco(root, downloads, params.data.coco_base_url, params.data.max_images,
                            params.data.coco_checksums)
-    write_json(marker, {"source": "coco", "images": counts,
-                        "max_images": params.data.max_images})
+    write_json(root / SOURCE_FILE, {"source": "coco", "complete": True, "images": counts,
+                                    "max_images": params.data.max_images})
     return counts
+
+
+def _source_of(root: Path) -> str | None:
+    try:
+        return json.loads((root / SOURCE_FILE).read_text()).get("source")
+    except (OSError, ValueError):
+        return None
+
+
+def _park(root: Path, parked: Path) -> None:
+    if parked.exists():
+        raise MaskoptError(f"{parked} already holds a COCO download and {root} holds another; "
+                           "move one of them away and run again")
+    parked.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(root, parked)  # a rename on one filesystem
+    warn(f"COCO's files in {root} moved to {parked} while data.source is sample; "
+         "data.source: coco moves them back")
 
 
 def synthesize_pairs(params: Params, raw_root: str | Path | None = None,
@@ -55,5 +95,6 @@ def synthesize_pairs(params: Params, raw_root: str | Path | None = None,
         dataset = PanopticDataset.from_root(raw_root, raw_split)
         report[split] = synthesize_split(dataset, Path(out_root) / split, split=split,
                                          n_pairs=wanted[split], config=config,
-                                         seed=params.seed, workers=s.workers)
+                                         seed=params.seed, workers=s.workers,
+                                         min_pairs=s.min_pairs)
     return report

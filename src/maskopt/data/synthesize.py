@@ -392,8 +392,11 @@ def _make_and_write(k: int) -> dict:
 
 def synthesize_split(dataset: PanopticDataset, out_dir: str | Path, *, split: str,
                      n_pairs: int | None, config: SynthesisConfig, seed: int,
-                     workers: int = 1) -> dict:
-    """Write all pairs of one split under ``out_dir`` atomically; return its statistics."""
+                     workers: int = 1, min_pairs: int = 1) -> dict:
+    """Write all pairs of one split under ``out_dir`` atomically; return its statistics.
+
+    A split yielding fewer than ``min_pairs`` pairs is an error naming the causes, and
+    the pairs written before stay as they were."""
     persons, skipped = find_person_segments(dataset, config.min_person_area)
     test = split != "train"
     synthesizer = PairSynthesizer(dataset, persons, config, seed, split_code=int(test),
@@ -419,6 +422,9 @@ def synthesize_split(dataset: PanopticDataset, out_dir: str | Path, *, split: st
                            "width": config.image_size, "height": config.image_size})
             annotations.append({"image_id": image_id, "file_name": f"{pair['name']}.png",
                                 **{k: v for k, v in pair.items() if k != "name"}})
+        if len(images) < min_pairs:
+            raise MaskoptError(_too_few_pairs(split, len(images), total, min_pairs, notes,
+                                              dataset))
         write_json(staging / "annotations.json", {
             "info": {"description": f"maskopt cut-and-paste pairs ({split})",
                      "config": asdict(config), "seed": seed},
@@ -431,6 +437,17 @@ def synthesize_split(dataset: PanopticDataset, out_dir: str | Path, *, split: st
         tqdm.write(f"  skipped: {line}")
     return {"pairs": len(images), "requested": total, "buckets": dict(sorted(buckets.items())),
             "events": dict(sorted(notes.items()))}
+
+
+def _too_few_pairs(split: str, made: int, total: int, min_pairs: int, notes: Counter,
+                   dataset: PanopticDataset) -> str:
+    causes = ", ".join(f"{k}: {v}" for k, v in notes.most_common() if k.startswith("skipped"))
+    message = (f"{split}: {made} of {total} pairs made, fewer than synthesize.min_pairs "
+               f"({min_pairs}); {causes or 'no pair was skipped'}")
+    if notes["skipped_missing_file"]:
+        message += (f"; files listed in {dataset.json_path} are missing: run the download "
+                    "stage again (`dvc repro download`) to restore them")
+    return message
 
 
 def _run(synthesizer: PairSynthesizer, staging: Path, total: int, workers: int, desc: str):
