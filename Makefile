@@ -35,7 +35,7 @@ ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 test: setup
-	$(BIN)/pytest -q --durations=5
+	$(BIN)/pytest -v --durations=15
 
 lint: setup
 	$(BIN)/ruff check .

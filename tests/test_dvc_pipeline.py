@@ -18,8 +18,13 @@ pytestmark = pytest.mark.slow
 SCREENSHOTS = os.environ.get("MASKOPT_SCREENSHOTS")
 
 
-def run(cmd, cwd, env):
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+def run(cmd, cwd, env, timeout=900):
+    """``cmd``'s stdout; a failure, or a run past ``timeout`` s (killed), fails the test."""
+    try:
+        result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True,
+                                timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"{' '.join(cmd)} ran past {timeout} s: {exc.stderr}") from None
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -166,7 +171,8 @@ def test_every_stage_depends_on_every_source_file_it_imports():
         script = body["cmd"].split()[1]
         deps = [d.replace("${item}", "x") for d in body["deps"]]
         imported = subprocess.run([sys.executable, "-c", IMPORTS_OF_STAGE, script], cwd=ROOT,
-                                  capture_output=True, text=True, check=True).stdout.split()
+                                  capture_output=True, text=True, check=True,
+                                  timeout=120).stdout.split()
         assert imported, name
         uncovered = [f for f in imported
                      if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in deps)]
@@ -202,6 +208,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _queue_logs(project: Path, env: dict) -> str:
+    """What the queued experiment and its worker printed, for a failure's message."""
+    worker = sorted((project / ".dvc/tmp/exps/celery").glob("*.out"))
+    logs = subprocess.run(["dvc", "queue", "logs", "alpha-0p05"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=120)
+    return (logs.stdout + logs.stderr)[-3000:] + "".join(
+        f"\n{path.name}: {path.read_text()[-2000:]}" for path in worker)
+
+
 def _wait_until_up(url: str, seconds: float = 90) -> None:
     import time
     import urllib.request
@@ -228,12 +243,16 @@ def test_queued_alpha_run_lands_in_the_workspace_store_and_compares_in_the_ui(pr
     run(["git", "add", "-A"], project, env)
     run(["git", "commit", "-qm", "baseline"], project, env)
     run(["dvc", "exp", "run", "--queue", "-S", "alpha=0.05", "-n", "alpha-0p05"], project, env)
-    run(["dvc", "queue", "start", "--jobs", "1"], project, env)
+    run(["dvc", "queue", "start", "--jobs", "1"], project, env, timeout=120)
     deadline = time.monotonic() + 600
-    while any(w in run(["dvc", "queue", "status"], project, env) for w in ("Queued", "Running")):
-        assert time.monotonic() < deadline, "the queued experiment did not finish"
+    while any(w in (status := run(["dvc", "queue", "status"], project, env, timeout=120))
+              for w in ("Queued", "Running")):
+        if time.monotonic() > deadline:
+            run(["dvc", "queue", "kill", "alpha-0p05"], project, env, timeout=120)
+            raise AssertionError(f"the queued experiment did not finish in 600 s: {status}\n"
+                                 f"{_queue_logs(project, env)}")
         time.sleep(2)
-    assert "Failed" not in run(["dvc", "queue", "status"], project, env)
+    assert "Failed" not in status, _queue_logs(project, env)
 
     store = f"sqlite:///{project}/mlflow.db"
     client = mlflow.MlflowClient(store)

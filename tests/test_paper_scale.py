@@ -45,7 +45,7 @@ def smoke_params() -> dict:
 def run_stage(project: Path, *args: str) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db"}
     done = subprocess.run([sys.executable, str(ROOT / "stages" / args[0]), *args[1:]],
-                          cwd=project, env=env, capture_output=True, text=True)
+                          cwd=project, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{args}: {done.stderr[-3000:]}"
 
 
@@ -110,7 +110,7 @@ def test_evaluate_and_remove_at_paper_scale(paper_project):
     Image.fromarray(photo).save(paper_project / "photo.png")
     done = subprocess.run([str(Path(sys.executable).parent / "maskopt"), "remove", "photo.png",
                            "--class", "person", "--min-score", "0", "-o", "clean.png"],
-                          cwd=paper_project, capture_output=True, text=True)
+                          cwd=paper_project, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     clean = np.asarray(Image.open(paper_project / "clean.png"))
     assert clean.shape == photo.shape
