@@ -65,8 +65,30 @@ def project(tmp_path_factory):
 def test_repro_writes_pairs_and_metrics(project):
     project, _ = project
     report = json.loads((project / "reports" / "data.json").read_text())
-    assert report["train"]["pairs"] == 16 and report["test"]["pairs"] == 8
+    assert report["train"]["pairs"] == 12 and report["test"]["pairs"] == 8  # 4 held out
     assert len(list((project / "data/pairs/test/images").iterdir())) == 8
+
+
+def test_validation_pairs_are_held_out_of_training_and_never_a_test_pair(project):
+    import hashlib
+
+    project, _ = project
+    pairs = project / "data/pairs"
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    assert [o["path"] for o in lock["stages"]["synthesize"]["outs"]] == ["data/pairs"]
+    assert json.loads((project / "reports/data.json").read_text())["validation"]["pairs"] >= 1
+
+    def used_images(split):
+        annotations = json.loads((pairs / split / "annotations.json").read_text())
+        return {i for a in annotations["annotations"]
+                for i in (a["background_image_id"], a["source_image_id"])}
+
+    def contents(split):
+        return {hashlib.md5(p.read_bytes()).hexdigest()
+                for p in (pairs / split / "images").iterdir()}
+
+    assert used_images("validation") and not used_images("validation") & used_images("train")
+    assert not contents("validation") & contents("test")
 
 
 def test_second_repro_does_nothing(project):

@@ -136,7 +136,7 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     assert json.loads(Path("reports/metrics.json").read_text()) == headline
     saved = json.loads(Path("reports/evaluation.json").read_text())
     # the headline file: ~10 numbers, each the same as in the full evaluation
-    assert sum(len(group) for group in headline.values()) == 10
+    assert sum(len(group) for group in headline.values()) == 12
     assert headline["psnr"]["joint"] == round(saved["joint"]["psnr"]["all"], 4)
     assert headline["psnr"]["telea_pretrained_mask"] == round(
         saved["telea_pretrained_mask"]["psnr"]["all"], 4)
@@ -180,6 +180,39 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     assert {"random_inpainters_pretrained_mask", "without_mel",
             "external_stand_in_pretrained_mask"} <= set(saved)
     assert np.asarray(Image.open("reports/grids/table_v_000.png")).shape[1] == 9 * 130
+    assert_fixed_dilation_report(saved, headline)
+
+
+def assert_fixed_dilation_report(saved: dict, headline: dict) -> None:
+    """reports/fixed_dilation.*: d* from the validation pairs, the learned mask against it."""
+    fixed = json.loads(Path("reports/fixed_dilation.json").read_text())
+    assert fixed["dilations"] == list(range(9))
+    assert set(fixed["best"]) == {"pretrained", "joint", "telea", "stand_in"}
+    assert fixed["test_pairs"] == 8 and 1 <= fixed["validation_pairs"] <= 4
+    for inpainter, d in fixed["best"].items():  # d*: the best on validation, not on test
+        validation = fixed["psnr"]["validation"][inpainter]
+        assert validation[str(d)] == max(validation[str(x)] for x in fixed["dilations"])
+    # d = 0 and the learned mask are rows of the main table: the same numbers
+    test = fixed["psnr"]["test"]
+    for inpainter, mask, row in (("pretrained", "0", "starting_point"),
+                                 ("telea", "0", "telea_pretrained_mask"),
+                                 ("joint", "learned", "joint"),
+                                 ("telea", "learned", "telea_joint_mask")):
+        assert abs(test[inpainter][mask] - saved[row]["psnr"]["all"]) < 1e-4, (inpainter, row)
+    versus = fixed["learned_vs_best"]["pretrained"]
+    assert set(versus) == {"all", "0-10", "10-20", "20-30", "30-40"}
+    assert versus["all"]["images"] == 8
+    assert versus["all"]["low"] <= versus["all"]["mean_difference"] <= versus["all"]["high"]
+    shares = {k: v["mean_difference"] for k, v in fixed["shares"].items()}
+    assert abs(shares["total"] - shares["mask"] - shares["inpainters"]) < 1e-9
+    assert headline["fixed_dilation"] == {
+        "best_px": fixed["best"]["pretrained"],
+        "learned_minus_best": round(versus["all"]["mean_difference"], 4)}
+    markdown = Path("reports/fixed_dilation.md").read_text()
+    assert "![PSNR against d](plots/fixed_dilation.png)" in markdown
+    assert "| external stand_in |" in markdown
+    plot = np.asarray(Image.open("reports/plots/fixed_dilation.png"))
+    assert plot.shape[0] > 300 and plot.std() > 0
 
 
 def test_fig_4_columns_put_external_inpainters_before_ours():

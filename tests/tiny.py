@@ -4,6 +4,7 @@ modules (tests only)."""
 TINY = {
     "sample.train_images": 16, "sample.test_images": 8, "synthesize.workers": 1,
     "synthesize.image_size": 32,
+    "synthesize.validation_images": 4, "synthesize.min_pairs": 1,
     "segmenter.depth": 18, "segmenter.fpn_channels": 32, "segmenter.box_batch_size": 16,
     "segmenter.detections_per_image": 5,
     "inpainter.width": 4, "inpainter.blocks": 1, "inpainter.vgg_weights": "random",

@@ -60,6 +60,10 @@ class SynthesizeParams(_Section):
     image_size: int = Field(default=64, ge=32)
     train_pairs: int | None = Field(default=None, ge=1)
     test_pairs: int | None = Field(default=None, ge=4)
+    # train images held out of the training pairs for the validation pairs (which choose
+    # the best fixed dilation, docs/results.md); validation_pairs null: one per image
+    validation_images: int = Field(default=40, ge=4)
+    validation_pairs: int | None = Field(default=None, ge=4)
     min_person_area: float = Field(default=0.005, ge=0, lt=1)
     max_truncation: float = Field(default=0.15, ge=0, le=1)
     blur_sigma: float = Field(default=0.6, ge=0)
@@ -186,10 +190,20 @@ class TrainParams(_Section):
 
 class EvaluateParams(_Section):
     dilations: list[int] = [-2, 0, 2, 4, 6, 8]          # px, the paper's Table I
+    # px the pretrained mask is grown by, against the learned mask (best d chosen on the
+    # validation pairs: reports/fixed_dilation.md)
+    fixed_dilations: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8]
     grid_pairs: int = Field(default=8, ge=1)            # test pairs shown in reports/grids
-    # name -> command of an external inpainter (maskopt.evaluation.external), scored on
+    # name -> command of an external inpainter (maskopt.external), scored on
     # the pretrained segmenter's mask like the paper's baselines (Table V)
     external_inpainters: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("fixed_dilations")
+    @classmethod
+    def _growing(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 0 or len(set(value)) != len(value):
+            raise ValueError(f"needs distinct dilations >= 0 px (got {value})")
+        return sorted(value)
 
     @field_validator("external_inpainters")
     @classmethod

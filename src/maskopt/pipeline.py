@@ -39,7 +39,8 @@ STAGE_PARAMS: dict[str, list[str]] = {
     "download": ["seed", "data.source", "data.root", "data.downloads", "data.max_images",
                  "data.coco_base_url", "data.coco_checksums", "sample"],
     "synthesize": ["seed", "data.root", "synthesize.image_size", "synthesize.train_pairs",
-                   "synthesize.test_pairs", "synthesize.min_person_area",
+                   "synthesize.test_pairs", "synthesize.validation_images",
+                   "synthesize.validation_pairs", "synthesize.min_person_area",
                    "synthesize.max_truncation", "synthesize.blur_sigma",
                    "synthesize.min_mask_ratio", "synthesize.max_mask_ratio",
                    "synthesize.min_pairs"],
@@ -56,8 +57,9 @@ STAGE_PARAMS: dict[str, list[str]] = {
                     "train.d_lr_ratio"],
     "train_joint_without_mel": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                                 "synthesize.image_size", "train.joint", "train.d_lr_ratio"],
-    "evaluate": ["alpha", "evaluate.dilations", "evaluate.external_inpainters", "finetune.pairs",
-                 "train.device", "train.mask_expansion"],
+    "evaluate": ["alpha", "evaluate.dilations", "evaluate.fixed_dilations",
+                 "evaluate.external_inpainters", "finetune.pairs", "train.device",
+                 "train.mask_expansion"],
 }
 RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
             "train.log_every"]

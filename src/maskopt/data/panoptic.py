@@ -9,6 +9,7 @@ Layout (COCO 2017 after extraction, and the offline sample):
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,21 @@ class PanopticDataset:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def held_out(self, count: int, seed: int) -> tuple[PanopticDataset, PanopticDataset]:
+        """(the rest, ``count`` images drawn by ``seed``): two datasets without a shared
+        image, e.g. the training pairs' images and a validation split's."""
+        if not 0 <= count < len(self):
+            raise MaskoptError(f"{self.json_path}: cannot hold out {count} of its "
+                               f"{len(self)} images")
+        drawn = set(np.random.default_rng([seed, count]).permutation(len(self))[:count].tolist())
+        return (self._with_records([r for i, r in enumerate(self.records) if i not in drawn]),
+                self._with_records([r for i, r in enumerate(self.records) if i in drawn]))
+
+    def _with_records(self, records: list[PanopticRecord]) -> PanopticDataset:
+        part = copy.copy(self)
+        part.records = records
+        return part
 
     def category_id(self, name: str) -> int:
         for cid, cat in self.categories.items():

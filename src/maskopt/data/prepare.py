@@ -21,8 +21,10 @@ from maskopt.params import Params
 SOURCE_FILE = "SOURCE.json"
 # where COCO's extracted files wait (inside data.downloads) while the sample is in use
 PARKED_COCO = "coco-raw"
-# raw split -> pair split: the test pairs are made from COCO val2017, as in the paper
-PAIR_SPLITS = {"train": "train", "val": "test"}
+# raw split -> pair splits: the test pairs are made from COCO val2017, as in the paper;
+# the validation pairs (choosing settings such as the best fixed dilation) from train2017
+# images held out of the training pairs
+PAIR_SPLITS = {"train": ("train", "validation"), "val": ("test",)}
 
 
 def prepare_raw_data(params: Params, root: str | Path | None = None,
@@ -83,18 +85,22 @@ def _park(root: Path, parked: Path) -> None:
 
 def synthesize_pairs(params: Params, raw_root: str | Path | None = None,
                      out_root: str | Path = "data/pairs") -> dict:
-    """Make the train and test pairs; return per-split statistics (reports/data.json)."""
+    """Make the train, validation and test pairs; return per-split statistics
+    (reports/data.json)."""
     raw_root = Path(raw_root or params.data.root)
     s = params.synthesize
     config = SynthesisConfig(image_size=s.image_size, min_person_area=s.min_person_area,
                              max_truncation=s.max_truncation, blur_sigma=s.blur_sigma,
                              min_mask_ratio=s.min_mask_ratio, max_mask_ratio=s.max_mask_ratio)
-    wanted = {"train": s.train_pairs, "test": s.test_pairs}
+    wanted = {"train": s.train_pairs, "validation": s.validation_pairs, "test": s.test_pairs}
     report = {}
-    for raw_split, split in PAIR_SPLITS.items():
+    for raw_split, splits in PAIR_SPLITS.items():
         dataset = PanopticDataset.from_root(raw_root, raw_split)
-        report[split] = synthesize_split(dataset, Path(out_root) / split, split=split,
-                                         n_pairs=wanted[split], config=config,
-                                         seed=params.seed, workers=s.workers,
-                                         min_pairs=s.min_pairs)
+        parts = (dataset.held_out(s.validation_images, params.seed) if len(splits) == 2
+                 else (dataset,))
+        for split, part in zip(splits, parts, strict=True):
+            report[split] = synthesize_split(part, Path(out_root) / split, split=split,
+                                             n_pairs=wanted[split], config=config,
+                                             seed=params.seed, workers=s.workers,
+                                             min_pairs=s.min_pairs)
     return report

@@ -60,6 +60,10 @@ class SynthesisConfig:
     max_mask_ratio: float
 
 
+# each split's own random stream (train and test keep the codes they always had)
+SPLIT_CODES = {"train": 0, "test": 1, "validation": 2}
+
+
 @dataclass(frozen=True)
 class PersonRef:
     record: int  # index into PanopticDataset.records
@@ -398,8 +402,8 @@ def synthesize_split(dataset: PanopticDataset, out_dir: str | Path, *, split: st
     A split yielding fewer than ``min_pairs`` pairs is an error naming the causes, and
     the pairs written before stay as they were."""
     persons, skipped = find_person_segments(dataset, config.min_person_area)
-    test = split != "train"
-    synthesizer = PairSynthesizer(dataset, persons, config, seed, split_code=int(test),
+    test = split != "train"  # the test and validation pairs cycle through the buckets
+    synthesizer = PairSynthesizer(dataset, persons, config, seed, split_code=SPLIT_CODES[split],
                                   test_buckets=test, one_per_background=n_pairs is None)
     total = len(dataset) if n_pairs is None else n_pairs
     images, annotations = [], []

@@ -20,10 +20,10 @@ from PIL import Image
 from maskopt.data.pairs import batches
 from maskopt.device import to_device
 from maskopt.errors import MaskoptError
-from maskopt.evaluation.external import export_pair, read_result, run_inpainter
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.evaluation.statistics import paired_comparison
+from maskopt.external import export_pair, read_result, run_inpainter
 from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
 from maskopt.inference import Networks, grow_mask, inpaint, opencv_inpaint
 

@@ -1,5 +1,5 @@
-"""External inpainters (LaMa, MAT, … through IOPaint or their own scripts) as rows of the
-evaluation, on a folder of exported test images and masks.
+"""External inpainters (LaMa, MAT, … through IOPaint or their own scripts) on a folder
+of exported images and masks: rows of the evaluation, and `maskopt remove --inpainter`.
 
 The export has the two layouts such tools read:
 
