@@ -8,32 +8,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny import fixed_detections
 from torchvision.ops import MultiScaleRoIAlign
 
 import maskopt
 from maskopt.cli import main
 from maskopt.errors import MaskoptError
-from maskopt.models.segmenter import Detections, SegmenterOutput
 from maskopt.removal import Letterbox, Remover, crop_grid
-
-
-def fixed_detections(remover: Remover, boxes):
-    """Make the segmenter 'find' full-box instances at ``boxes`` (network pixels); its
-    mask head then paints the whole (grown) box it is given."""
-    size = remover.nets.image_size
-    classes = remover.nets.num_classes
-
-    def predict(images, min_score=None):
-        n = len(boxes)
-        det = Detections(torch.tensor(boxes, dtype=torch.float32), torch.ones(n, dtype=torch.long),
-                         torch.linspace(0.9, 0.8, n), torch.ones(n, 1, 28, 28), (size, size))
-        return SegmenterOutput([det], torch.zeros(1, classes, size, size), {})
-
-    def mask_probs(features, boxes, labels, image_sizes):
-        return [torch.ones(len(b), 1, 28, 28) for b in boxes]
-
-    remover.nets.segmenter.predict = predict
-    remover.nets.segmenter.mask_probs = mask_probs
 
 
 @pytest.fixture

@@ -49,3 +49,27 @@ def assert_min_score_keeps_the_confident_detections(segmenter, size: int) -> Non
     assert torch.equal(confident.boxes, every.boxes[kept])
     assert torch.equal(confident.labels, every.labels[kept])
     torch.testing.assert_close(confident.mask_probs, every.mask_probs[kept])
+
+
+def fixed_detections(remover, boxes, segmenter=None):
+    """Make ``remover``'s segmenter (or ``segmenter``) 'find' full-box instances at
+    ``boxes`` (network pixels); its mask head then paints the whole (grown) box it is
+    given, so that a selection is known in advance (2 training steps detect nothing)."""
+    import torch
+
+    from maskopt.models.segmenter import Detections, SegmenterOutput
+
+    size, classes = remover.nets.image_size, remover.nets.num_classes
+    segmenter = segmenter if segmenter is not None else remover.nets.segmenter
+
+    def predict(images, min_score=None):
+        n = len(boxes)
+        det = Detections(torch.tensor(boxes, dtype=torch.float32), torch.ones(n, dtype=torch.long),
+                         torch.linspace(0.9, 0.8, n), torch.ones(n, 1, 28, 28), (size, size))
+        return SegmenterOutput([det], torch.zeros(1, classes, size, size), {})
+
+    def mask_probs(features, boxes, labels, image_sizes):
+        return [torch.ones(len(b), 1, 28, 28) for b in boxes]
+
+    segmenter.predict = predict
+    segmenter.mask_probs = mask_probs

@@ -1,5 +1,6 @@
-"""`maskopt` command line: `maskopt remove PHOTO --point X,Y -o OUT`, `maskopt info`
-(see README). Heavy imports (torch) happen only once the arguments are checked."""
+"""`maskopt` command line: `maskopt remove PHOTO --point X,Y -o OUT`, `maskopt mask`,
+`maskopt serve`, `maskopt info` (see README). Heavy imports (torch) happen only once the
+arguments are checked."""
 
 from __future__ import annotations
 
@@ -46,6 +47,45 @@ class _PrintVersion(argparse.Action):
         parser.exit()
 
 
+def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
+    """What `remove` and `mask` share: which segment, which model, which mask."""
+    command.add_argument("photo", type=Path, help="an image file, or a folder of images")
+    pick = command.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--point", type=lambda t: _numbers(t, 2, "--point"), metavar="X,Y",
+                      help=f"{verb} the segment under this pixel")
+    pick.add_argument("--box", type=lambda t: _numbers(t, 4, "--box"), metavar="X0,Y0,X1,Y1",
+                      help=f"{verb} the segment that best fills this box")
+    pick.add_argument("--class", dest="category", metavar="NAME",
+                      help=f"{verb} every segment of this class (e.g. person)")
+    pick.add_argument("--mask", type=Path, metavar="ROUGH.png",
+                      help=f"{verb} the segment that overlaps this rough mask most")
+    command.add_argument("--grow", type=int, default=0, metavar="PX",
+                         help="grow the mask by a further fixed margin (default 0)")
+    command.add_argument("--learned-margin", choices=["on", "off"], default="on",
+                         help="off: the pretrained segmenter's segment (models/segmenter.pt "
+                              "beside the model) instead of the learned mask, e.g. with "
+                              "--grow, to compare (default on)")
+    _add_model_options(command)
+    command.add_argument("-q", "--quiet", action="store_true",
+                         help="print nothing on success (errors still go to stderr)")
+    command.add_argument("--min-score", type=float, default=None,
+                         help="ignore detections below this score (default: the model's "
+                              "selection threshold, maskopt.models.selection.MIN_SCORE)")
+
+
+def _add_model_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--models", type=Path, default=None,
+                         help="model file from `dvc repro train_joint` (default: "
+                              "$MASKOPT_MODELS, else ./models/joint.pt, else the installed "
+                              "project's)")
+    command.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                         help="auto: CUDA when present (default)")
+    command.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                         help="auto: bfloat16 where the device runs it fast (default)")
+    command.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                         help="refuse larger images (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskopt", description=__doc__)
     parser.add_argument("--version", nargs=0, action=_PrintVersion,
@@ -55,47 +95,56 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", type=Path, nargs="?",
                       help="model file (default: found as for `remove`)")
     rm = commands.add_parser("remove", help="remove an object from photos")
-    rm.add_argument("photo", type=Path, help="an image file, or a folder of images")
-    pick = rm.add_mutually_exclusive_group(required=True)
-    pick.add_argument("--point", type=lambda t: _numbers(t, 2, "--point"), metavar="X,Y",
-                      help="remove the segment under this pixel")
-    pick.add_argument("--box", type=lambda t: _numbers(t, 4, "--box"), metavar="X0,Y0,X1,Y1",
-                      help="remove the segment that best fills this box")
-    pick.add_argument("--class", dest="category", metavar="NAME",
-                      help="remove every segment of this class (e.g. person)")
-    pick.add_argument("--mask", type=Path, metavar="ROUGH.png",
-                      help="remove the segment that overlaps this rough mask most")
+    _add_selection(rm, "remove")
     rm.add_argument("-o", "--output", type=Path, required=True,
                     help="output file (or folder when PHOTO is a folder)")
     rm.add_argument("--save-mask", action="store_true",
                     help="also write the mask used, as NAME.mask.png")
-    rm.add_argument("--models", type=Path, default=None,
-                    help="model file from `dvc repro train_joint` (default: $MASKOPT_MODELS, "
-                         "else ./models/joint.pt, else the installed project's)")
-    rm.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                    help="auto: CUDA when present (default)")
-    rm.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                    help="auto: bfloat16 where the device runs it fast (default)")
-    rm.add_argument("-q", "--quiet", action="store_true",
-                    help="print nothing on success (errors still go to stderr)")
-    rm.add_argument("--min-score", type=float, default=None,
-                    help="ignore detections below this score (default: the model's "
-                         "selection threshold, maskopt.models.selection.MIN_SCORE)")
-    rm.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                    help="refuse larger images (default: %(default)s)")
+    rm.add_argument("--inpainter", metavar="CMD", default=None,
+                    help="fill with an external inpainter instead of the model's, e.g. "
+                         "\"iopaint run --model lama --device cpu --image {images} --mask "
+                         "{masks} --output {output}\" (placeholders as for "
+                         "evaluate.external_inpainters)")
+    mask = commands.add_parser(
+        "mask", help="write the learned mask of a segment, for LaMa, IOPaint or any inpainter")
+    _add_selection(mask, "mask")
+    mask.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    mask.add_argument("--layout", choices=["lama", "masks"], default="lama",
+                      help="lama: NAME.png (the photo) + NAME_mask.png, as LaMa's "
+                           "bin/predict.py reads; masks: NAME.png masks only, for `iopaint "
+                           "run --image PHOTOS --mask OUT` (default lama)")
+    serve = commands.add_parser("serve", help="a local page: open a photo, click, remove")
+    _add_model_options(serve)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: this machine only)")
+    serve.add_argument("--port", type=int, default=8765, help="default %(default)s")
+    serve.add_argument("--max-upload-mb", type=float, default=25.0,
+                       help="refuse larger uploads (default %(default)s)")
     return parser
 
 
-def _inputs_and_outputs(photo: Path, output: Path) -> list[tuple[Path, Path]]:
+def _photos(photo: Path) -> list[Path]:
+    """The photo, or the images of a folder."""
     if photo.is_dir():
         files = sorted(p for p in photo.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise MaskoptError(f"{photo}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        if output.exists() and not output.is_dir():
-            raise MaskoptError(f"{output}: exists and is not a folder")
-        return [(p, output / f"{p.stem}.png") for p in files]
+        return files
     if not photo.exists():
         raise MaskoptError(f"{photo}: image file not found")
+    return [photo]
+
+
+def _output_folder(output: Path) -> Path:
+    if output.exists() and not output.is_dir():
+        raise MaskoptError(f"{output}: exists and is not a folder")
+    return output
+
+
+def _inputs_and_outputs(photo: Path, output: Path) -> list[tuple[Path, Path]]:
+    sources = _photos(photo)
+    if photo.is_dir():
+        return [(p, _output_folder(output) / f"{p.stem}.png") for p in sources]
     if output.is_dir():
         return [(photo, output / f"{photo.stem}.png")]
     return [(photo, output)]
@@ -132,9 +181,9 @@ def _write(target: Path, result, args) -> Path:
     return target
 
 
-def _line(source: Path, target: Path, result, seconds: float) -> str:
+def _line(source: Path, target: Path, result) -> str:
     return (f"{source}: removed {_summary(result.removed)}; mask {result.mask.mean():.1%} "
-            f"of the image; wrote {target} ({seconds:.2f} s)")
+            f"of the image; wrote {target}")
 
 
 def _summary(removed: list[tuple[str, float]]) -> str:
@@ -147,38 +196,49 @@ def _summary(removed: list[tuple[str, float]]) -> str:
     return ", ".join(parts)
 
 
-def _warn_if_demo(path: Path, trained_on: dict | None) -> None:
+def demo_warning(path: Path, trained_on: dict | None) -> str | None:
+    """What to tell a user of a model that is the synthetic 64 px sample (or may be)."""
     if trained_on is None:
-        print(f"warning: {path} does not record how it was trained (made by an older "
-              "maskopt); if it came from the sample profile it is a 64 px demo",
-              file=sys.stderr)
-    elif trained_on.get("data_source") == "sample":
-        print(f"warning: {path} was trained on the synthetic sample "
-              f"({trained_on.get('image_size')} px scenes, {trained_on.get('train_pairs')} "
-              "pairs): a demo of the method, not a model for real photos; train the COCO "
-              "profile (params-coco.yaml) for those", file=sys.stderr)
+        return (f"{path} does not record how it was trained (made by an older maskopt); if "
+                "it came from the sample profile it is a 64 px demo")
+    if trained_on.get("data_source") == "sample":
+        return (f"{path} was trained on the synthetic sample ({trained_on.get('image_size')} "
+                f"px scenes, {trained_on.get('train_pairs')} pairs): a demo of the method, "
+                "not a model for real photos; train the COCO profile (params-coco.yaml) for "
+                "those")
+    return None
 
 
-def remove_command(args) -> int:
-    from maskopt.locate import find_model
+def _remover(args):
+    """The networks, loaded once (torch is imported only here, once the arguments are
+    good), with the pretrained segmenter where it is needed or shown."""
+    from maskopt.locate import find_model, pretrained_segmenter_beside
 
-    pairs = _inputs_and_outputs(args.photo, args.output)
     model = find_model(args.models)
-    from maskopt.removal import Remover  # torch: only once the arguments are good
+    pretrained = pretrained_segmenter_beside(model, required=getattr(
+        args, "learned_margin", "on") == "off")
+    from maskopt.removal import Remover
 
-    options = {} if args.min_score is None else {"min_score": args.min_score}
-    remover = Remover(model, args.device, precision=args.precision, **options)
-    _warn_if_demo(model, remover.nets.trained_on)
+    options = {} if getattr(args, "min_score", None) is None else {"min_score": args.min_score}
+    remover = Remover(model, args.device, precision=args.precision,
+                      pretrained_segmenter=pretrained, **options)
+    warning = demo_warning(model, remover.nets.trained_on)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    return remover, warning
+
+
+def _each_photo(pairs, args, work) -> int:
+    """``work(rgb, rough, source, target)`` for every photo; in a folder a bad photo is
+    skipped with its reason, one photo's error is the command's."""
     many = len(pairs) > 1 or args.photo.is_dir()
     failures = 0
-    for source, target in tqdm(pairs, desc="remove", unit="img", disable=not many or args.quiet):
+    for source, target in tqdm(pairs, desc=args.command, unit="img",
+                               disable=not many or args.quiet):
         try:
             rgb, rough = _read(source, args)
             started = time.perf_counter()
-            result = remover(rgb, point=args.point, box=args.box, category=args.category,
-                             rough_mask=rough)
-            seconds = time.perf_counter() - started
-            written = _write(target, result, args)
+            line = work(rgb, rough, source, target)
         except MaskoptError as exc:
             if not many:
                 raise
@@ -186,10 +246,74 @@ def remove_command(args) -> int:
             tqdm.write(f"skipped {source}: {exc}")
             continue
         if not args.quiet:
-            tqdm.write(_line(source, written, result, seconds))
+            tqdm.write(f"{line} ({time.perf_counter() - started:.2f} s)")
     if failures:
         print(f"error: {failures} of {len(pairs)} images failed", file=sys.stderr)
         return 1
+    return 0
+
+
+def _selection(remover, rgb, rough, args):
+    return remover.select(rgb, point=args.point, box=args.box, category=args.category,
+                          rough_mask=rough)
+
+
+def remove_command(args) -> int:
+    pairs = _inputs_and_outputs(args.photo, args.output)
+    remover, _ = _remover(args)
+
+    def work(rgb, rough, source, target):
+        selection = _selection(remover, rgb, rough, args)
+        mask = selection.mask(args.grow, args.learned_margin == "on")
+        if args.inpainter is not None:
+            from maskopt.external import inpaint_photo
+
+            image = inpaint_photo(args.inpainter, rgb, mask)
+        else:
+            image = remover.fill(rgb, mask, selection)
+        from maskopt.removal import Removal
+
+        result = Removal(image, mask, selection.removed)
+        return _line(source, _write(target, result, args), result)
+
+    return _each_photo(pairs, args, work)
+
+
+def mask_command(args) -> int:
+    """Masks in the layout LaMa's bin/predict.py (NAME.png + NAME_mask.png) or IOPaint's
+    mask folder (NAME.png) reads: white (255) where the inpainter is to fill."""
+    from maskopt.io import write_png
+
+    sources, output = _photos(args.photo), _output_folder(args.output)
+    names = [source.stem for source in sources]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise MaskoptError(f"photos with the same name would write the same mask: "
+                           f"{', '.join(clashes)}")
+    remover, _ = _remover(args)
+
+    def work(rgb, rough, source, _):
+        selection = _selection(remover, rgb, rough, args)
+        mask = selection.mask(args.grow, args.learned_margin == "on")
+        hole = mask.astype(np.uint8) * 255
+        if args.layout == "lama":
+            write_png(output / f"{source.stem}.png", rgb)
+            written = output / f"{source.stem}_mask.png"
+        else:
+            written = output / f"{source.stem}.png"
+        write_png(written, hole)
+        return (f"{source}: {_summary(selection.removed)}; mask {mask.mean():.1%} of the "
+                f"image; wrote {written}")
+
+    return _each_photo([(source, None) for source in sources], args, work)
+
+
+def serve_command(args) -> int:
+    from maskopt.server import serve
+
+    remover, warning = _remover(args)
+    serve(remover, args.host, args.port, warning, max_upload_bytes=int(args.max_upload_mb * 1e6),
+          max_pixels=args.max_pixels)
     return 0
 
 
@@ -206,10 +330,9 @@ def info_command(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "remove":
-            return remove_command(args)
-        if args.command == "info":
-            return info_command(args)
+        commands = {"remove": remove_command, "mask": mask_command, "serve": serve_command,
+                    "info": info_command}
+        return commands[args.command](args)
     except MaskoptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +87,15 @@ def read_result(name: str, output: Path, image: str, rgb: np.ndarray,
                            f"{filled.shape[1]}x{filled.shape[0]}, the input "
                            f"{rgb.shape[1]}x{rgb.shape[0]}")
     return np.where(mask[..., None], filled, rgb)
+
+
+def inpaint_photo(command: str, rgb: np.ndarray, mask: np.ndarray,
+                  timeout: float | None = None, name: str = "--inpainter") -> np.ndarray:
+    """One photo filled by an external inpainter (``maskopt remove --inpainter``): the
+    photo and ``mask`` are exported as for the evaluation, ``command`` runs once on them,
+    and its result is taken inside the mask only."""
+    with tempfile.TemporaryDirectory(prefix="maskopt-inpainter-") as folder:
+        folder = Path(folder)
+        export_pair(folder, "photo", rgb, mask)
+        run_inpainter(name, command, folder, folder / "output", timeout)
+        return read_result(name, folder / "output", "photo", rgb, mask)

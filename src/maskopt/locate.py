@@ -47,3 +47,17 @@ def find_model(explicit: str | Path | None = None) -> Path:
     looked = ", ".join(str(p) for p in places)
     raise MaskoptError(f"no model found (looked at: {looked}); train one with `dvc repro "
                        f"train_joint`, or name a model file (--models FILE, or {MODEL_ENV})")
+
+
+PRETRAINED_NAME = "segmenter.pt"
+
+
+def pretrained_segmenter_beside(model: Path, required: bool = False) -> Path | None:
+    """models/segmenter.pt beside the joint model: the segmenter before joint training."""
+    path = model.with_name(PRETRAINED_NAME)
+    if path.is_file():
+        return path
+    if required:
+        raise MaskoptError(f"--learned-margin off needs the pretrained segmenter, {path}, "
+                           "which is not there (`dvc repro pretrain_segmentation` makes it)")
+    return None

@@ -21,7 +21,8 @@ from maskopt.device import autocast, pick_device, use_bf16
 from maskopt.errors import MaskoptError
 from maskopt.fast_inference import optimize_for_inference
 from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
-from maskopt.inference import Networks, inpaint
+from maskopt.inference import Networks, grow_mask, inpaint
+from maskopt.models.build import load_model, restore
 from maskopt.models.inpainter import class_probabilities
 from maskopt.models.segmenter import Detections
 from maskopt.models.selection import (
@@ -44,6 +45,33 @@ class Removal:
     image: np.ndarray  # H×W×3 uint8, the photo with the object removed
     mask: np.ndarray   # H×W bool, the pixels that were replaced
     removed: list[tuple[str, float]] = field(default_factory=list)  # (class, score) per segment
+
+
+@dataclass
+class Selection:
+    """The segment(s) picked in one photo, at the photo's resolution."""
+
+    learned: np.ndarray  # H×W bool: the joint segmenter's mask on its learned, grown box
+    # H×W bool: the pretrained segmenter's segment for the same pick (None: that segmenter
+    # is not loaded, or it found nothing there)
+    pretrained: np.ndarray | None
+    removed: list[tuple[str, float]]
+    semantic_logits: torch.Tensor  # the joint segmenter's, for the inpainters' guide
+    letterbox: Letterbox
+
+    def mask(self, grow: int = 0, learned_margin: bool = True) -> np.ndarray:
+        """The mask to remove: the learned one (or, with ``learned_margin`` off, the
+        pretrained segment), grown by a further ``grow`` px."""
+        if not learned_margin and self.pretrained is None:
+            raise MaskoptError("without the learned margin the pretrained segmenter's segment "
+                               "is needed, and there is none (no segmenter.pt beside the "
+                               "model, or it found no segment there)")
+        mask = self.learned if learned_margin else self.pretrained
+        if grow < 0:
+            raise MaskoptError(f"the extra margin must be >= 0 px (got {grow})")
+        if grow:
+            mask = grow_mask(torch.from_numpy(mask)[None, None].float(), grow)[0, 0].numpy() > 0.5
+        return mask
 
 
 @dataclass
@@ -109,44 +137,80 @@ class Remover:
 
     def __init__(self, models: str | Path = DEFAULT_MODELS, device: str = "auto",
                  min_score: float = MIN_SCORE, precision: str = "auto",
-                 networks: Networks | None = None):
+                 networks: Networks | None = None,
+                 pretrained_segmenter: str | Path | None = None):
         """``networks``: ones already built, used instead of loading ``models`` (the
-        benchmarks time untrained paper-scale networks this way)."""
+        benchmarks time untrained paper-scale networks this way).
+        ``pretrained_segmenter``: models/segmenter.pt, for the segment before joint
+        training (shown beside the learned mask; ``learned_margin=False``)."""
         self.device = pick_device(device)
         bf16 = use_bf16(precision, self.device)
         self.nets = networks if networks is not None else Networks.load(models, self.device)
+        self.pretrained = None
+        if pretrained_segmenter is not None:
+            saved = load_model(pretrained_segmenter, "pretrain_segmentation")
+            self.pretrained = restore(saved["networks"]["segmenter"],
+                                      source=str(pretrained_segmenter)).to(self.device).eval()
         # `auto` at small sizes stays fp32: there the casts cost more than bf16 saves
         self.bf16 = bf16 and (precision == "bf16" or self.nets.image_size >= BF16_MIN_SIZE)
         optimize_for_inference(
-            [self.nets.segmenter, self.nets.edge, self.nets.segmentation, self.nets.image],
+            [self.nets.segmenter, self.nets.edge, self.nets.segmentation, self.nets.image,
+             *([self.pretrained] if self.pretrained is not None else [])],
             channels_last=self.bf16 and self.device.type == "cpu")
         self.min_score = min_score
         self.thing_names = self.nets.taxonomy.thing_names()
 
     def __call__(self, rgb: np.ndarray, *, point=None, box=None, category=None,
-                 rough_mask=None) -> Removal:
-        chosen = [x is not None for x in (point, box, category, rough_mask)]
-        if sum(chosen) != 1:
+                 rough_mask=None, grow: int = 0, learned_margin: bool = True) -> Removal:
+        selection = self.select(rgb, point=point, box=box, category=category,
+                                rough_mask=rough_mask)
+        mask = selection.mask(grow, learned_margin)
+        return Removal(self.fill(rgb, mask, selection), mask, selection.removed)
+
+    def select(self, rgb: np.ndarray, *, point=None, box=None, category=None,
+               rough_mask=None) -> Selection:
+        """The segment under ``point``, in ``box``, of ``category`` or overlapping
+        ``rough_mask`` (exactly one): its learned mask and the pretrained segment."""
+        if sum(x is not None for x in (point, box, category, rough_mask)) != 1:
             raise MaskoptError("give exactly one of point, box, category or rough mask")
         height, width = rgb.shape[:2]
         lb = Letterbox.fit(height, width, self.nets.image_size)
-        with torch.no_grad(), autocast(self.device, self.bf16):
-            out = self.nets.segmenter.predict(_tensor(lb.image(rgb), self.nets.device),
-                                                     min_score=self.min_score)
-        det = out.detections[0]
-        chosen = self._select(det, lb, height, width, point, box, category, rough_mask)
+        image = _tensor(lb.image(rgb), self.nets.device)
+        pick = dict(point=point, box=box, category=category, rough_mask=rough_mask)
         # the learned mask: the mask head on each chosen box grown by the joint model's
         # margin, exactly as in joint training and evaluation
+        learned, out, removed = self._segment(self.nets.segmenter, self.nets.box_margin,
+                                              image, lb, height, width, pick)
+        pretrained = None
+        if self.pretrained is not None:
+            try:
+                pretrained, _, _ = self._segment(self.pretrained, 0.0, image, lb, height,
+                                                 width, pick)
+            except MaskoptError:  # the pretrained segmenter found nothing there
+                pretrained = None
+        return Selection(learned, pretrained, removed, out.semantic_logits, lb)
+
+    def fill(self, rgb: np.ndarray, mask: np.ndarray, selection: Selection) -> np.ndarray:
+        """``rgb`` with ``mask`` filled by the joint model's inpainters."""
+        if mask.shape != rgb.shape[:2] or not mask.any():
+            raise MaskoptError("the mask to fill is empty or not the photo's size")
+        return self._inpaint(rgb, mask, selection.semantic_logits, selection.letterbox)
+
+    def _segment(self, segmenter, margin: float, image, lb, height, width, pick):
+        """(mask at photo size, the segmenter's output, [(class, score)]) of the pick."""
         with torch.no_grad(), autocast(self.device, self.bf16):
-            soft = torch.stack([segment_mask(self.nets.segmenter, out.features, det.boxes[i],
-                                             det.labels[i], det.image_size,
-                                             self.nets.box_margin) for i in chosen])
-        mask = lb.mask_to_photo(soft.amax(0).cpu().numpy(), height, width)
+            out = segmenter.predict(image, min_score=self.min_score)
+        det = out.detections[0]
+        chosen = self._select(det, lb, height, width, **pick)
+        with torch.no_grad(), autocast(self.device, self.bf16):
+            soft = torch.stack([segment_mask(segmenter, out.features, det.boxes[i],
+                                             det.labels[i], det.image_size, margin)
+                                for i in chosen])
+        mask = lb.mask_to_photo(soft.amax(0).float().cpu().numpy(), height, width)
         if not mask.any():
             raise MaskoptError("the selected segment's mask is empty at this image size")
         names = self._names()
-        removed = [(_label_name(det, i, names), float(det.scores[i])) for i in chosen]
-        return Removal(self._inpaint(rgb, mask, out.semantic_logits, lb), mask, removed)
+        return mask, out, [(_label_name(det, i, names), float(det.scores[i])) for i in chosen]
 
     # -- choosing the segment -------------------------------------------------------
 
