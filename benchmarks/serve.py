@@ -60,7 +60,7 @@ def scene(size: int, folder: Path) -> tuple[Path, tuple[float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=str(ROOT / "models/joint.pt"))
+    parser.add_argument("--models", default="models/joint.pt")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
