@@ -26,11 +26,14 @@ pytestmark = pytest.mark.slow
 SMOKE = {
     "data.source": "sample", "sample.train_images": 8, "sample.test_images": 8,
     "synthesize.train_pairs": 6, "synthesize.test_pairs": 4,
+    "synthesize.validation_images": 4, "synthesize.validation_pairs": 4,
     "synthesize.workers": 1, "segmenter.weights": "none", "inpainter.vgg_weights": "random",
     "train.device": "cpu", "train.workers": 0, "train.threads": 2, "train.checkpoint_every": 1,
     "train.log_every": 1, "evaluate.grid_pairs": 2,
     # Table I's d = 2…8 rows run the same code as d = -2 and 0, 4 inference passes more.
     "evaluate.dilations": [-2, 0],
+    # the fixed-dilation sweep: one of the nine px values runs the same code as nine
+    "evaluate.fixed_dilations": [0],
     # Table III: the paper's N exceed these 6 pairs; one N runs the same code as four
     "finetune.pairs": [4], "finetune.steps": 2,
     **{f"train.{stage}.steps": 2 for stage in ("segmentation", "inpainter", "joint")},
