@@ -325,7 +325,7 @@ def test_a_split_without_its_images_fails_synthesize_naming_the_cause(tmp_path, 
 
     raw = tmp_path / "raw"
     shutil.copytree(sample_root, raw)
-    params = tiny_params(**{"synthesize.test_pairs": 8})
+    params = tiny_params(**{"synthesize.test_pairs": 8, "synthesize.min_pairs": 4})
     synthesize_pairs(params, raw, tmp_path / "pairs")
     before = file_digests(tmp_path / "pairs")
     shutil.rmtree(raw / "val2017")
