@@ -11,11 +11,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "maskopt"
 LAYERS = [
     {"errors", "pipeline"},
     {"io", "params", "device", "locate", "imaging"},
-    {"taxonomy", "offline_plots"},
+    {"taxonomy", "offline_plots", "external"},
     {"data"},
     {"models"},
     {"losses", "tracking", "inference", "fast_inference"},
     {"evaluation", "removal"},
+    {"server"},
     {"mlflow_model", "cli"},
     {"training"},
     {"stage", "__init__"},
