@@ -164,7 +164,7 @@ def test_the_page_removes_the_clicked_person_and_recovers_from_a_bad_upload(
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--proxy-server=http://127.0.0.1:9"])
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page = browser.new_page(viewport={"width": 1200, "height": 1600})
             page.goto(page_url)
             page.wait_for_selector("#demo:not([hidden])")
             assert "64 px synthetic demo" in _text(page, "demo")
@@ -192,7 +192,7 @@ def test_the_page_removes_the_clicked_person_and_recovers_from_a_bad_upload(
             assert not np.array_equal(overlay[mask], original[mask])  # both masks drawn
             assert "(score 0.90)" in _text(page, "status")
 
-            page.mouse.click(shown["x"] + 2, shown["y"] + shown["height"] - 2)  # on nothing
+            page.mouse.click(shown["x"] + 2, shown["y"] + 2)  # the top-left corner: nothing
             page.wait_for_function("document.getElementById('message').textContent !== ''")
             assert "no segment under point" in _text(page, "message")
             page.screenshot(path=str(tmp_path / "page.png"))
