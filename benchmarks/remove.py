@@ -35,7 +35,7 @@ from paper_scale import paper_networks
 
 from maskopt.device import autocast, cpu_has_fast_bf16
 from maskopt.inference import Networks
-from maskopt.models.selection import MIN_SCORE
+from maskopt.models.selection import PANOPTIC_SCORE
 from maskopt.removal import Letterbox, Remover, _tensor
 
 
@@ -247,7 +247,7 @@ def main() -> None:
             print(f"{size:4d} px photo, {name:>10}: segmentation {seg_s:6.3f} s + inpainting "
                   f"{inp_s:6.3f} s = {seg_s + inp_s:6.3f} s{ratio}   | OpenCV Telea {cv_s:6.3f} s")
         print(f"  (segmentation: the segmenter found {masked} detections and masked every "
-              f"one; `remove` masks only those scoring >= {MIN_SCORE})")
+              f"one; `remove` masks only those scoring >= {PANOPTIC_SCORE})")
     if args.folder and args.paper_scale:
         remover = Remover(device="cpu", networks=paper_networks())
         folder_throughput(with_fixed_person(remover), args.folder, point=(128.0, 128.0))

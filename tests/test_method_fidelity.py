@@ -16,8 +16,10 @@ from maskopt.models.build import build_discriminator
 from maskopt.models.segmenter import Detections, enlarge_boxes, paste_soft_masks
 from maskopt.models.selection import (
     box_margin,
+    panoptic_segments,
     segment_mask,
     select_segment,
+    select_segment_at_point,
     selected_mask,
     straight_through,
 )
@@ -169,6 +171,29 @@ def test_selection_takes_the_largest_overlap_not_the_largest_iou():
     nowhere = torch.zeros(64, 64)
     nowhere[60:, 0:4] = 1
     assert select_segment(det, nowhere) is None
+
+
+def test_selection_takes_the_panoptic_segment_not_a_larger_low_score_mask():
+    """Candidates are PanopticFPN's segments: a large low-score mask, or one mostly
+    under a better-scoring segment, is not chosen although it overlaps M_G more."""
+    gt = torch.zeros(64, 64)
+    gt[10:50, 20:40] = 1
+    boxes = torch.tensor([[22.0, 12.0, 38.0, 48.0],    # the person, score 0.9: 576 px of M_G
+                          [0.0, 0.0, 64.0, 64.0],      # everything, score 0.2: all 800
+                          [20.0, 10.0, 40.0, 50.0]])   # the person + 2 px, 0.7: 72 % taken
+    det = Detections(boxes, torch.tensor([1, 1, 1]), torch.tensor([0.9, 0.2, 0.7]),
+                     torch.ones(3, 1, 28, 28), (64, 64))
+    kept, pixels = panoptic_segments(det)
+    assert kept == [0]  # 1 scores below 0.5; 2 has more than half its mask taken by 0
+    assert int(pixels[0].sum()) == 16 * 36
+    assert select_segment(det, gt) == 0
+    assert select_segment(det, gt, score_threshold=0.1) == 0  # 1 then holds only the rest
+    # with a lower threshold the large mask is a segment, and it keeps the pixels 0 left
+    kept, pixels = panoptic_segments(det, score_threshold=0.1)
+    assert kept == [0, 1] and not (pixels[0] & pixels[1]).any()
+    assert select_segment_at_point(det, 30, 30) == 0
+    assert select_segment_at_point(det, 2, 2) is None
+    assert select_segment_at_point(det, 2, 2, score_threshold=0.1) == 1
 
 
 # 5. Mixed precision safe paste -----------------------------------------------------------

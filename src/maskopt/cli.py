@@ -69,8 +69,8 @@ def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
     command.add_argument("-q", "--quiet", action="store_true",
                          help="print nothing on success (errors still go to stderr)")
     command.add_argument("--min-score", type=float, default=None,
-                         help="ignore detections below this score (default: the model's "
-                              "selection threshold, maskopt.models.selection.MIN_SCORE)")
+                         help="segments are the detections scoring at least this (default 0.5, "
+                              "PanopticFPN's; maskopt.models.selection.PANOPTIC_SCORE)")
 
 
 def _add_model_options(command: argparse.ArgumentParser) -> None:

@@ -26,7 +26,8 @@ from maskopt.models.build import load_model, restore
 from maskopt.models.inpainter import class_probabilities
 from maskopt.models.segmenter import Detections
 from maskopt.models.selection import (
-    MIN_SCORE,
+    PANOPTIC_SCORE,
+    panoptic_segments,
     segment_mask,
     select_segment,
     select_segment_at_point,
@@ -136,7 +137,7 @@ class Remover:
     """
 
     def __init__(self, models: str | Path = DEFAULT_MODELS, device: str = "auto",
-                 min_score: float = MIN_SCORE, precision: str = "auto",
+                 min_score: float = PANOPTIC_SCORE, precision: str = "auto",
                  networks: Networks | None = None,
                  pretrained_segmenter: str | Path | None = None):
         """``networks``: ones already built, used instead of loading ``models`` (the
@@ -221,7 +222,7 @@ class Remover:
             x, y = point
             if not (0 <= x < width and 0 <= y < height):
                 raise MaskoptError(f"point {x:g},{y:g} is outside the {width}x{height} image")
-            index = select_segment_at_point(det, *lb.to_network(x, y))
+            index = select_segment_at_point(det, *lb.to_network(x, y), self.min_score)
             if index is None:
                 raise MaskoptError(f"no segment under point {x:g},{y:g}; "
                                    + self._nearby(det, lb, lb.to_network(x, y), names))
@@ -245,10 +246,11 @@ class Remover:
         if not labels:
             raise MaskoptError(f"unknown class {category!r}; the model knows: "
                                + ", ".join(sorted(self.thing_names.values())))
-        chosen = torch.isin(det.labels, torch.tensor(labels, device=det.labels.device))
-        if not chosen.any():
+        kept, _ = panoptic_segments(det, self.min_score)
+        chosen = [i for i in kept if int(det.labels[i]) in labels]
+        if not chosen:
             raise MaskoptError(f"no {category} found (score >= {self.min_score})")
-        return torch.nonzero(chosen)[:, 0].tolist()
+        return chosen
 
     def _names(self) -> list[str]:
         """Display name of each thing label (0 = no class)."""
@@ -256,7 +258,7 @@ class Remover:
 
     def _by_region(self, det, lb, region: np.ndarray, what: str, names) -> list[int]:
         in_network = torch.from_numpy(lb.image(region[..., None])[..., 0] > 0)
-        index = select_segment(det, in_network.to(det.boxes.device))
+        index = select_segment(det, in_network.to(det.boxes.device), self.min_score)
         if index is None:
             ys, xs = np.nonzero(region)
             centre = lb.to_network(xs.mean(), ys.mean())

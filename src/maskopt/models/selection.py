@@ -1,10 +1,12 @@
 """The paper's core step: choose the segment to remove and compute its mask.
 
-In joint training and evaluation the segment is the detected instance that overlaps
-M_G most (Sec. III-C); in ``maskopt remove`` the user picks it (a point, a box, a
-rough mask). Its mask is the mask head's output on its box grown by
-:func:`box_margin`, so the mask can reach past the object; the inpainters get it
-binary, the segmenter its gradient (:func:`straight_through`).
+The candidates are the instance segments of the panoptic output S, built as
+PanopticFPN's inference builds them (:func:`panoptic_segments`). In joint training
+and evaluation the segment is the one that overlaps M_G most (Sec. III-C); in
+``maskopt remove`` the user picks it (a point, a box, a rough mask). Its mask is the
+mask head's output on its box grown by :func:`box_margin`, so the mask can reach past
+the object; the inpainters get it binary, the segmenter its gradient
+(:func:`straight_through`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import torch
 from maskopt.errors import MaskoptError
 from maskopt.models.segmenter import Detections, enlarge_boxes, paste_soft_masks
 
-# Detections a user may pick in `maskopt remove` (and the MLflow model) score at least this.
-MIN_SCORE = 0.3
+# detectron2's PanopticFPN combine step (MODEL.PANOPTIC_FPN.COMBINE): instances scoring
+# below this are not segments of S; one whose mask is more than this share already taken
+# by higher-scoring segments is dropped, otherwise it keeps its untaken pixels.
+PANOPTIC_SCORE = 0.5
+PANOPTIC_OVERLAP = 0.5
 
 
 def box_margin(alpha: float, image_size: int, extra_px: int = 2) -> int:
@@ -32,21 +37,55 @@ def box_margin(alpha: float, image_size: int, extra_px: int = 2) -> int:
     return math.ceil(alpha * image_size) + extra_px
 
 
-def select_segment(detections: Detections, gt_mask: torch.Tensor) -> int | None:
-    """Index of the detected instance whose mask overlaps ``gt_mask`` most, or None.
+def panoptic_segments(detections: Detections, score_threshold: float = PANOPTIC_SCORE,
+                      overlap_threshold: float = PANOPTIC_OVERLAP
+                      ) -> tuple[list[int], torch.Tensor]:
+    """The instance segments of the panoptic output: (indices into ``detections``, in
+    descending score, and their K×H×W boolean pixels), by detectron2's rule.
 
-    Overlap is the intersection *area* of the thresholded (0.5) mask with ``gt_mask``,
-    as the paper says ("the segment whose overlap with m_G is the largest"), not IoU:
-    a mask that spills over the object is not penalised for it here. Only instances
-    (thing classes) are candidates — stuff regions of the semantic branch have no
-    instance mask, and the object to remove is always a thing (a person).
+    Highest score first, each instance scoring ``score_threshold`` or more takes the
+    pixels of its thresholded (0.5) mask that no earlier segment holds; it is dropped
+    when more than ``overlap_threshold`` of its mask is already held. Stuff, which
+    detectron2 adds afterwards, only takes pixels no instance holds, so it changes none
+    of these segments; it is not a candidate here (the object to remove is a thing).
     """
+    height, width = detections.image_size
+    taken = torch.zeros(height, width, dtype=torch.bool, device=detections.boxes.device)
     if not len(detections):
-        return None
+        return [], taken[None][:0]
     hard = detections.soft_masks() > 0.5
-    inter = (hard & gt_mask.bool()).flatten(1).sum(1).float()
-    best = int(torch.argmax(inter + 1e-6 * detections.scores))  # ties: higher score
-    return best if inter[best] > 0 else None
+    kept, pixels = [], []
+    for i in torch.argsort(detections.scores, descending=True).tolist():
+        if float(detections.scores[i]) < score_threshold:
+            break
+        area = int(hard[i].sum())
+        if area == 0:
+            continue
+        overlap = int((hard[i] & taken).sum())
+        if overlap / area > overlap_threshold:
+            continue
+        own = hard[i] & ~taken
+        taken |= own
+        kept.append(i)
+        pixels.append(own)
+    return kept, (torch.stack(pixels) if pixels else taken[None][:0])
+
+
+def select_segment(detections: Detections, gt_mask: torch.Tensor,
+                   score_threshold: float = PANOPTIC_SCORE) -> int | None:
+    """Index (into ``detections``) of the panoptic segment overlapping ``gt_mask`` most,
+    or None when none does.
+
+    Overlap is the intersection *area* of the segment's pixels with ``gt_mask``, as the
+    paper says ("the segment whose overlap with m_G is the largest"), not IoU: a segment
+    that spills over the object is not penalised for it here.
+    """
+    kept, pixels = panoptic_segments(detections, score_threshold)
+    if not kept:
+        return None
+    inter = (pixels & gt_mask.bool()).flatten(1).sum(1)
+    best = int(torch.argmax(inter))  # ties: the first, i.e. the higher score
+    return kept[best] if inter[best] > 0 else None
 
 
 def segment_mask(segmenter, features, box: torch.Tensor, label: torch.Tensor,
@@ -100,14 +139,10 @@ def straight_through(soft_mask: torch.Tensor) -> torch.Tensor:
 
 
 def select_segment_at_point(detections: Detections, x: float, y: float,
-                            threshold: float = 0.5) -> int | None:
-    """Index of the highest-scoring instance whose mask covers pixel (x, y), or None."""
-    if not len(detections):
-        return None
+                            score_threshold: float = PANOPTIC_SCORE) -> int | None:
+    """Index (into ``detections``) of the panoptic segment holding pixel (x, y), or None."""
+    kept, pixels = panoptic_segments(detections, score_threshold)
     h, w = detections.image_size
     row, col = min(max(int(y), 0), h - 1), min(max(int(x), 0), w - 1)
-    covers = detections.soft_masks()[:, row, col] > threshold
-    if not covers.any():
-        return None
-    scores = torch.where(covers, detections.scores, torch.full_like(detections.scores, -1))
-    return int(torch.argmax(scores))
+    holding = [i for i, own in zip(kept, pixels, strict=True) if own[row, col]]
+    return holding[0] if holding else None
