@@ -6,9 +6,9 @@ Queues one experiment per α, one with the mask expansion loss off and, with
 data). Runs the queue one at a time and prints two Markdown tables: what MEL and α
 change (the joint model's PSNR, SSIM, mask coverage, added area, fallback rate on the
 test pairs), and each experiment's paired comparisons (mean PSNR difference and 95 %
-bootstrap interval; a claim holds when the interval excludes 0). It also writes the
-paper's Table IV with ours beside the paper's numbers to reports/alpha_sweep.md (the
-companion of reports/paper.md, which holds one α per run). An α or MEL change
+bootstrap interval; a claim holds when the interval excludes 0). It also writes
+reports/alpha_sweep.json, one row per α, which the paper_report stage lays out as the
+paper's Table IV in reports/paper.md (each run holds one α). An α or MEL change
 reruns only `train_joint` and `evaluate`. Queued runs log to this project's MLflow
 store (see maskopt.tracking); the comparisons come from each experiment's
 reports/evaluation.json.
@@ -116,8 +116,7 @@ def tables() -> str:
     return "\n".join(lines)
 
 
-SWEEP_PLOT = Path("reports/alpha_sweep.json")  # dvc.yaml plots it against α
-TABLE_IV = Path("reports/alpha_sweep.md")
+SWEEP = Path("reports/alpha_sweep.json")  # paper_report's Table IV; dvc.yaml plots it too
 
 
 def sweep_points() -> dict[float, dict]:
@@ -137,36 +136,15 @@ def sweep_points() -> dict[float, dict]:
     return points
 
 
-def table_iv(points: dict[float, dict]) -> str:
-    """The paper's Table IV: mean PSNR and SSIM per α, each cell "ours (paper)"."""
-    from maskopt.evaluation.paper import paper_numbers
-
-    paper = paper_numbers()["table_4"]
-    alphas = sorted(set(points) | {float(a) for a in paper["psnr"]})
-    lines = ["# Table IV — α of the mask expansion loss (mean over the test pairs)", "",
-             "Ours: one queued experiment per α (this script), seed 0; the paper's numbers "
-             "in brackets. The paper's best α is 0.03.", "",
-             "| | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
-             "|---|" + "---|" * len(alphas)]
-    for metric, digits in (("psnr", 2), ("ssim", 3)):
-        cells = []
-        for a in alphas:
-            mine = points.get(a, {}).get(metric)
-            theirs = next((v for k, v in paper[metric].items() if float(k) == a), None)
-            text = "–" if mine is None else f"{mine:.{digits}f}"
-            cells.append(text if theirs is None else f"{text} ({theirs:.{digits}f})")
-        lines.append(f"| {metric.upper()} | " + " | ".join(cells) + " |")
-    if points:
-        best = max(points, key=lambda a: points[a]["psnr"])
-        lines += ["", f"Best α here by PSNR: {best:g}."]
-    return "\n".join(lines) + "\n"
-
-
-def write_sweep_plot(points: dict[float, dict]) -> None:
-    """α against the joint model's PSNR, coverage and added area (MEL on, seed 0)."""
-    SWEEP_PLOT.write_text(json.dumps([
-        {"alpha": a, **{k: points[a][k] for k in ("psnr", "coverage", "added_area")}}
-        for a in sorted(points)], indent=1))
+def write_sweep(points: dict[float, dict]) -> list[dict]:
+    """reports/alpha_sweep.json: one row per α, with the commit the sweep ran on."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "not recorded"
+    rows = [{"alpha": a, **{k: points[a][k] for k in ("psnr", "ssim", "coverage",
+                                                        "added_area")},
+             "seed": 0, "commit": commit} for a in sorted(points)]
+    SWEEP.write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 def main() -> None:
@@ -178,10 +156,12 @@ def main() -> None:
     if not args.no_run:
         run_sweep(args.alphas, args.seeds)
     print(tables())
-    points = sweep_points()
-    write_sweep_plot(points)
-    TABLE_IV.write_text(table_iv(points))
-    print(f"\n{table_iv(points)}\nwritten to {TABLE_IV}")
+    from maskopt.evaluation.paper import table_iv
+    from maskopt.evaluation.paper_numbers import paper_numbers
+
+    rows = write_sweep(sweep_points())
+    print("\n" + "\n".join(table_iv(paper_numbers()["table_4"], rows, 0.03, {})))
+    print(f"written to {SWEEP}; `dvc repro paper_report` puts it into reports/paper.md")
 
 
 if __name__ == "__main__":

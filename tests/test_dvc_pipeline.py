@@ -49,6 +49,8 @@ def project(tmp_path_factory):
     for folder in ("stages", "src"):
         shutil.copytree(ROOT / folder, project / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (project / "reports").mkdir()
+    shutil.copy(ROOT / "reports/alpha_sweep.json", project / "reports")  # in git, not DVC
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com")
@@ -129,8 +131,26 @@ def test_alpha_reruns_only_joint_training_and_evaluation(project):
     set_params(project, alpha=0.05)
     dry = run(["dvc", "repro", "--dry"], project, env)
     ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_joint", "train_joint_without_mel", "evaluate"}
+    assert ran == {"train_joint", "train_joint_without_mel", "evaluate", "paper_report"}
     set_params(project, alpha=0.03)
+    assert changed_stages(project, env) == set()
+
+
+def test_a_new_alpha_sweep_reruns_only_the_paper_report(project):
+    project, env = project
+    sweep = project / "reports/alpha_sweep.json"
+    original = sweep.read_text()
+    rows = json.loads(original)
+    rows[0]["psnr"] += 1
+    sweep.write_text(json.dumps(rows))
+    try:
+        assert changed_stages(project, env) == {"paper_report"}
+        run(["dvc", "repro", "paper_report"], project, env)
+        paper = (project / "reports/paper.md").read_text()
+        assert f"| PSNR | {rows[0]['psnr']:.2f} (" in paper
+    finally:
+        sweep.write_text(original)
+        run(["dvc", "repro", "paper_report"], project, env)
     assert changed_stages(project, env) == set()
 
 

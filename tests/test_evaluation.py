@@ -124,6 +124,7 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
 
 def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, monkeypatch):
     from maskopt.evaluation import image_metrics
+    from maskopt.evaluation.paper_report import paper_report
     from maskopt.evaluation.run import evaluate
 
     monkeypatch.chdir(trained_project)
@@ -132,7 +133,9 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     monkeypatch.setattr(image_metrics, "default_fid_features", offline)
     stand_in = f"{sys.executable} {Path(__file__).with_name('stand_in_inpainter.py')} " \
                "--image {images} --mask {masks} --output {output}"
-    headline = evaluate(tiny_params(**{"evaluate.external_inpainters": {"stand_in": stand_in}}))
+    params = tiny_params(**{"evaluate.external_inpainters": {"stand_in": stand_in}})
+    headline = evaluate(params)
+    paper_report(params)  # the next stage: reports/paper.md from what evaluate wrote
     assert json.loads(Path("reports/metrics.json").read_text()) == headline
     saved = json.loads(Path("reports/evaluation.json").read_text())
     # the headline file: ~10 numbers, each the same as in the full evaluation
@@ -173,6 +176,12 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
         assert Path(f"reports/grids/{figure}_000.png").exists()
     assert "![Fig. 1](grids/figure_1_000.png)" in paper
     assert "![Fig. 4](grids/table_v_000.png)" in paper
+    # Table IV without a sweep says how to make one; Fig. 3 is drawn
+    assert "## Table IV" in paper and "`scripts/alpha_sweep.py`" in paper
+    assert "![Fig. 3](figure_3.png)" in paper and Path("reports/figure_3.png").exists()
+    # the claims are tested on the same per-pair PSNRs evaluate wrote
+    per_pair = json.loads(Path("reports/per_pair.json").read_text())
+    assert len(per_pair["buckets"]) == len(per_pair["psnr"]["joint"]) == 8
     # Fig. 1: one pair; input, the masks and fills of d = -2, 0, 2, the target
     figure_1 = np.asarray(Image.open("reports/grids/figure_1_000.png"))
     assert figure_1.shape[1] == 8 * 130 and figure_1.shape[0] < 2 * 130

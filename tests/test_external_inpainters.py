@@ -11,8 +11,9 @@ from PIL import Image
 
 from maskopt.data.pairs import PairDataset
 from maskopt.errors import MaskoptError
-from maskopt.evaluation.evaluate import evaluate_external, external_row
+from maskopt.evaluation.evaluate import evaluate_external
 from maskopt.evaluation.image_metrics import SharedNetworks
+from maskopt.evaluation.row_names import external_row
 from maskopt.external import export_pair, read_result, run_inpainter
 from maskopt.imaging import tensor_to_rgb
 

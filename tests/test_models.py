@@ -90,6 +90,18 @@ def _small_segmenter():
                        box_batch_size=32, detections_per_image=10)
 
 
+def test_freeze_at_keeps_the_stem_and_res2_fixed_and_trains_the_rest():
+    torch.manual_seed(0)
+    seg = PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
+                      box_batch_size=32, detections_per_image=10, freeze_at=2)
+    body = seg.backbone.body
+    for fixed in (body.conv1, body.bn1, body.layer1):
+        assert not any(p.requires_grad for p in fixed.parameters())
+    for trained in (body.layer2, body.layer4, seg.backbone.fpn, seg.roi_heads, seg.rpn):
+        assert all(p.requires_grad for p in trained.parameters())
+    assert all(p.requires_grad for p in _small_segmenter().parameters())
+
+
 def test_segmenter_losses_and_inference_outputs():
     seg = _small_segmenter().train()
     images = torch.rand(2, 3, SIZE, SIZE)

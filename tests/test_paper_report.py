@@ -1,9 +1,7 @@
 """reports/paper.md and the sweep's Table IV: our numbers beside the paper's, claims tested."""
 
-import sys
-from pathlib import Path
-
-from maskopt.evaluation.paper import paper_markdown, paper_numbers
+from maskopt.evaluation.paper import paper_markdown, table_iv
+from maskopt.evaluation.paper_numbers import paper_numbers
 
 BUCKETS = ["0-10", "10-20", "20-30", "30-40"]
 
@@ -37,11 +35,11 @@ def test_table_two_says_when_its_rows_were_not_made():
     assert "| PSNR | OpenCV Telea | OpenCV NS | EdgeC | w/o MEL | joint, MEL off |" in text
 
 
-def test_sweep_table_four_has_every_alpha_of_ours_and_the_papers():
-    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
-    import alpha_sweep
-
-    points = {0.03: {"psnr": 20.7, "ssim": 0.757}, 0.05: {"psnr": 20.5, "ssim": 0.743}}
-    text = alpha_sweep.table_iv(points)
+def test_table_four_has_every_alpha_of_the_sweep_and_the_papers():
+    sweep = [{"alpha": 0.03, "psnr": 20.7, "ssim": 0.757, "commit": "abc1234", "seed": 0},
+             {"alpha": 0.05, "psnr": 20.5, "ssim": 0.743, "commit": "abc1234", "seed": 0}]
+    text = "\n".join(table_iv(paper_numbers()["table_4"], sweep, 0.03, {}))
     assert "| PSNR | – (30.68) | 20.70 (30.87) | 20.50 (30.51) | – (30.47) |" in text
-    assert "Best α here by PSNR: 0.03." in text
+    assert "| SSIM | – (0.951) | 0.757 (0.954) | 0.743 (0.949) | – (0.949) |" in text
+    assert "commit abc1234, seed 0). Best α there by PSNR: 0.03" in text
+    assert "not run" in "\n".join(table_iv(paper_numbers()["table_4"], [], 0.03, {}))

@@ -38,6 +38,17 @@ def test_coco_profile_is_valid():
     assert params.data.source == "coco" and params.synthesize.image_size == 256
 
 
+def test_coco_profile_follows_the_paper_where_it_speaks():
+    """Sec. IV-A: Adam, lr 1e-5, batch 4 for PanopticFPN; every person at its own size."""
+    params = load_params(ROOT / "params-coco.yaml")
+    for schedule in (params.train.segmentation, params.train.joint):
+        assert (schedule.lr, schedule.batch_size) == (1e-5, 4)
+    assert params.train.segmentation.optimizer == "adam"
+    assert params.synthesize.person_scale == "native"
+    assert params.synthesize.min_person_area == 0 and params.synthesize.max_truncation == 1
+    assert params.segmenter.freeze_at == 2  # detectron2's FREEZE_AT for its COCO weights
+
+
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
@@ -46,6 +57,7 @@ def test_coco_profile_is_valid():
         ({"data__source": "imagenet"}, "data.source: Input should be 'sample' or 'coco'"),
         ({"synthesize__blur_sgma": 1.0}, "synthesize.blur_sgma: unknown key"),
         ({"synthesize__workers": "many"}, "synthesize.workers"),
+        ({"segmenter__freeze_at": 2}, "segmenter.freeze_at: would keep randomly initialised"),
     ],
 )
 def test_invalid_params_fail_with_one_line_naming_the_key(tmp_path, override, fragment):

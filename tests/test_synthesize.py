@@ -311,3 +311,28 @@ def test_truncation_from_the_bounding_box_equals_the_whole_image_outline():
         assert truncation(mask) == outline_on_frame_of_the_whole_image(mask)
     assert truncation(np.zeros((30, 40), bool)) == 0.0
     assert truncation(np.ones((30, 40), bool)) == 1.0
+
+
+def test_native_scale_pastes_a_person_at_the_size_it_has_in_its_own_image(train_dataset):
+    """person_scale native (the paper): the pasted area is the person's own area scaled as
+    its image is to the pair's side (less what the border cuts off), never a drawn ratio."""
+    config = SynthesisConfig(**{**CONFIG.__dict__, "person_scale": "native",
+                                "min_mask_ratio": 0.001})
+    persons, _ = find_person_segments(train_dataset, config.min_person_area)
+    synth = PairSynthesizer(train_dataset, persons, config, 0, split_code=0,
+                            test_buckets=False, one_per_background=True)
+    by_id = {r.image_id: i for i, r in enumerate(train_dataset.records)}
+    shares = []
+    for k in range(8):
+        made = synth.make(k)
+        if "pair" not in made:
+            continue
+        pair = made["pair"]
+        source = by_id[pair["source_image_id"]]
+        ids = train_dataset.load_ids(source)
+        scale = config.image_size / min(ids.shape)
+        expected = (ids == pair["source_segment_id"]).sum() * scale ** 2
+        shares.append(pair["M_G"].sum() / expected)
+    assert len(shares) >= 4
+    assert max(shares) < 1.2  # never scaled up to a ratio
+    assert max(shares) > 0.8  # an uncut one keeps its own size

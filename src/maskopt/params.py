@@ -64,6 +64,9 @@ class SynthesizeParams(_Section):
     # the best fixed dilation, docs/results.md); validation_pairs null: one per image
     validation_images: int = Field(default=40, ge=4)
     validation_pairs: int | None = Field(default=None, ge=4)
+    # mask_ratio: each pasted person scaled to a drawn mask ratio (training) or bucket
+    # (test); native: kept at the size it has in its own image (the paper)
+    person_scale: Literal["mask_ratio", "native"] = "mask_ratio"
     min_person_area: float = Field(default=0.005, ge=0, lt=1)
     max_truncation: float = Field(default=0.15, ge=0, le=1)
     blur_sigma: float = Field(default=0.6, ge=0)
@@ -102,6 +105,17 @@ class SegmenterParams(_Section):
     depth: Literal[18, 34, 50, 101] = 50
     fpn_channels: int = Field(default=256, ge=32)
     weights: Literal["none", "imagenet", "coco"] = "none"
+    # backbone stages kept fixed: 2 = stem and res2 (detectron2's FREEZE_AT, for COCO or
+    # ImageNet weights: params-coco.yaml); 0 = train all (from scratch)
+    freeze_at: int = Field(default=0, ge=0, le=5)
+
+    @field_validator("freeze_at")
+    @classmethod
+    def _only_pretrained_layers(cls, value: int, info) -> int:
+        if value and info.data.get("weights") == "none":
+            raise ValueError("would keep randomly initialised layers fixed; use 0 with "
+                             "weights: none")
+        return value
     box_batch_size: int = Field(default=512, ge=8)      # RoIs sampled per image for the box head
     detections_per_image: int = Field(default=100, ge=1)
     # Extra mask loss on ground-truth boxes grown by a random margin up to this fraction
@@ -173,6 +187,13 @@ class StageSchedule(_Section):
     batch_size: int = Field(default=4, ge=1)            # per process
 
 
+class SegmentationSchedule(StageSchedule):
+    # the paper: Adam (as PanopticFPN), fine-tuning COCO weights; from scratch the sample
+    # takes AdamW with weight decay
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
 class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True                                    # bf16 autocast where fast (device.py)
@@ -182,7 +203,8 @@ class TrainParams(_Section):
     checkpoint_every: int = Field(default=100, ge=1)    # steps
     log_every: int = Field(default=10, ge=1)
     d_lr_ratio: float = Field(default=0.1, gt=0)        # discriminator lr / generator lr
-    segmentation: StageSchedule = StageSchedule(steps=90000, lr=1e-4, batch_size=4)
+    segmentation: SegmentationSchedule = SegmentationSchedule(steps=90000, lr=1e-5,
+                                                              batch_size=4)
     inpainter: StageSchedule = StageSchedule(steps=200000, lr=1e-4, batch_size=8)
     joint: StageSchedule = StageSchedule(steps=20000, lr=1e-5, batch_size=4)
     mask_expansion: bool = True                         # False: the paper's "w/o MEL" ablation

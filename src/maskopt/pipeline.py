@@ -40,7 +40,8 @@ STAGE_PARAMS: dict[str, list[str]] = {
                  "data.coco_base_url", "data.coco_checksums", "sample"],
     "synthesize": ["seed", "data.root", "synthesize.image_size", "synthesize.train_pairs",
                    "synthesize.test_pairs", "synthesize.validation_images",
-                   "synthesize.validation_pairs", "synthesize.min_person_area",
+                   "synthesize.validation_pairs", "synthesize.person_scale",
+                   "synthesize.min_person_area",
                    "synthesize.max_truncation", "synthesize.blur_sigma",
                    "synthesize.min_mask_ratio", "synthesize.max_mask_ratio",
                    "synthesize.min_pairs"],
@@ -60,6 +61,8 @@ STAGE_PARAMS: dict[str, list[str]] = {
     "evaluate": ["alpha", "evaluate.dilations", "evaluate.fixed_dilations",
                  "evaluate.external_inpainters", "finetune.pairs", "train.device",
                  "train.mask_expansion"],
+    "paper_report": ["alpha", "evaluate.dilations", "synthesize.image_size",
+                     "train.mask_expansion"],
 }
 RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
             "train.log_every"]

@@ -91,7 +91,8 @@ def synthesize_pairs(params: Params, raw_root: str | Path | None = None,
     s = params.synthesize
     config = SynthesisConfig(image_size=s.image_size, min_person_area=s.min_person_area,
                              max_truncation=s.max_truncation, blur_sigma=s.blur_sigma,
-                             min_mask_ratio=s.min_mask_ratio, max_mask_ratio=s.max_mask_ratio)
+                             min_mask_ratio=s.min_mask_ratio, max_mask_ratio=s.max_mask_ratio,
+                             person_scale=s.person_scale)
     wanted = {"train": s.train_pairs, "validation": s.validation_pairs, "test": s.test_pairs}
     report = {}
     for raw_split, splits in PAIR_SPLITS.items():

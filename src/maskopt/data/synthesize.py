@@ -14,9 +14,13 @@ exactly away from the pasted person):
     {split}/annotations.json          COCO panoptic JSON of I, plus per pair the pasted
                                       person (RLE), its mask ratio and bucket
 
-The pasted person's size is chosen for a target mask ratio: uniform over
-[min_mask_ratio, max_mask_ratio] for training, and cycling through the four
-evaluation buckets 0-10/10-20/20-30/30-40 % for the test split.
+With ``person_scale="mask_ratio"`` the pasted person's size is chosen for a target
+mask ratio: uniform over [min_mask_ratio, max_mask_ratio] for training, and cycling
+through the four evaluation buckets 0-10/10-20/20-30/30-40 % for the test split. With
+``"native"`` (the paper: a person at a random location) the person keeps the size it
+has in its own image, scaled as that image would be to the pair's side; a pair whose
+mask ratio falls outside the range is drawn again with another person or place, and
+the test split keeps the ratios persons have (no cycling through the buckets).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class SynthesisConfig:
     blur_sigma: float
     min_mask_ratio: float
     max_mask_ratio: float
+    person_scale: str = "mask_ratio"  # mask_ratio | native (see the module docstring)
 
 
 # each split's own random stream (train and test keep the codes they always had)
@@ -262,7 +267,11 @@ class PairSynthesizer:
                 notes[_reason(exc)] += 1
                 continue
             src_rgb, src_record = src.rgb, src.record
-            pair = self._compose(bg_rgb, bg_ids, bg_record, src_rgb[box], obj[box], ratio, u, v)
+            if self.config.person_scale == "native":  # as square_crop scales its image
+                scale = size / min(src_rgb.shape[:2])
+            else:
+                scale = _scale_for_ratio(obj[box], size, ratio, u, v)
+            pair = self._compose(bg_rgb, bg_ids, bg_record, src_rgb[box], obj[box], scale, u, v)
             if pair is None or not self._accepts(pair["mask_ratio"], low, high):
                 notes["ratio_missed"] += 1
                 continue
@@ -286,9 +295,8 @@ class PairSynthesizer:
         # a test pair must land in the bucket it was made for, not on the next one's edge
         return not self.test_buckets or bucket_name(ratio) == bucket_name((low + high) / 2)
 
-    def _compose(self, bg_rgb, bg_ids, bg_record, obj_rgb, obj_mask, ratio, u, v):
+    def _compose(self, bg_rgb, bg_ids, bg_record, obj_rgb, obj_mask, scale, u, v):
         size, sigma = self.config.image_size, self.config.blur_sigma
-        scale = _scale_for_ratio(obj_mask, size, ratio, u, v)
         hard, (top, left, h, w) = _place(obj_mask, size, scale, u, v)
         alpha = hard.astype(np.float32)
         if sigma > 0:
@@ -404,7 +412,8 @@ def synthesize_split(dataset: PanopticDataset, out_dir: str | Path, *, split: st
     persons, skipped = find_person_segments(dataset, config.min_person_area)
     test = split != "train"  # the test and validation pairs cycle through the buckets
     synthesizer = PairSynthesizer(dataset, persons, config, seed, split_code=SPLIT_CODES[split],
-                                  test_buckets=test, one_per_background=n_pairs is None)
+                                  test_buckets=test and config.person_scale == "mask_ratio",
+                                  one_per_background=n_pairs is None)
     total = len(dataset) if n_pairs is None else n_pairs
     images, annotations = [], []
     buckets, notes = Counter(), Counter(skipped)

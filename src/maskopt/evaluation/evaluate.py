@@ -22,6 +22,13 @@ from maskopt.device import to_device
 from maskopt.errors import MaskoptError
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
+from maskopt.evaluation.row_names import (
+    FIGURES,
+    external_name,
+    external_row,
+    finetuned_pairs,
+    finetuned_row,
+)
 from maskopt.evaluation.statistics import paired_comparison
 from maskopt.external import export_pair, read_result, run_inpainter
 from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
@@ -203,28 +210,6 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
     return table, per_image, {figure: dict(grid) for figure, grid in grids.items()}
 
 
-def finetuned_row(pairs: int) -> str:
-    return f"finetuned_{pairs}_gt_mask"
-
-
-def finetuned_pairs(row: str) -> int | None:
-    """N of a :func:`finetuned_row`, None for any other row."""
-    if row.startswith("finetuned_") and row.endswith("_gt_mask"):
-        return int(row.removeprefix("finetuned_").removesuffix("_gt_mask"))
-    return None
-
-
-def external_row(name: str) -> str:
-    return f"external_{name}_pretrained_mask"
-
-
-def external_name(row: str) -> str | None:
-    """The inpainter's name of an :func:`external_row`, None for any other row."""
-    if row.startswith("external_") and row.endswith("_pretrained_mask"):
-        return row.removeprefix("external_").removesuffix("_pretrained_mask")
-    return None
-
-
 def evaluate_external(commands: dict[str, str], exported: Path, dataset,
                       shared: SharedNetworks) -> tuple[dict, dict, dict[str, str]]:
     """Run each external inpainter on the images ``evaluate_pairs`` exported and score
@@ -259,9 +244,6 @@ def external_fills(name: str, exported: Path, image_names: list[str]) -> torch.T
 
 
 GRID_FIRST_COLUMN = "input I"
-# reports/grids/<figure>_NNN.png: the project's own columns, the paper's Fig. 4 (Table V's
-# rows on the same pairs) and Fig. 1 (one pair, its GT mask eroded, exact and grown)
-FIGURES = ("pairs", "table_v", "figure_1")
 
 
 def figure_columns(figure: str, images, target, gt, masks, outputs,

@@ -1,25 +1,19 @@
 """reports/paper.md: the paper's tables as the paper lays them out, each cell "ours
 (paper)", and under each table the paper's claim with our paired comparison.
 
-The paper's numbers are in ``paper_numbers.json`` beside this module, with the table
+The paper's numbers are in ``paper_numbers.json`` (``paper_numbers``), with the table
 each comes from. Ours are the evaluate stage's rows (see ``evaluate.ROWS``); a table
 whose rows this run did not make says so instead of showing numbers.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from maskopt.evaluation.evaluate import external_name, finetuned_pairs, finetuned_row
+from maskopt.evaluation.paper_numbers import paper_numbers
+from maskopt.evaluation.row_names import external_name, finetuned_pairs, finetuned_row
 from maskopt.evaluation.statistics import paired_comparison
 
-PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.json")
 DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2}
-
-
-def paper_numbers() -> dict:
-    return json.loads(PAPER_NUMBERS.read_text())
+PHI_ALPHAS = (0.01, 0.03, 0.05, 0.07)  # the paper's Table IV
 
 
 def _cell(ours, paper, metric: str) -> str:
@@ -88,9 +82,13 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
 
 def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets: list[str],
                    dilations: list[int], mask_expansion: bool, image_size: int,
-                   figures: dict[str, list[str]] | None = None) -> str:
+                   figures: dict[str, list[str]] | None = None,
+                   alpha_sweep: list[dict] | None = None, alpha: float = 0.03,
+                   phi_figure: str | None = None) -> str:
     """``per_image``: each row's PSNR per test pair, in the order of ``image_buckets``.
-    ``figures``: the grid files of ``evaluate.FIGURES`` (in reports/grids/) to show."""
+    ``figures``: the grid files of ``row_names.FIGURES`` (in reports/grids/) to show.
+    ``alpha_sweep``: the rows of reports/alpha_sweep.json (see :func:`table_iv`);
+    ``phi_figure``: the file of Fig. 3 (φ and the α bands), relative to reports/."""
     paper = paper_numbers()
     buckets = paper["buckets"]
     lines = ["# The paper's tables, reproduced on this run", "",
@@ -137,12 +135,14 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
 
     lines += _table_iii(paper["table_3"], table, per_image, buckets)
 
-    t4 = paper["table_4"]
-    lines += [f"## Table IV — {t4['caption']}", "",
-              "One experiment per α: `scripts/alpha_sweep.py` (see README) runs them and "
-              "writes this table to reports/alpha_sweep.md; this run has one α. The "
-              "paper's mean PSNR: "
-              + ", ".join(f"α = {a}: {v:.2f}" for a, v in t4["psnr"].items()) + ".", ""]
+    lines += table_iv(paper["table_4"], alpha_sweep or [], alpha, table)
+    if phi_figure:
+        lines += ["## Fig. 3 — φ, the signed distance to M_G's boundary normalized to [−1, 1], "
+                  "and the band α pulls into the mask", "",
+                  f"φ is the distance divided by the image side ({image_size} px here), so α "
+                  "is a band width as a share of the side: "
+                  + ", ".join(f"α = {a:g}: {a * image_size:.1f} px ({a * 256:.1f} px at 256 px)"
+                              for a in PHI_ALPHAS) + ".", "", f"![Fig. 3]({phi_figure})", ""]
 
     t5 = paper["table_5"]
     ours = "Ours" if mask_expansion else "joint, MEL off"
@@ -178,6 +178,39 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                      "rows above; each baseline fills the pretrained mask)",
                      (figures or {}).get("table_v"))
     return "\n".join(lines)
+
+
+def table_iv(t4: dict, sweep: list[dict], alpha: float, table: dict) -> list[str]:
+    """Table IV: mean PSNR and SSIM per α, "ours (paper)". One α per run: ours come from
+    ``sweep``, scripts/alpha_sweep.py's experiments (rows: alpha, psnr, ssim, and the
+    commit and seed they ran at), and, for this run's own α, from this run."""
+    lines = [f"## Table IV — {t4['caption']}", ""]
+    ours = {float(row["alpha"]): row for row in sweep}
+    mine = table.get("joint", {}).get("all")
+    alphas = sorted(set(ours) | {float(a) for a in t4["psnr"]} | {float(alpha)})
+    lines += ["| | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
+              "|---|" + "---|" * len(alphas)]
+    for metric in ("psnr", "ssim"):
+        cells = []
+        for a in alphas:
+            theirs = next((v for k, v in t4[metric].items() if float(k) == a), None)
+            cells.append(_cell(ours.get(a, {}).get(metric), theirs, metric))
+        lines.append(f"| {metric.upper()} | " + " | ".join(cells) + " |")
+    lines.append("")
+    if ours:
+        made = sorted({f"commit {row.get('commit', 'not recorded')}, seed {row.get('seed', 0)}"
+                       for row in ours.values()})
+        best = max(ours, key=lambda a: ours[a]["psnr"])
+        lines += [f"Ours: one experiment per α by `scripts/alpha_sweep.py` "
+                  f"(reports/alpha_sweep.json; {'; '.join(made)}). Best α there by PSNR: "
+                  f"{best:g}; the paper's: 0.03."]
+    else:
+        lines += ["Ours: not run; `scripts/alpha_sweep.py` (see README) runs one experiment "
+                  "per α and writes reports/alpha_sweep.json, which this table reads."]
+    if mine is not None:
+        lines += ["", f"This run (α = {alpha:g}): PSNR {mine['psnr']:.2f}, "
+                  f"SSIM {mine['ssim']:.3f}."]
+    return lines + [""]
 
 
 def _figure(title: str, files: list[str] | None) -> list[str]:

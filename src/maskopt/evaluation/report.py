@@ -8,7 +8,7 @@ import torch
 
 from maskopt.data.synthesize import BUCKETS, bucket_name
 from maskopt.evaluation.evaluate import describe_row
-from maskopt.evaluation.paper import paper_numbers
+from maskopt.evaluation.paper_numbers import paper_numbers
 from maskopt.imaging import tensor_to_rgb
 
 BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]

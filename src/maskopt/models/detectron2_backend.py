@@ -63,7 +63,7 @@ class Detectron2PanopticFPN(nn.Module):
                  score_threshold: float = 0.05, load_weights: bool = True,
                  thing_category_ids: list[int] | None = None,
                  proposals: dict[str, int] | None = None,
-                 anchor_sizes: list[int] | None = None, **_ignored):
+                 anchor_sizes: list[int] | None = None, freeze_at: int = 0, **_ignored):
         super().__init__()
         if not detectron2_available():
             raise MaskoptError("segmenter.backend is detectron2 but detectron2 is not installed; "
@@ -85,6 +85,7 @@ class Detectron2PanopticFPN(nn.Module):
             cfg.MODEL.RESNETS.NORM = cfg.MODEL.FPN.NORM = "GN"
             cfg.MODEL.ROI_BOX_HEAD.NORM = cfg.MODEL.ROI_MASK_HEAD.NORM = "GN"
             cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False
+        cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at  # detectron2's default 2 would freeze random init
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_thing_classes
         cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = box_batch_size
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold

@@ -146,7 +146,7 @@ class PanopticFPN(nn.Module):
                  score_threshold: float = 0.05, load_weights: bool = True,
                  thing_category_ids: list[int] | None = None, grown_box_margin: float = 0.0,
                  proposals: dict[str, int] | None = None,
-                 anchor_sizes: list[int] | None = None):
+                 anchor_sizes: list[int] | None = None, freeze_at: int = 0):
         """``weights`` picks the norms (GroupNorm from scratch, frozen BN for pretrained
         starts) and, when ``load_weights``, loads them; restoring a saved model passes
         ``load_weights=False`` so nothing is downloaded. ``thing_category_ids`` are the
@@ -155,7 +155,9 @@ class PanopticFPN(nn.Module):
         loss on ground-truth boxes grown by a random margin up to it (see
         :meth:`grown_box_mask_loss`). ``proposals``: RPN proposals kept per image after
         NMS, ``training`` and ``testing`` (torchvision's 2000 and 1000 without it).
-        ``anchor_sizes``: px per FPN level P2..P6 (default: 1/32 .. 1/2 of the side)."""
+        ``anchor_sizes``: px per FPN level P2..P6 (default: 1/32 .. 1/2 of the side).
+        ``freeze_at``: the first backbone stages kept fixed (1 = the stem, 2 = stem and
+        res2: detectron2's FREEZE_AT, for a pretrained start; 0 from scratch)."""
         super().__init__()
         self.grown_box_margin = grown_box_margin * image_size
         if depth not in RESNET_CHANNELS:
@@ -165,6 +167,10 @@ class PanopticFPN(nn.Module):
         self.num_semantic_classes = num_semantic_classes
         backbone = _resnet_fpn(depth, fpn_channels, pretrained=weights != "none",
                                load=load_weights and weights == "imagenet")
+        for stage in [(backbone.body.conv1, backbone.body.bn1), *(
+                (getattr(backbone.body, f"layer{i}"),) for i in range(1, 5))][:freeze_at]:
+            for module in stage:
+                module.requires_grad_(False)
         scratch = weights == "none"
         # Anchors scale with the input: 1/32 .. 1/2 of its side over P2..P6.
         if anchor_sizes is None:

@@ -72,7 +72,8 @@ def segmentation_colours(labels: torch.Tensor, num_classes: int) -> torch.Tensor
 
 
 class SegmentationTask:
-    """Pretrain the segmenter with L_PS = RPN + box + mask + semantic losses (AdamW)."""
+    """Pretrain the segmenter with L_PS = RPN + box + mask + semantic losses, by Adam (the
+    paper's, from COCO weights) or AdamW (``train.segmentation.optimizer``)."""
 
     name = "pretrain_segmentation"
 
@@ -80,8 +81,10 @@ class SegmentationTask:
         self.segmenter = segmenter.to(ctx.device).train()
         self.ctx, self.bf16 = ctx, training_bf16(params, ctx)
         self.params_list = [p for p in segmenter.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params_list, params.train.segmentation.lr,
-                                           weight_decay=1e-4)
+        schedule = params.train.segmentation
+        optimizer = torch.optim.AdamW if schedule.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer(self.params_list, schedule.lr, betas=SEGMENTER_ADAM_BETAS,
+                                   weight_decay=schedule.weight_decay)
         self.modules = {"segmenter": segmenter}
         self.optimizers = {"segmenter": self.optimizer}
 
