@@ -1,17 +1,18 @@
-"""The paper's α sweep (Table IV), the w/o-MEL ablation and other seeds as queued DVC
-experiments, with the tables that say whether the sample's claims hold.
+"""The paper's α sweep (Table IV) and other seeds as queued DVC experiments, with the
+tables that say whether the sample's claims hold.
 
-Queues one experiment per α, one with the mask expansion loss off and, with
-``--seeds``, one per extra seed (a seed reruns the whole pipeline: it also draws the
-data). Runs the queue one at a time and prints two Markdown tables: what MEL and α
-change (the joint model's PSNR, SSIM, mask coverage, added area, fallback rate on the
-test pairs), and each experiment's paired comparisons (mean PSNR difference and 95 %
+Queues one experiment per α (the workspace's own α is its run, not queued again) and,
+with ``--seeds``, one per extra seed (a seed reruns the whole pipeline: it also draws
+the data); the w/o-MEL ablation is a stage of every run (`train_joint_without_mel`).
+Runs the queue one at a time and prints two Markdown tables: what MEL and α change
+(the joint model's PSNR, SSIM, mask coverage, added area, fallback rate on the test
+pairs), and each experiment's paired comparisons (mean PSNR difference and 95 %
 bootstrap interval; a claim holds when the interval excludes 0). It also writes
 reports/alpha_sweep.json, one row per α, which the paper_report stage lays out as the
-paper's Table IV in reports/paper.md (each run holds one α). An α or MEL change
-reruns only `train_joint` and `evaluate`. Queued runs log to this project's MLflow
-store (see maskopt.tracking); the comparisons come from each experiment's
-reports/evaluation.json.
+paper's Table IV in reports/paper.md (each run holds one α). An α change reruns only
+the two joint trainings, `evaluate` and `paper_report`. Queued runs log to this
+project's MLflow store (see maskopt.tracking); the comparisons come from each
+experiment's reports/evaluation.json.
 
     PATH="$PWD/.venv/bin:$PATH" .venv/bin/python scripts/alpha_sweep.py \
         [--alphas 0.01 0.03 0.05 0.07] [--seeds 1 2] [--no-run]
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import yaml
 
 COLUMNS = {"PSNR": "psnr.joint", "SSIM": "ssim.joint", "coverage": "mask.coverage",
            "added area": "mask.added_area", "fallback rate": "mask.fallback_rate"}
@@ -47,10 +50,12 @@ COMPARISONS = ("joint-vs-starting_point", "joint-vs-telea_pretrained_mask",
 
 
 def run_sweep(alphas: list[float], seeds: list[int]) -> None:
+    own = float(yaml.safe_load(Path("params.yaml").read_text())["alpha"])
     for alpha in alphas:
+        if alpha == own:
+            continue  # the workspace's run is this α's row
         dvc("exp", "run", "--queue", "-S", f"alpha={alpha}", "-S", "train.mask_expansion=true",
             "-n", experiment_name(alpha))
-    dvc("exp", "run", "--queue", "-S", "train.mask_expansion=false", "-n", "without-mel")
     for seed in seeds:
         dvc("exp", "run", "--queue", "-S", f"seed={seed}", "-n", f"seed-{seed}")
     dvc("queue", "start", "--jobs", "1")

@@ -163,3 +163,39 @@ def test_fine_tuning_starts_from_the_random_mask_checkpoint(trained_project, mon
     first_four = set(PairDataset(trained_project / "data/pairs/train").pairs.names[:4])
     assert seen["names"] <= first_four
     assert (trained_project / "models/finetuned/inpainter_image_4.pt").exists()
+
+
+@pytest.mark.parametrize("given", ["segmenter", "labels"])
+def test_the_segmentation_inpainter_learns_on_what_it_gets_later(project, trained_project,
+                                                                 monkeypatch, given):
+    """inpainter.segmentation_input: segmenter — its pretraining input is the pretrained
+    segmenter's class probabilities (joint training's and evaluation's input), not the
+    one-hot labels of I; `labels` keeps those."""
+    from maskopt.imaging import one_hot
+    from maskopt.models.build import load_model, restore
+
+    (project / "models").mkdir()
+    (project / "models/segmenter.pt").write_bytes(
+        (trained_project / "models/segmenter.pt").read_bytes())
+    seen = {}
+    real = InpainterTask.classes_of_input
+
+    def recording(self, batch):
+        given_input = real(self, batch)
+        seen.setdefault("batch", batch)
+        seen.setdefault("input", given_input)
+        return given_input
+
+    monkeypatch.setattr(InpainterTask, "classes_of_input", recording)
+    params = tiny_params(**{"train.amp": False, "inpainter.segmentation_input": given})
+    stages.pretrain_inpainter(params, "segmentation")
+    batch, classes = seen["batch"], seen["input"].shape[1]
+    labels = one_hot(batch["semantic"], classes)
+    if given == "labels":
+        assert torch.equal(seen["input"], labels)
+        return
+    segmenter = restore(load_model("models/segmenter.pt", "x")["networks"]["segmenter"]).eval()
+    with torch.no_grad():
+        expected = segmenter.semantic_probs(batch["image"])
+    assert torch.allclose(seen["input"], expected, atol=1e-5)
+    assert not torch.equal(seen["input"], labels)

@@ -143,6 +143,9 @@ class InpainterParams(_Section):
     blocks: int = Field(default=8, ge=1)                # dilated residual blocks (paper: 8)
     canny_sigma: float = Field(default=2.0, gt=0)       # edge targets (EdgeConnect: 2 at 256 px)
     vgg_weights: Literal["imagenet", "random"] = "imagenet"
+    # what the segmentation inpainter is pretrained on: the pretrained segmenter's class
+    # probabilities (what it gets in joint training and after) or one-hot labels of I
+    segmentation_input: Literal["segmenter", "labels"] = "segmenter"
     # k of the low-rank path for the C class channels of the segmentation and image
     # inpainters (see maskopt.models.inpainter); null: all C channels through the 7×7
     # convolutions, EdgeConnect's layout.

@@ -160,6 +160,11 @@ class Detectron2PanopticFPN(nn.Module):
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.backbone(self._image_list(images).tensor)
 
+    def semantic_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """The semantic head's class probabilities alone (N×C×H×W), without detecting."""
+        features = self.model.backbone(self._image_list(images).tensor)
+        return torch.softmax(self.model.sem_seg_head(features, None)[0].float(), 1)
+
     def mask_probs(self, features, boxes: list[torch.Tensor], labels: list[torch.Tensor],
                    image_sizes) -> list[torch.Tensor]:
         heads = self.model.roi_heads

@@ -219,6 +219,10 @@ class PanopticFPN(nn.Module):
     def semantic_logits(self, features: OrderedDict[str, torch.Tensor]) -> torch.Tensor:
         return self.semantic_head([features[k] for k in ("0", "1", "2", "3")])
 
+    def semantic_probs(self, images: torch.Tensor) -> torch.Tensor:
+        """The semantic head's class probabilities alone (N×C×H×W), without detecting."""
+        return torch.softmax(self.semantic_logits(self.features(images)).float(), 1)
+
     def mask_probs(self, features: OrderedDict[str, torch.Tensor], boxes: list[torch.Tensor],
                    labels: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list:
         """Mask head probabilities (n×1×28×28 per image) of ``labels`` inside ``boxes``."""

@@ -192,13 +192,22 @@ def finetune_inpainter(params: Params, pairs: int) -> dict:
 def _train_inpainter(name: str, params: Params, kind: str, model_file: Path, steps: int,
                      dataset, init_from: tuple[Path, str] | None = None) -> dict:
     """Train one inpainter with its own losses; ``init_from``: (model file, the stage
-    that makes it) whose generator and discriminator it starts from."""
+    that makes it) whose generator and discriminator it starts from. The segmentation
+    inpainter learns on the pretrained segmenter's class probabilities
+    (``inpainter.segmentation_input``), the input it gets in joint training."""
     start = None if init_from is None else load_model(*init_from)  # fails before training
+    upstream = [] if init_from is None else [init_from[0]]
+    class_input = None
+    if kind == "segmentation" and params.inpainter.segmentation_input == "segmenter":
+        saved = load_model(SEGMENTER_FILE, "pretrain_segmentation")["networks"]["segmenter"]
+        class_input = restore(saved, source=str(SEGMENTER_FILE))
+        upstream.append(SEGMENTER_FILE)
 
     def factory(ctx, dataset):
         config = inpainter_config(params, kind, dataset.taxonomy.num_classes)
         factory.config = config
-        task = InpainterTask(kind, build(config), params, ctx, dataset.taxonomy.num_classes)
+        task = InpainterTask(kind, build(config), params, ctx, dataset.taxonomy.num_classes,
+                             class_input)
         if start is not None:
             source = str(init_from[0])
             load_state(task.generator, start["networks"]["generator"]["state_dict"], source)
@@ -213,7 +222,6 @@ def _train_inpainter(name: str, params: Params, kind: str, model_file: Path, ste
                                 "discriminator": (d_config, task.discriminator)},
                    trained_on=profile)
 
-    upstream = [] if init_from is None else [init_from[0]]
     return _run_stage(name, params, factory, steps, params.train.inpainter.batch_size,
                       upstream, save, dataset)
 

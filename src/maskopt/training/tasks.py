@@ -114,15 +114,18 @@ class InpainterTask:
     """Pretrain one inpainter with GT masks M_G and targets from I_G.
 
     edge: [gray(I), Canny(I)] masked → Canny(I_G);  L_E = λEG·hinge + λEF·feature matching.
-    segmentation: one-hot seg(I) masked → seg(I_G);  L_S = λSG·hinge + λSC·CE.
+    segmentation: seg(I) masked → seg(I_G);  L_S = λSG·hinge + λSC·CE. seg(I) is the
+    class probabilities of ``class_input`` (the pretrained segmenter, frozen): what the
+    network gets in joint training, evaluation and `remove`; without it, one-hot labels.
     image: I masked + GT edges and segmentation of I_G (EdgeConnect's stage 2: the image
     inpainter learns from clean guides, and joint training then adapts it to predicted
     ones) → I_G;  L_I = λIG·hinge + λIF·perceptual + λIS·style + λIR·L1/N_M.
     """
 
     def __init__(self, kind: str, generator: nn.Module, params: Params, ctx: Context,
-                 num_classes: int):
+                 num_classes: int, class_input: nn.Module | None = None):
         self.kind, self.ctx, self.bf16 = kind, ctx, training_bf16(params, ctx)
+        self.class_input = None if class_input is None else class_input.to(ctx.device).eval()
         self.name = f"pretrain_inpainter@{kind}"
         self.weights = params.loss
         self.num_classes = num_classes
@@ -147,12 +150,18 @@ class InpainterTask:
             return out, torch.cat([batch["target_gray"], out], 1), \
                 torch.cat([batch["target_gray"], batch["target_edges"]], 1)
         if self.kind == "segmentation":
-            seg_in = one_hot(batch["semantic"], self.num_classes)
-            out = self.generator(seg_in, mask)
+            out = self.generator(self.classes_of_input(batch), mask)
             return out, torch.softmax(out, 1), one_hot(batch["target_semantic"], self.num_classes)
         seg = one_hot(batch["target_semantic"], self.num_classes)
         out = self.generator(batch["image"], batch["target_edges"], seg, mask)
         return out, out, batch["target"]
+
+    def classes_of_input(self, batch: dict) -> torch.Tensor:
+        """The segmentation inpainter's input: seg(I), as the class docstring says."""
+        if self.class_input is None:
+            return one_hot(batch["semantic"], self.num_classes)
+        with torch.no_grad():
+            return self.class_input.semantic_probs(batch["image"])
 
     def step(self, batch: dict) -> dict[str, float]:
         with autocast(self.ctx.device, self.bf16):
