@@ -68,9 +68,6 @@ def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
     _add_model_options(command)
     command.add_argument("-q", "--quiet", action="store_true",
                          help="print nothing on success (errors still go to stderr)")
-    command.add_argument("--min-score", type=float, default=None,
-                         help="segments are the detections scoring at least this (default 0.5, "
-                              "PanopticFPN's; maskopt.models.selection.PANOPTIC_SCORE)")
 
 
 def _add_model_options(command: argparse.ArgumentParser) -> None:
@@ -84,6 +81,9 @@ def _add_model_options(command: argparse.ArgumentParser) -> None:
                          help="auto: bfloat16 where the device runs it fast (default)")
     command.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                          help="refuse larger images (default: %(default)s)")
+    command.add_argument("--min-score", type=float, default=None,
+                         help="segments are the detections scoring at least this (default 0.5, "
+                              "PanopticFPN's; maskopt.models.selection.PANOPTIC_SCORE)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,7 +219,7 @@ def _remover(args):
         args, "learned_margin", "on") == "off")
     from maskopt.removal import Remover
 
-    options = {} if getattr(args, "min_score", None) is None else {"min_score": args.min_score}
+    options = {} if args.min_score is None else {"min_score": args.min_score}
     remover = Remover(model, args.device, precision=args.precision,
                       pretrained_segmenter=pretrained, **options)
     warning = demo_warning(model, remover.nets.trained_on)
