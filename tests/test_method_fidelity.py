@@ -314,7 +314,7 @@ class _NothingOverlaps:
     def eval(self):
         return self
 
-    def predict(self, images):
+    def predict(self, images, min_score=None):
         from maskopt.models.segmenter import SegmenterOutput
 
         det = Detections(torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([1]),

@@ -134,6 +134,25 @@ def test_anchor_sizes_and_proposal_counts_reach_the_rpn():
         PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE, anchor_sizes=[8, 16])
 
 
+def test_stem_stride_two_doubles_every_feature_map_and_keeps_input_coordinates():
+    torch.manual_seed(0)
+    fine = PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
+                       box_batch_size=32, detections_per_image=10, stem_stride=2)
+    images = torch.rand(2, 3, SIZE, SIZE)
+    coarse_sizes = [f.shape[-1] for f in _small_segmenter().features(images).values()]
+    fine_sizes = [f.shape[-1] for f in fine.features(images).values()]
+    assert coarse_sizes == [16, 8, 4, 2, 1] and fine_sizes == [32, 16, 8, 4, 2]
+    _, targets = _targets()
+    assert all(torch.isfinite(v) for v in fine.train()(images, targets).values())
+    out = fine.eval()(images)
+    assert out.semantic_logits.shape == (2, CLASSES, SIZE, SIZE)
+    # RoIs are pooled from P2 at 1/2 of the input: boxes stay in input pixels
+    assert fine.roi_heads.box_roi_pool.scales[0] == 0.5
+    assert out.detections[0].soft_masks().shape[1:] == (SIZE, SIZE)
+    with pytest.raises(MaskoptError, match="stem_stride"):
+        PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE, stem_stride=8)
+
+
 def test_segmenter_refuses_sizes_not_divisible_by_32():
     with pytest.raises(MaskoptError, match="multiple of 32"):
         _small_segmenter().eval()(torch.rand(1, 3, 48, 48))

@@ -199,3 +199,41 @@ def test_the_segmentation_inpainter_learns_on_what_it_gets_later(project, traine
         expected = segmenter.semantic_probs(batch["image"])
     assert torch.allclose(seen["input"], expected, atol=1e-5)
     assert not torch.equal(seen["input"], labels)
+
+
+def test_segmenter_lr_drops_tenfold_at_its_fractions_and_resumes_there(tmp_path):
+    from pydantic import ValidationError
+
+    from maskopt.models import PanopticFPN
+    from maskopt.training.checkpoint import restore_training, save_checkpoint
+    from maskopt.training.distributed import Context
+    from maskopt.training.tasks import SegmentationTask
+
+    params = tiny_params(**{"train.segmentation": {"steps": 4, "lr": 1e-3, "batch_size": 2,
+                                                   "lr_drops": [0.5]}})
+    ctx = Context(0, 1, 0, torch.device("cpu"))
+
+    def task():
+        torch.manual_seed(0)
+        return SegmentationTask(PanopticFPN(1, 3, depth=18, fpn_channels=32, image_size=32,
+                                            box_batch_size=16), params, ctx)
+
+    mask = torch.zeros(1, 32, 32, dtype=torch.uint8)
+    mask[:, 8:24, 12:20] = 1
+    batch = {"image": torch.rand(2, 3, 32, 32), "semantic": torch.randint(1, 3, (2, 32, 32)),
+             "instances": [{"boxes": torch.tensor([[12.0, 8.0, 20.0, 24.0]]),
+                            "labels": torch.tensor([1]), "masks": mask}] * 2}
+    first = task()
+    lrs = []
+    for _ in range(2):
+        lrs.append(first.optimizer.param_groups[0]["lr"])
+        first.step(batch)
+    assert lrs == [1e-3, 1e-3] and first.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    save_checkpoint(tmp_path / "c.pt", step=2, fingerprint="f", modules=first.modules,
+                    optimizers=first.optimizers)
+    resumed = task()
+    restore_training(torch.load(tmp_path / "c.pt", weights_only=True), resumed.modules,
+                     resumed.optimizers, "c.pt")
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
+    with pytest.raises(ValidationError, match="increasing fractions"):
+        tiny_params(**{"train.segmentation": {"steps": 4, "lr": 1e-3, "lr_drops": [0.8, 0.5]}})

@@ -129,6 +129,9 @@ class SegmenterParams(_Section):
     anchor_sizes: list[int] | None = None
     proposals_train: int = Field(default=1000, ge=16)
     proposals_test: int = Field(default=1000, ge=16)
+    # 4: ResNet's stem (conv + max pool, P2 at 1/4 of the input); 2: without the max
+    # pool, every feature map twice as fine (small inputs: limbs a few px wide)
+    stem_stride: Literal[2, 4] = 4
 
     @field_validator("fpn_channels")
     @classmethod
@@ -195,6 +198,17 @@ class SegmentationSchedule(StageSchedule):
     # takes AdamW with weight decay
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = Field(default=0.0, ge=0)
+    # fractions of the steps at which the lr drops 10x (detectron2's 1x schedule: 60k
+    # and 80k of 90k, i.e. [0.667, 0.889]); empty: constant lr
+    lr_drops: list[float] = Field(default_factory=list)
+
+    @field_validator("lr_drops")
+    @classmethod
+    def _fractions_in_order(cls, value: list[float]) -> list[float]:
+        if any(not 0 < f < 1 for f in value) or value != sorted(value):
+            raise ValueError(f"must be increasing fractions of the steps, in (0, 1) "
+                             f"(got {value})")
+        return value
 
 
 class TrainParams(_Section):

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from maskopt.models.selection import selected_mask
+from maskopt.models.selection import PANOPTIC_SCORE, selected_mask
 
 
 def mask_metrics(mask: np.ndarray, gt: np.ndarray) -> dict[str, float]:
@@ -39,7 +39,7 @@ def selected_masks(segmenter, images: torch.Tensor, gt_masks: torch.Tensor,
     no ground-truth geometry enters a scored mask); and the semantic logits of the
     same pass (N×C×H×W)."""
     segmenter.eval()
-    out = segmenter.predict(images)
+    out = segmenter.predict(images, min_score=PANOPTIC_SCORE)  # the only candidates
     masks, missed = [], []
     for b, det in enumerate(out.detections):
         one = {k: v[b:b + 1] for k, v in out.features.items()}

@@ -40,7 +40,8 @@ def segmenter_config(params: Params, num_things: int, num_classes: int,
             "detections_per_image": s.detections_per_image,
             "grown_box_margin": s.grown_box_margin,
             "proposals": {"training": s.proposals_train, "testing": s.proposals_test},
-            "anchor_sizes": s.anchor_sizes, "freeze_at": s.freeze_at}
+            "anchor_sizes": s.anchor_sizes, "freeze_at": s.freeze_at,
+            "stem_stride": s.stem_stride}
 
 
 def inpainter_config(params: Params, kind: str, num_classes: int) -> dict:

@@ -63,8 +63,12 @@ class Detectron2PanopticFPN(nn.Module):
                  score_threshold: float = 0.05, load_weights: bool = True,
                  thing_category_ids: list[int] | None = None,
                  proposals: dict[str, int] | None = None,
-                 anchor_sizes: list[int] | None = None, freeze_at: int = 0, **_ignored):
+                 anchor_sizes: list[int] | None = None, freeze_at: int = 0,
+                 stem_stride: int = 4, **_ignored):
         super().__init__()
+        if stem_stride != 4:
+            raise MaskoptError("the detectron2 backend keeps ResNet's stem: segmenter.stem_stride "
+                               f"must be 4 (got {stem_stride})")
         if not detectron2_available():
             raise MaskoptError("segmenter.backend is detectron2 but detectron2 is not installed; "
                                "see the README (install from its git repository)")
@@ -175,16 +179,16 @@ class Detectron2PanopticFPN(nn.Module):
         probs = logits[torch.arange(len(flat), device=logits.device), flat].sigmoid()
         return list(probs[:, None].split([len(b) for b in boxes]))
 
+    @torch.no_grad()
     def detect(self, features, proposals, image_sizes,
                min_score: float | None = None) -> list[Detections]:
         heads = self.model.roi_heads
-        with torch.no_grad():
-            pooled = heads.box_pooler([features[f] for f in heads.box_in_features],
-                                      [p.proposal_boxes for p in proposals])
-            predictions = heads.box_predictor(heads.box_head(pooled))
-            found, _ = heads.box_predictor.inference(predictions, proposals)
-            if min_score is not None:  # the mask head runs on these only
-                found = [f[f.scores >= min_score] for f in found]
+        pooled = heads.box_pooler([features[f] for f in heads.box_in_features],
+                                  [p.proposal_boxes for p in proposals])
+        predictions = heads.box_predictor(heads.box_head(pooled))
+        found, _ = heads.box_predictor.inference(predictions, proposals)
+        if min_score is not None:  # the mask head runs on these only
+            found = [f[f.scores >= min_score] for f in found]
         boxes = [f.pred_boxes.tensor for f in found]
         labels = [f.pred_classes + 1 for f in found]
         probs = self.mask_probs(features, boxes, labels, image_sizes)
@@ -199,7 +203,8 @@ class Detectron2PanopticFPN(nn.Module):
             return self.losses_and_detections(images, targets, detect=False)[0]
         return self.predict(images)
 
-    def losses_and_detections(self, images: torch.Tensor, targets: list[dict], detect: bool = True):
+    def losses_and_detections(self, images: torch.Tensor, targets: list[dict], detect: bool = True,
+                              min_score: float | None = None):
         if targets is None:
             raise MaskoptError("training the segmenter needs targets")
         model = self.model
@@ -222,7 +227,8 @@ class Detectron2PanopticFPN(nn.Module):
         semantic = F.interpolate(coarse, scale_factor=model.sem_seg_head.common_stride,
                                  mode="bilinear", align_corners=False)
         losses = {**proposal_losses, **detector_losses, **semantic_losses}
-        detections = self.detect(features, proposals, [size] * len(images)) if detect else None
+        detections = (self.detect(features, proposals, [size] * len(images), min_score)
+                      if detect else None)
         return losses, detections, semantic, features
 
     def predict(self, images: torch.Tensor, min_score: float | None = None) -> SegmenterOutput:

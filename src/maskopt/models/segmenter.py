@@ -50,7 +50,7 @@ def group_norm(channels: int) -> nn.GroupNorm:
 @dataclass
 class Detections:
     """Instances found in one image. ``mask_probs`` are the mask head's N×1×28×28
-    probabilities inside ``boxes`` (xyxy, input pixels); they carry gradients."""
+    probabilities inside ``boxes`` (xyxy, input pixels), without gradient."""
 
     boxes: torch.Tensor
     labels: torch.Tensor
@@ -104,22 +104,24 @@ def enlarge_boxes(boxes: torch.Tensor, margin: float | torch.Tensor, height: int
 
 
 class SemanticHead(nn.Module):
-    """Panoptic FPN's semantic branch: each FPN level P2..P5 is brought to 1/4 scale by
-    (3×3 conv, GN, ReLU, 2× upsample) stages, the levels are summed, and a 1×1 conv
-    gives per-class logits that are upsampled 4× to the input size."""
+    """Panoptic FPN's semantic branch: each FPN level P2..P5 is brought to the finest
+    level's scale (1/4 of the input with ResNet's stem) by (3×3 conv, GN, ReLU, 2×
+    upsample) stages, the levels are summed, and a 1×1 conv gives per-class logits that
+    are upsampled to the input size."""
 
     def __init__(self, in_channels: int, num_classes: int, channels: int = 128,
                  strides: tuple[int, ...] = (4, 8, 16, 32)):
         super().__init__()
+        self.finest = strides[0]
         self.levels = nn.ModuleList()
         for stride in strides:
-            steps = max(1, int(math.log2(stride // 4)))
+            steps = max(1, int(math.log2(stride // self.finest)))
             layers: list[nn.Module] = []
             for step in range(steps):
                 layers += [nn.Conv2d(in_channels if step == 0 else channels, channels, 3,
                                      padding=1, bias=False),
                            group_norm(channels), nn.ReLU(True)]
-                if stride > 4:
+                if stride > self.finest:
                     layers.append(nn.Upsample(scale_factor=2, mode="bilinear",
                                               align_corners=False))
             self.levels.append(nn.Sequential(*layers))
@@ -127,7 +129,7 @@ class SemanticHead(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = sum(level(f) for level, f in zip(self.levels, features, strict=True))
-        return F.interpolate(self.predictor(x), scale_factor=4, mode="bilinear",
+        return F.interpolate(self.predictor(x), scale_factor=self.finest, mode="bilinear",
                              align_corners=False)
 
 
@@ -146,7 +148,8 @@ class PanopticFPN(nn.Module):
                  score_threshold: float = 0.05, load_weights: bool = True,
                  thing_category_ids: list[int] | None = None, grown_box_margin: float = 0.0,
                  proposals: dict[str, int] | None = None,
-                 anchor_sizes: list[int] | None = None, freeze_at: int = 0):
+                 anchor_sizes: list[int] | None = None, freeze_at: int = 0,
+                 stem_stride: Literal[2, 4] = 4):
         """``weights`` picks the norms (GroupNorm from scratch, frozen BN for pretrained
         starts) and, when ``load_weights``, loads them; restoring a saved model passes
         ``load_weights=False`` so nothing is downloaded. ``thing_category_ids`` are the
@@ -157,7 +160,10 @@ class PanopticFPN(nn.Module):
         NMS, ``training`` and ``testing`` (torchvision's 2000 and 1000 without it).
         ``anchor_sizes``: px per FPN level P2..P6 (default: 1/32 .. 1/2 of the side).
         ``freeze_at``: the first backbone stages kept fixed (1 = the stem, 2 = stem and
-        res2: detectron2's FREEZE_AT, for a pretrained start; 0 from scratch)."""
+        res2: detectron2's FREEZE_AT, for a pretrained start; 0 from scratch).
+        ``stem_stride``: 4 is ResNet's stem (conv + max pool); 2 drops the max pool, so
+        every level has twice the resolution (P2 at 1/2): on 64 px inputs a limb is 2–3
+        px wide, and at 1/4 the mask head pools it from less than one cell."""
         super().__init__()
         self.grown_box_margin = grown_box_margin * image_size
         if depth not in RESNET_CHANNELS:
@@ -165,8 +171,11 @@ class PanopticFPN(nn.Module):
         if weights == "coco" and (depth != 50 or fpn_channels != 256):
             raise MaskoptError("COCO weights exist for depth 50 with 256 FPN channels only")
         self.num_semantic_classes = num_semantic_classes
+        if stem_stride not in (2, 4):
+            raise MaskoptError(f"segmenter stem_stride must be 2 or 4 (got {stem_stride})")
         backbone = _resnet_fpn(depth, fpn_channels, pretrained=weights != "none",
-                               load=load_weights and weights == "imagenet")
+                               load=load_weights and weights == "imagenet",
+                               stem_pool=stem_stride == 4)
         for stage in [(backbone.body.conv1, backbone.body.bn1), *(
                 (getattr(backbone.body, f"layer{i}"),) for i in range(1, 5))][:freeze_at]:
             for module in stage:
@@ -199,7 +208,8 @@ class PanopticFPN(nn.Module):
         self.backbone, self.rpn = maskrcnn.backbone, maskrcnn.rpn
         self.roi_heads = maskrcnn.roi_heads
         self.semantic_head = SemanticHead(fpn_channels, num_semantic_classes,
-                                          channels=max(32, fpn_channels // 2))
+                                          channels=max(32, fpn_channels // 2),
+                                          strides=tuple(stem_stride * 2**i for i in range(4)))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.weights_report: dict | None = None
@@ -264,20 +274,22 @@ class PanopticFPN(nn.Module):
         target = roi_align(gt, rois, tuple(logits.shape[-2:]), 1.0, aligned=False)[:, 0]
         return F.binary_cross_entropy_with_logits(logits, (target > 0.5).float())
 
+    @torch.no_grad()
     def detect(self, features, proposals, image_sizes,
                min_score: float | None = None) -> list[Detections]:
-        """Boxes from the box head (no gradient), masks from the mask head (with gradient);
-        with ``min_score``, only the detections scoring at least that get a mask."""
+        """Boxes from the box head, masks from the mask head, without gradient: they
+        choose the segment, whose mask is then computed anew on its grown box
+        (:func:`maskopt.models.selection.segment_mask`), with gradient. With
+        ``min_score``, only the detections scoring at least that are kept."""
         heads = self.roi_heads
-        with torch.no_grad():
-            pooled = heads.box_roi_pool(features, proposals, image_sizes)
-            class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
-            boxes, scores, labels = heads.postprocess_detections(
-                class_logits, box_regression, proposals, image_sizes)
-            if min_score is not None:
-                kept = [score >= min_score for score in scores]
-                boxes, scores, labels = ([x[k] for x, k in zip(xs, kept, strict=True)]
-                                         for xs in (boxes, scores, labels))
+        pooled = heads.box_roi_pool(features, proposals, image_sizes)
+        class_logits, box_regression = heads.box_predictor(heads.box_head(pooled))
+        boxes, scores, labels = heads.postprocess_detections(
+            class_logits, box_regression, proposals, image_sizes)
+        if min_score is not None:
+            kept = [score >= min_score for score in scores]
+            boxes, scores, labels = ([x[k] for x, k in zip(xs, kept, strict=True)]
+                                     for xs in (boxes, scores, labels))
         probs = self.mask_probs(features, boxes, labels, image_sizes)
         return [Detections(b, lab, s, p, size)
                 for b, lab, s, p, size in zip(boxes, labels, scores, probs, image_sizes,
@@ -291,11 +303,12 @@ class PanopticFPN(nn.Module):
             return losses
         return self.predict(images)
 
-    def losses_and_detections(self, images: torch.Tensor, targets: list[dict], detect: bool = True):
-        """L_PS terms and, sharing the features, the detections with differentiable masks
-        (what joint training needs); returns (losses, detections, semantic logits, features).
-        ``targets``: per image ``boxes`` (xyxy), ``labels`` (1..K), ``masks`` (n×H×W), and
-        ``semantic`` (H×W class indices, 0 = unlabeled)."""
+    def losses_and_detections(self, images: torch.Tensor, targets: list[dict], detect: bool = True,
+                              min_score: float | None = None):
+        """L_PS terms and, sharing the features, the detections scoring ``min_score`` or
+        more (what joint training needs); returns (losses, detections, semantic logits,
+        features). ``targets``: per image ``boxes`` (xyxy), ``labels`` (1..K), ``masks``
+        (n×H×W), and ``semantic`` (H×W class indices, 0 = unlabeled)."""
         if targets is None:
             raise MaskoptError("training the segmenter needs targets")
         features = self.features(images)
@@ -310,7 +323,7 @@ class PanopticFPN(nn.Module):
                   "loss_semantic": F.cross_entropy(semantic, semantic_target, ignore_index=0)}
         if self.grown_box_margin > 0:
             losses["loss_mask_grown_box"] = self.grown_box_mask_loss(features, targets, sizes)
-        detections = self.detect(features, proposals, sizes) if detect else None
+        detections = self.detect(features, proposals, sizes, min_score) if detect else None
         return losses, detections, semantic, features
 
     def predict(self, images: torch.Tensor, min_score: float | None = None) -> SegmenterOutput:
@@ -330,7 +343,8 @@ class SegmenterOutput:
     features: OrderedDict | None = field(default=None, repr=False)
 
 
-def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool) -> BackboneWithFPN:
+def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool,
+                stem_pool: bool = True) -> BackboneWithFPN:
     if fpn_channels % 32:
         raise MaskoptError(f"segmenter FPN channels must be a multiple of 32 (got {fpn_channels})")
     builder = getattr(resnet, f"resnet{depth}")
@@ -345,6 +359,8 @@ def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool) -> 
     else:
         body = builder(weights=None, norm_layer=group_norm)
         norm = group_norm
+    if not stem_pool:
+        body.maxpool = nn.Identity()
     return BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)},
                            RESNET_CHANNELS[depth], fpn_channels, LastLevelMaxPool(),
                            norm_layer=norm)

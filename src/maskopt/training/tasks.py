@@ -17,7 +17,12 @@ from maskopt.device import autocast, use_bf16
 from maskopt.imaging import one_hot, tensor_to_rgb
 from maskopt.models.build import build_discriminator
 from maskopt.models.inpainter import composite, inpaint_in_order
-from maskopt.models.selection import box_margin, selected_mask, straight_through
+from maskopt.models.selection import (
+    PANOPTIC_SCORE,
+    box_margin,
+    selected_mask,
+    straight_through,
+)
 from maskopt.params import Params
 from maskopt.training.distributed import Context
 from maskopt.training.loop import sync_gradients
@@ -85,14 +90,19 @@ class SegmentationTask:
         optimizer = torch.optim.AdamW if schedule.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = optimizer(self.params_list, schedule.lr, betas=SEGMENTER_ADAM_BETAS,
                                    weight_decay=schedule.weight_decay)
+        # the lr drops 10x at the given fractions of the steps; checkpointed with the
+        # optimizer, so a resumed run drops at the same steps
+        self.lr_schedule = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, [round(f * schedule.steps) for f in schedule.lr_drops], gamma=0.1)
         self.modules = {"segmenter": segmenter}
-        self.optimizers = {"segmenter": self.optimizer}
+        self.optimizers = {"segmenter": self.optimizer, "segmenter_lr": self.lr_schedule}
 
     def step(self, batch: dict) -> dict[str, float]:
         with autocast(self.ctx.device, self.bf16):
             parts = self.segmenter(batch["image"], instance_targets(batch))
         loss = sum(parts.values())
         _step(self.optimizer, self.params_list, loss, self.ctx)
+        self.lr_schedule.step()
         return {"loss_ps": loss.item(), **{k: v.item() for k, v in parts.items()}}
 
     @torch.no_grad()
@@ -311,8 +321,9 @@ class JointTask:
     def forward(self, batch: dict) -> dict:
         """Everything of one joint pass, for the step and for the grids."""
         images = batch["image"]
+        # the selection only considers panoptic segments (score >= PANOPTIC_SCORE)
         parts, detections, semantic, features = self.segmenter.losses_and_detections(
-            images, instance_targets(batch))
+            images, instance_targets(batch), min_score=PANOPTIC_SCORE)
         masks = []
         for b, det in enumerate(detections):
             one = {k: v[b:b + 1] for k, v in features.items()}
