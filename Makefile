@@ -37,8 +37,11 @@ ui: setup
 	@echo "open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
+# Two workers (pytest-xdist), whole modules each, slowest modules first (tests/conftest.py):
+# the suite is bound by process starts and single-threaded Python as much as by torch,
+# so two workers on two cores finish sooner than one (benchmarks/README.md).
 test: setup
-	$(BIN)/pytest -v --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -v --durations=15
 
 lint: setup
 	$(BIN)/ruff check .
