@@ -30,7 +30,8 @@ SMOKE = {
     "synthesize.workers": 1, "segmenter.weights": "none", "inpainter.vgg_weights": "random",
     "segmenter.freeze_at": 0,  # random weights offline: nothing to keep fixed
     "train.device": "cpu", "train.workers": 0, "train.threads": 2, "train.checkpoint_every": 1,
-    "train.log_every": 1, "evaluate.grid_pairs": 2,
+    # each training stage draws its grid with the networks at 256 px: 2 pairs, not 6
+    "train.log_every": 1, "train.grid_pairs": 2, "evaluate.grid_pairs": 2,
     # Table I's d = 2…8 rows run the same code as d = -2 and 0, 4 inference passes more.
     "evaluate.dilations": [-2, 0],
     # the fixed-dilation sweep: one of the nine px values runs the same code as nine

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from PIL import Image
 from tiny import TINY, apply, tiny_params
 
 from maskopt.errors import MaskoptError
@@ -29,11 +30,13 @@ def project(tmp_path, pairs_dir, monkeypatch):
 
 
 def test_pretrain_inpainter_writes_model_metrics_grid_and_mlflow_run(project):
-    summary = stages.pretrain_inpainter(tiny_params(), "edge")
+    params = tiny_params(**{"train.grid_pairs": 3})
+    summary = stages.pretrain_inpainter(params, "edge")
     assert summary["steps"] == 2 and "loss_g_first" in summary and "loss_ef_last" in summary
     assert Path("models/inpainter_edge.pt").exists()
     assert json.loads(Path("reports/train/pretrain_inpainter_edge.json").read_text())["steps"] == 2
-    assert Path("reports/train/pretrain_inpainter_edge.png").stat().st_size > 0
+    grid = Image.open("reports/train/pretrain_inpainter_edge.png")
+    assert grid.width == 3 * params.synthesize.image_size  # one column per drawn pair
     import mlflow
 
     runs = mlflow.search_runs(experiment_names=["maskopt"], output_format="list")

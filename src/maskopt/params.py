@@ -219,6 +219,7 @@ class TrainParams(_Section):
     threads: int = Field(default=0, ge=0)               # torch CPU threads (0: torch's default)
     checkpoint_every: int = Field(default=100, ge=1)    # steps
     log_every: int = Field(default=10, ge=1)
+    grid_pairs: int = Field(default=6, ge=1)            # training pairs in reports/train/*.png
     d_lr_ratio: float = Field(default=0.1, gt=0)        # discriminator lr / generator lr
     segmentation: SegmentationSchedule = SegmentationSchedule(steps=90000, lr=1e-5,
                                                               batch_size=4)

@@ -65,4 +65,4 @@ STAGE_PARAMS: dict[str, list[str]] = {
                      "train.mask_expansion"],
 }
 RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
-            "train.log_every"]
+            "train.log_every", "train.grid_pairs"]

@@ -47,7 +47,6 @@ from maskopt.training.checkpoint import fingerprint
 from maskopt.training.loop import make_loader, train
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
-GRID_SAMPLES = 6
 MASK_KINDS = ("object", "random")  # what the inpainters are pretrained on
 REGISTERED_MODEL = "maskopt-joint"  # in MLflow's model registry, one version per run
 
@@ -83,8 +82,8 @@ def _finish(name: str, summary: dict, curve: list[dict], grid, run, ctx) -> None
     run.log_image(grid, f"{slug}.png")
 
 
-def _grid_batch(dataset: PairDataset, device) -> dict:
-    return to_device(next(batches(dataset, GRID_SAMPLES, GRID_SAMPLES)), device)
+def _grid_batch(dataset: PairDataset, count: int, device) -> dict:
+    return to_device(next(batches(dataset, count, count)), device)
 
 
 def training_pairs(params: Params, masks: str = "object", first: int | None = None):
@@ -124,8 +123,8 @@ def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: 
                 save(task, run, training_profile(params, len(dataset)))
                 summary.update(extra_metrics(task, params, ctx))
                 curve = summary.pop("curve")
-                _finish(name, summary, curve, task.grid(_grid_batch(dataset, ctx.device)),
-                        run, ctx)
+                grid = task.grid(_grid_batch(dataset, params.train.grid_pairs, ctx.device))
+                _finish(name, summary, curve, grid, run, ctx)
                 # The model is out: a later run (new code, new inputs) starts afresh.
                 checkpoint.unlink(missing_ok=True)
         return summary
