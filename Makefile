@@ -37,9 +37,9 @@ ui: setup
 	@echo "open http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-# Two workers (pytest-xdist), whole modules each, slowest modules first (tests/conftest.py):
-# the suite is bound by process starts and single-threaded Python as much as by torch,
-# so two workers on two cores finish sooner than one (benchmarks/README.md).
+# Two workers (pytest-xdist), whole modules each, slowest modules first (tests/conftest.py).
+# On two cores this is only 1.08x one process (864 vs 933 s): the paper-scale module is
+# the critical path either way (benchmarks/README.md); more cores should gain more.
 test: setup
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -v --durations=15
 
