@@ -26,8 +26,10 @@ $(VENV)/.installed: pyproject.toml
 $(PLOTS_PAGE): $(VENV)/.installed
 	$(BIN)/python -m maskopt.offline_plots $@
 
+# `dvc repro` with independent stages two at a time, one torch thread each
+# (src/maskopt/repro.py): 1.6x the plain `dvc repro` on two cores (benchmarks/README.md)
 pipeline: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" dvc repro
+	$(BIN)/maskopt repro
 
 plots: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc plots show

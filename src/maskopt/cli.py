@@ -120,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765, help="default %(default)s")
     serve.add_argument("--max-upload-mb", type=float, default=25.0,
                        help="refuse larger uploads (default %(default)s)")
+    repro = commands.add_parser(
+        "repro", help="`dvc repro`, running stages that do not depend on each other side by "
+                      "side (what `make pipeline` runs)")
+    repro.add_argument("targets", nargs="*", help="stages to reproduce (default: all)")
+    repro.add_argument("-j", "--jobs", type=int, default=2,
+                       help="stages at a time (default %(default)s; 1 = plain `dvc repro`'s "
+                            "order, one stage at a time)")
+    repro.add_argument("--cores", type=int, default=None,
+                       help="CPU cores to share among the stages' torch threads "
+                            "(default: those this process may use)")
+    repro.add_argument("-f", "--force", action="store_true",
+                       help="rerun stages even when unchanged (dvc repro --force)")
     return parser
 
 
@@ -317,6 +329,12 @@ def serve_command(args) -> int:
     return 0
 
 
+def repro_command(args) -> int:
+    from maskopt.repro import repro
+
+    return repro(args.targets, args.jobs, args.cores, args.force)
+
+
 def info_command(args) -> int:
     from maskopt.locate import find_model
 
@@ -331,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"remove": remove_command, "mask": mask_command, "serve": serve_command,
-                    "info": info_command}
+                    "info": info_command, "repro": repro_command}
         return commands[args.command](args)
     except MaskoptError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from maskopt.errors import MaskoptError
 EXPERIMENT = "maskopt"
 STORE_FILE = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
+STORE_LOCK = "mlflow.db.lock"
 # What tells experiments apart in the UI; the parent run carries these.
 KEY_PARAMS = ("alpha", "train.mask_expansion", "loss", "seed", "data.source",
               "synthesize.image_size", "segmenter.depth", "inpainter.width",
@@ -171,6 +172,31 @@ def _parent_run_id(client, experiment_id: str, name: str, params: Mapping,
     return run.info.run_id
 
 
+def _store_setup_lock():
+    """Stages run side by side (`maskopt repro`) must not both create the store's tables,
+    the experiment or the parent run: one process at a time sets them up."""
+    from filelock import FileLock
+
+    return FileLock(str(workspace_root() / STORE_LOCK), timeout=600)
+
+
+def _experiment_and_parent(uri: str, name: str, key_params: Mapping | None,
+                           tags: Mapping[str, str]):
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    if client.get_experiment_by_name(EXPERIMENT) is None and uri == _workspace_uri():
+        # artifacts beside the store, not in the copy a queued experiment runs in
+        client.create_experiment(EXPERIMENT,
+                                 (workspace_root() / ARTIFACTS_DIR).resolve().as_uri())
+    experiment = mlflow.set_experiment(EXPERIMENT)
+    for key, value in EXPERIMENT_TAGS.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    parent = _parent_run_id(client, experiment.experiment_id, name, key_params or {}, tags)
+    return client, parent
+
+
 @contextmanager
 def open_stage_run(stage: str, params: Mapping, key_params: Mapping | None = None,
                    enabled: bool = True) -> Iterator[StageRun]:
@@ -190,16 +216,8 @@ def open_stage_run(stage: str, params: Mapping, key_params: Mapping | None = Non
         tags["mlflow.source.git.commit"] = commit
     try:
         mlflow.set_tracking_uri(uri)
-        client = mlflow.MlflowClient(uri)
-        if client.get_experiment_by_name(EXPERIMENT) is None and uri == _workspace_uri():
-            # artifacts beside the store, not in the copy a queued experiment runs in
-            client.create_experiment(EXPERIMENT,
-                                     (workspace_root() / ARTIFACTS_DIR).resolve().as_uri())
-        experiment = mlflow.set_experiment(EXPERIMENT)
-        for key, value in EXPERIMENT_TAGS.items():
-            if experiment.tags.get(key) != value:
-                client.set_experiment_tag(experiment.experiment_id, key, value)
-        parent = _parent_run_id(client, experiment.experiment_id, name, key_params or {}, tags)
+        with _store_setup_lock():
+            client, parent = _experiment_and_parent(uri, name, key_params, tags)
     except Exception as exc:  # noqa: BLE001 - any store failure, reported before training
         raise MaskoptError(f"MLflow store {uri} cannot be used ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}); set "

@@ -1,0 +1,235 @@
+"""`dvc repro`, with stages that do not depend on each other run side by side.
+
+DVC runs one stage at a time, yet it is built to let several `dvc repro` processes
+share a workspace: the repository lock is released while a stage's command runs
+(``--wait-for-lock`` makes the next process wait for it instead of failing) and each
+stage's dependencies and outputs hold read/write locks of their own. This module asks
+DVC for the stage graph (``dvc dag --dot``) and runs each stage with ``dvc repro
+--single-item`` as soon as all stages upstream of it are done, at most ``jobs`` at a
+time. DVC still decides whether a stage changed, restores from its run cache and
+writes dvc.lock, so the result is what a plain `dvc repro` writes.
+
+Why: on a small CPU a stage's torch ops gain little from a second thread (1.2-1.4x at
+the sample's 64 px), while two one-thread stages side by side nearly double the work
+done (benchmarks/README.md). Each stage gets ``cores // jobs`` threads, or all cores
+when nothing can run beside it. A stage's output goes to ``logs/repro/<stage>.log``;
+the console gets a line per stage started and finished and, on a terminal, a status
+line with each running stage's progress bar.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from maskopt.errors import MaskoptError
+
+LOG_DIR = Path("logs/repro")
+_NODE = re.compile(r'^\s*"([^"]+)";\s*$')
+_EDGE = re.compile(r'^\s*"([^"]+)"\s*->\s*"([^"]+)";\s*$')
+_BAR = re.compile(r"(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
+
+
+def parse_dag(dot: str) -> dict[str, set[str]]:
+    """Each stage of ``dvc dag --dot``'s output with the stages it directly depends on."""
+    upstream: dict[str, set[str]] = {}
+    for line in dot.splitlines():
+        if edge := _EDGE.match(line):
+            before, after = edge.groups()
+            upstream.setdefault(before, set())
+            upstream.setdefault(after, set()).add(before)
+        elif node := _NODE.match(line):
+            upstream.setdefault(node.group(1), set())
+    if not upstream:
+        raise MaskoptError("`dvc dag --dot` listed no stages; is this a DVC project?")
+    return upstream
+
+
+def priorities(upstream: dict[str, set[str]]) -> dict[str, int]:
+    """Each stage's number of stages on its longest chain downstream: starting the
+    longest chains first keeps the last stages from waiting on one long lane."""
+    downstream: dict[str, set[str]] = {stage: set() for stage in upstream}
+    for stage, befores in upstream.items():
+        for before in befores:
+            downstream[before].add(stage)
+    memo: dict[str, int] = {}
+
+    def chain(stage: str) -> int:
+        if stage not in memo:
+            memo[stage] = 1 + max((chain(after) for after in downstream[stage]), default=0)
+        return memo[stage]
+
+    return {stage: chain(stage) for stage in upstream}
+
+
+def progress(log_tail: str) -> str | None:
+    """``"135/300"``-style progress of the last tqdm bar in a stage's log, if any."""
+    found = _BAR.findall(log_tail)
+    if not found:
+        return None
+    percent, done, total = found[-1]
+    return f"{percent}% {done}/{total}"
+
+
+@dataclass
+class _Running:
+    process: subprocess.Popen
+    log: Path
+    threads: int
+    started: float = field(default_factory=time.monotonic)
+
+
+class Scheduler:
+    """Runs the stages of ``upstream`` (stage -> stages it depends on) in dependency
+    order, at most ``jobs`` at a time, each through ``command(stage)``."""
+
+    def __init__(self, upstream: dict[str, set[str]], jobs: int, cores: int, command,
+                 log_dir: Path = LOG_DIR, out=sys.stdout, env: dict | None = None):
+        if jobs < 1:
+            raise MaskoptError(f"--jobs must be at least 1, got {jobs}")
+        self.upstream, self.jobs, self.cores = upstream, jobs, max(1, cores)
+        self.command, self.log_dir, self.out = command, log_dir, out
+        self.env = dict(os.environ if env is None else env)
+        self.rank = priorities(upstream)
+        self.order = {stage: i for i, stage in enumerate(upstream)}  # dvc.yaml's order
+        self.done: set[str] = set()
+        self.failed: list[str] = []
+        self.running: dict[str, _Running] = {}
+        self.began = time.monotonic()
+
+    def ready(self) -> list[str]:
+        waiting = [s for s in self.upstream
+                   if s not in self.done and s not in self.running and s not in self.failed
+                   and self.upstream[s] <= self.done]
+        return sorted(waiting, key=lambda s: (-self.rank[s], self.order[s]))
+
+    def threads_for(self, ready: int) -> int:
+        """All cores when nothing else can run beside the stage, else a share."""
+        side_by_side = min(self.jobs, len(self.running) + ready)
+        return max(1, self.cores // max(1, side_by_side))
+
+    def start(self, stage: str, threads: int) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{stage.replace('@', '_')}.log"
+        env = {**self.env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        with log.open("wb") as sink:  # the child keeps its own handle
+            process = subprocess.Popen(self.command(stage), stdout=sink,
+                                       stderr=subprocess.STDOUT, env=env)
+        self.running[stage] = _Running(process, log, threads)
+        self._say(f"start  {stage} ({threads} thread{'s' * (threads > 1)}; log {log})")
+
+    def poll(self) -> None:
+        for stage, run in list(self.running.items()):
+            code = run.process.poll()
+            if code is None:
+                continue
+            del self.running[stage]
+            seconds = time.monotonic() - run.started
+            if code == 0:
+                self.done.add(stage)
+                self._say(f"done   {stage} in {seconds:.0f} s "
+                          f"[{len(self.done)}/{len(self.upstream)}]")
+            else:
+                self.failed.append(stage)
+                self._say(f"FAILED {stage} (exit {code}) after {seconds:.0f} s; "
+                          f"the end of {run.log}:\n{_tail(run.log, 3000)}")
+
+    def run(self, status_every: float = 2.0) -> int:
+        """Run everything (or until a stage fails; stages already running then finish,
+        so their work is kept). Returns 0 when every stage succeeded, else 1."""
+        live = getattr(self.out, "isatty", lambda: False)()
+        last_status = 0.0
+        try:
+            while True:
+                self.poll()
+                if not self.failed:
+                    ready = self.ready()
+                    while ready and len(self.running) < self.jobs:
+                        stage = ready.pop(0)
+                        self.start(stage, self.threads_for(len(ready) + 1))
+                if not self.running:
+                    break
+                if live and time.monotonic() - last_status >= status_every:
+                    self._status()
+                    last_status = time.monotonic()
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            # the children got the same Ctrl-C; DVC keeps what each stage committed
+            for run in self.running.values():
+                run.process.wait()
+            raise
+        if live:
+            self.out.write("\r\x1b[K")
+        left = [s for s in self.upstream if s not in self.done]
+        if self.failed:
+            self._say(f"stopped: {', '.join(self.failed)} failed; not run: "
+                      f"{', '.join(s for s in left if s not in self.failed) or 'none'}")
+            return 1
+        self._say(f"all {len(self.done)} stages done in {time.monotonic() - self.began:.0f} s")
+        return 0
+
+    def _status(self) -> None:
+        parts = [f"{stage} {progress(_tail(run.log, 4000)) or '…'}"
+                 for stage, run in self.running.items()]
+        line = f"[{len(self.done)}/{len(self.upstream)}] " + " | ".join(parts)
+        width = shutil.get_terminal_size().columns - 1
+        self.out.write("\r\x1b[K" + line[:width])
+        self.out.flush()
+
+    def _say(self, text: str) -> None:
+        minutes, seconds = divmod(int(time.monotonic() - self.began), 60)
+        self.out.write(f"\r\x1b[K[{minutes:02d}:{seconds:02d}] {text}\n"
+                       if getattr(self.out, "isatty", lambda: False)()
+                       else f"[{minutes:02d}:{seconds:02d}] {text}\n")
+        self.out.flush()
+
+
+def _tail(path: Path, size: int) -> str:
+    with path.open("rb") as log:
+        log.seek(max(0, path.stat().st_size - size))
+        text = log.read().decode(errors="replace")
+    # tqdm redraws with carriage returns: keep each line's last drawing
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _dvc() -> str:
+    """The dvc beside this Python (the project's venv), else the one on PATH."""
+    beside = Path(sys.executable).parent / "dvc"
+    found = str(beside) if beside.exists() else shutil.which("dvc")
+    if not found:
+        raise MaskoptError("dvc not found; run `make setup` (it installs dvc into .venv)")
+    return found
+
+
+def stage_graph(dvc: str, targets: list[str]) -> dict[str, set[str]]:
+    """The stages `dvc repro TARGETS` would consider, with their dependencies."""
+    done = subprocess.run([dvc, "dag", "--dot", *targets], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise MaskoptError(f"`dvc dag --dot` failed: {done.stderr.strip()}")
+    return parse_dag(done.stdout)
+
+
+def repro(targets: list[str], jobs: int, cores: int | None = None, force: bool = False) -> int:
+    dvc = _dvc()
+    upstream = stage_graph(dvc, targets)
+    cores = cores or available_cores()
+    flags = ["--force"] if force else []
+    # stages run `python stages/...`: the interpreter beside dvc, as `make pipeline` has it
+    env = {**os.environ, "PATH": f"{Path(dvc).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def command(stage: str) -> list[str]:
+        return [dvc, "--wait-for-lock", "repro", "--single-item", *flags, stage]
+
+    return Scheduler(upstream, jobs, cores, command, env=env).run()
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
