@@ -27,7 +27,8 @@ $(PLOTS_PAGE): $(VENV)/.installed
 	$(BIN)/python -m maskopt.offline_plots $@
 
 # `dvc repro` with independent stages two at a time, one torch thread each
-# (src/maskopt/repro.py): 1.6x the plain `dvc repro` on two cores (benchmarks/README.md)
+# (src/maskopt/repro.py): 1.27x plain `dvc repro` at two threads, on two cores
+# (benchmarks/README.md)
 pipeline: setup
 	$(BIN)/maskopt repro
 

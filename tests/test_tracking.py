@@ -1,6 +1,9 @@
 """MLflow: the parent run tells the experiment's story, the joint model is registered
 and loads, queued experiments find the workspace's store."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -68,3 +71,24 @@ def test_joint_model_is_registered_and_loads_as_pyfunc(trained_project, monkeypa
     assert Path(trained_project / "models/joint.pt").exists()
     with pytest.raises(Exception, match="exactly one"):
         model.predict({"image": photo})
+
+
+def test_stages_started_together_share_one_store_experiment_and_parent(tmp_path):
+    """`maskopt repro` starts two stages at once on a fresh store: one of them creates
+    the tables, the experiment and the parent run, the other finds them."""
+    script = ("import sys; from maskopt import tracking\n"
+              "with tracking.open_stage_run(sys.argv[1], {'alpha': 0.03}, {'alpha': 0.03}):\n"
+              "    pass\n")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "DVC_EXP_NAME": "together"}
+    stages = [subprocess.Popen([sys.executable, "-c", script, stage], cwd=tmp_path, env=env,
+                               stderr=subprocess.PIPE, text=True) for stage in ("one", "two")]
+    for stage in stages:
+        assert stage.wait(timeout=300) == 0, stage.stderr.read()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["maskopt"], output_format="list")
+    parents = [r for r in runs if "maskopt.parent" in r.data.tags]
+    children = [r for r in runs if "maskopt.stage" in r.data.tags]
+    assert len(parents) == 1
+    assert sorted(c.data.tags["maskopt.stage"] for c in children) == ["one", "two"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}

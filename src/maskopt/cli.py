@@ -124,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         "repro", help="`dvc repro`, running stages that do not depend on each other side by "
                       "side (what `make pipeline` runs)")
     repro.add_argument("targets", nargs="*", help="stages to reproduce (default: all)")
-    repro.add_argument("-j", "--jobs", type=int, default=2,
-                       help="stages at a time (default %(default)s; 1 = plain `dvc repro`'s "
-                            "order, one stage at a time)")
+    repro.add_argument("-j", "--jobs", type=int, default=None,
+                       help="stages at a time (default: 2 on a CPU of 2 cores or more, 1 "
+                            "with a GPU; 1 = one stage at a time, as `dvc repro`)")
     repro.add_argument("--cores", type=int, default=None,
                        help="CPU cores to share among the stages' torch threads "
                             "(default: those this process may use)")

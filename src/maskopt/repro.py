@@ -215,10 +215,20 @@ def stage_graph(dvc: str, targets: list[str]) -> dict[str, set[str]]:
     return parse_dag(done.stdout)
 
 
-def repro(targets: list[str], jobs: int, cores: int | None = None, force: bool = False) -> int:
+def default_jobs(cores: int) -> int:
+    """Two stages at a time on a CPU with two cores or more; one with a GPU, which the
+    stages would otherwise share (and at the paper's scale each needs all of it)."""
+    import torch
+
+    return 1 if torch.cuda.is_available() else min(2, cores)
+
+
+def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
+          force: bool = False) -> int:
     dvc = _dvc()
     upstream = stage_graph(dvc, targets)
     cores = cores or available_cores()
+    jobs = default_jobs(cores) if jobs is None else jobs
     flags = ["--force"] if force else []
     # stages run `python stages/...`: the interpreter beside dvc, as `make pipeline` has it
     env = {**os.environ, "PATH": f"{Path(dvc).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -1,0 +1,163 @@
+"""`maskopt repro`: independent DVC stages side by side, in dependency order, with the
+result a plain `dvc repro` writes."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from maskopt.errors import MaskoptError
+from maskopt.repro import Scheduler, parse_dag, priorities, progress, repro
+
+DOT = """strict digraph {
+"download";
+"synthesize";
+"segmenter";
+"inpainter@edge";
+"report";
+"download" -> "synthesize";
+"synthesize" -> "segmenter";
+"synthesize" -> "inpainter@edge";
+"segmenter" -> "report";
+"inpainter@edge" -> "report";
+}
+"""
+
+
+def test_parse_dag_reads_stages_and_their_upstream():
+    assert parse_dag(DOT) == {"download": set(), "synthesize": {"download"},
+                              "segmenter": {"synthesize"}, "inpainter@edge": {"synthesize"},
+                              "report": {"segmenter", "inpainter@edge"}}
+    assert parse_dag('strict digraph {\n"only";\n}\n') == {"only": set()}
+    with pytest.raises(MaskoptError, match="no stages"):
+        parse_dag("strict digraph {\n}\n")
+
+
+def test_longest_chains_first():
+    upstream = {"a": set(), "long1": {"a"}, "long2": {"long1"}, "short": {"a"},
+                "end": {"long2", "short"}}
+    assert priorities(upstream) == {"a": 4, "long1": 3, "long2": 2, "short": 2, "end": 1}
+
+
+def test_progress_is_the_last_bar_drawn():
+    tail = "seg:  10%|█         | 30/300 [00:10<01:30]\rseg:  45%|████▌     | 135/300 [00:45"
+    assert progress(tail) == "45% 135/300"
+    assert progress("Running stage 'segmenter':") is None
+
+
+def _recording_command(record: Path, failing: str | None = None, seconds: dict | None = None):
+    """Each stage appends (stage, start, end, OMP threads) to ``record`` after
+    ``seconds[stage]`` (0.6 s unless given)."""
+    def command(stage):
+        script = textwrap.dedent(f"""
+            import json, os, sys, time
+            start = time.time()
+            time.sleep({(seconds or {}).get(stage, 0.6)})
+            with open({str(record)!r}, "a") as f:
+                f.write(json.dumps([{stage!r}, start, time.time(),
+                                    os.environ["OMP_NUM_THREADS"]]) + "\\n")
+            print("{stage}: 100%|##########| 4/4 [00:00<00:00]")
+            if {stage!r} == {failing!r}:
+                print("something named in the log went wrong", file=sys.stderr)
+                sys.exit(3)
+        """)
+        return [sys.executable, "-c", script]
+    return command
+
+
+def _read(record: Path) -> dict:
+    return {stage: (start, end, int(threads)) for stage, start, end, threads
+            in map(json.loads, record.read_text().splitlines())}
+
+
+def test_stages_run_after_their_upstream_two_at_a_time(tmp_path):
+    upstream = {"a": set(), "b": {"a"}, "c": {"a"}, "d": {"a"}, "e": {"b", "c", "d"}}
+    record, out = tmp_path / "record.jsonl", io.StringIO()
+    # c outlasts b by far: d starts when b ends, beside c
+    code = Scheduler(upstream, jobs=2, cores=2,
+                     command=_recording_command(record, seconds={"c": 1.8}),
+                     log_dir=tmp_path / "logs", out=out).run(status_every=0.1)
+    assert code == 0
+    runs = _read(record)
+    assert set(runs) == set(upstream)
+    for stage, befores in upstream.items():
+        for before in befores:
+            assert runs[before][1] <= runs[stage][0], f"{stage} started before {before} ended"
+    spans = sorted((start, end) for start, end, _ in runs.values())
+    for i, (start, _) in enumerate(spans):  # never three at once
+        assert sum(s <= start < e for s, e in spans[:i]) <= 1
+    assert runs["b"][0] < runs["c"][1] and runs["c"][0] < runs["b"][1]  # b, c overlapped
+    # alone: both cores; beside another stage: one each
+    assert {s: runs[s][2] for s in upstream} == {"a": 2, "b": 1, "c": 1, "d": 1, "e": 2}
+    assert "all 5 stages done" in out.getvalue()
+    assert "4/4" in (tmp_path / "logs" / "b.log").read_text()
+
+
+def test_a_failed_stage_stops_new_ones_and_keeps_those_running(tmp_path):
+    upstream = {"a": set(), "b": {"a"}, "c": {"a"}, "e": {"b", "c"}}
+    record, out = tmp_path / "record.jsonl", io.StringIO()
+    code = Scheduler(upstream, jobs=2, cores=2,
+                     command=_recording_command(record, failing="c"),
+                     log_dir=tmp_path / "logs", out=out).run()
+    assert code == 1
+    assert set(_read(record)) == {"a", "b", "c"}  # b ran to its end beside the failure
+    text = out.getvalue()
+    assert "FAILED c (exit 3)" in text and "something named in the log went wrong" in text
+    assert "not run: e" in text
+    with pytest.raises(MaskoptError, match="at least 1"):
+        Scheduler(upstream, jobs=0, cores=2, command=_recording_command(record))
+
+
+def _dvc_project(root: Path) -> None:
+    """A DVC project of three stages: ``prepare`` and, beside each other after it,
+    ``left`` and ``right``, each noting when it ran."""
+    stage = textwrap.dedent("""
+        import json, sys, time
+        start = time.time()
+        time.sleep(2)
+        text = open(sys.argv[1]).read() if len(sys.argv) > 2 else ""
+        open(sys.argv[-1], "w").write(json.dumps([start, time.time(), text]))
+    """)
+    (root / "stage.py").write_text(stage)
+    (root / "dvc.yaml").write_text(textwrap.dedent("""
+        stages:
+          prepare:
+            cmd: python stage.py prepared.json
+            deps: [stage.py]
+            outs: [prepared.json]
+          left:
+            cmd: python stage.py prepared.json left.json
+            deps: [stage.py, prepared.json]
+            outs: [left.json]
+          right:
+            cmd: python stage.py prepared.json right.json
+            deps: [stage.py, prepared.json]
+            outs: [right.json]
+    """))
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"],
+                    ["dvc", "config", "core.analytics", "false"]):
+        subprocess.run(command, cwd=root, check=True)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_repro_runs_a_dvc_pipeline_with_two_stages_at_once(tmp_path, monkeypatch):
+    dvc_bin = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", f"{dvc_bin}:{__import__('os').environ['PATH']}")
+    _dvc_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert repro([], jobs=2) == 0
+    left, right = (json.loads((tmp_path / f"{s}.json").read_text()) for s in ("left", "right"))
+    prepared = json.loads((tmp_path / "prepared.json").read_text())
+    assert prepared[1] <= min(left[0], right[0])
+    assert left[0] < right[1] and right[0] < left[1], "left and right did not overlap"
+    # dvc.lock holds every stage, as a plain `dvc repro` writes it
+    status = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True,
+                            check=True)
+    assert json.loads(status.stdout) == {}
+    assert repro([], jobs=2) == 0  # nothing changed: every stage is skipped
+    assert json.loads((tmp_path / "left.json").read_text()) == left
