@@ -161,3 +161,20 @@ def test_repro_runs_a_dvc_pipeline_with_two_stages_at_once(tmp_path, monkeypatch
     assert json.loads(status.stdout) == {}
     assert repro([], jobs=2) == 0  # nothing changed: every stage is skipped
     assert json.loads((tmp_path / "left.json").read_text()) == left
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_sees_each_running_stage_progress(tmp_path):
+    script = ("import time\n"
+              "print('seg:  40%|####      | 120/300 [00:40<01:00]', flush=True)\n"
+              "time.sleep(1.5)\n")
+    out = _Terminal()
+    code = Scheduler({"segmenter": set()}, jobs=2, cores=2,
+                     command=lambda stage: [sys.executable, "-c", script],
+                     log_dir=tmp_path / "logs", out=out).run(status_every=0.2)
+    assert code == 0
+    assert "[0/1] segmenter 40% 120/300" in out.getvalue()
