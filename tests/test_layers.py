@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "maskopt"
 LAYERS = [
     {"errors", "pipeline"},
     {"io", "params", "device", "locate", "imaging"},
-    {"taxonomy", "offline_plots", "external"},
+    {"taxonomy", "offline_plots", "external", "repro"},
     {"data"},
     {"models"},
     {"losses", "tracking", "inference", "fast_inference"},
