@@ -48,11 +48,7 @@ def smoke_params() -> dict:
 
 
 def run_stage(project: Path, *args: str) -> None:
-    # Two threads also for the stages train.threads does not reach (evaluate: 17
-    # inpainter passes at 256 px): this module is `make test`'s longest, and the other
-    # pytest worker is done long before it, leaving a core idle.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db",
-           "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project}/mlflow.db"}
     done = subprocess.run([sys.executable, str(ROOT / "stages" / args[0]), *args[1:]],
                           cwd=project, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, f"{args}: {done.stderr[-3000:]}"

@@ -161,6 +161,10 @@ def test_repro_runs_a_dvc_pipeline_with_two_stages_at_once(tmp_path, monkeypatch
     assert json.loads(status.stdout) == {}
     assert repro([], jobs=2) == 0  # nothing changed: every stage is skipped
     assert json.loads((tmp_path / "left.json").read_text()) == left
+    # a target and its upstream only, as `dvc repro left --force`
+    assert repro(["left"], jobs=2, force=True) == 0
+    assert json.loads((tmp_path / "left.json").read_text())[0] > left[1]
+    assert json.loads((tmp_path / "right.json").read_text()) == right
 
 
 class _Terminal(io.StringIO):
