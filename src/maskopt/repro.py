@@ -96,6 +96,7 @@ class Scheduler:
         self.upstream, self.jobs, self.cores = upstream, jobs, max(1, cores)
         self.command, self.log_dir, self.out = command, log_dir, out
         self.env = dict(os.environ if env is None else env)
+        self.live = getattr(out, "isatty", lambda: False)()  # a terminal: status lines
         self.rank = priorities(upstream)
         self.order = {stage: i for i, stage in enumerate(upstream)}  # dvc.yaml's order
         self.done: set[str] = set()
@@ -105,7 +106,7 @@ class Scheduler:
 
     def ready(self) -> list[str]:
         waiting = [s for s in self.upstream
-                   if s not in self.done and s not in self.running and s not in self.failed
+                   if s not in self.done and s not in self.running
                    and self.upstream[s] <= self.done]
         return sorted(waiting, key=lambda s: (-self.rank[s], self.order[s]))
 
@@ -143,7 +144,6 @@ class Scheduler:
     def run(self, status_every: float = 2.0) -> int:
         """Run everything (or until a stage fails; stages already running then finish,
         so their work is kept). Returns 0 when every stage succeeded, else 1."""
-        live = getattr(self.out, "isatty", lambda: False)()
         last_status = 0.0
         try:
             while True:
@@ -155,7 +155,7 @@ class Scheduler:
                         self.start(stage, self.threads_for(len(ready) + 1))
                 if not self.running:
                     break
-                if live and time.monotonic() - last_status >= status_every:
+                if self.live and time.monotonic() - last_status >= status_every:
                     self._status()
                     last_status = time.monotonic()
                 time.sleep(0.2)
@@ -164,7 +164,7 @@ class Scheduler:
             for run in self.running.values():
                 run.process.wait()
             raise
-        if live:
+        if self.live:
             self.out.write("\r\x1b[K")
         left = [s for s in self.upstream if s not in self.done]
         if self.failed:
@@ -184,9 +184,8 @@ class Scheduler:
 
     def _say(self, text: str) -> None:
         minutes, seconds = divmod(int(time.monotonic() - self.began), 60)
-        self.out.write(f"\r\x1b[K[{minutes:02d}:{seconds:02d}] {text}\n"
-                       if getattr(self.out, "isatty", lambda: False)()
-                       else f"[{minutes:02d}:{seconds:02d}] {text}\n")
+        clear = "\r\x1b[K" if self.live else ""  # over the status line
+        self.out.write(f"{clear}[{minutes:02d}:{seconds:02d}] {text}\n")
         self.out.flush()
 
 
