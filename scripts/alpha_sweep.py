@@ -4,7 +4,9 @@ tables that say whether the sample's claims hold.
 Queues one experiment per α (the workspace's own α is its run, not queued again) and,
 with ``--seeds``, one per extra seed (a seed reruns the whole pipeline: it also draws
 the data); the w/o-MEL ablation is a stage of every run (`train_joint_without_mel`).
-Runs the queue one at a time and prints two Markdown tables: what MEL and α change
+Runs the queue ``--jobs`` experiments at a time (two on a CPU with two cores or more,
+one with a GPU: maskopt.repro.default_jobs), each with ``cores // jobs`` torch threads,
+and prints two Markdown tables: what MEL and α change
 (the joint model's PSNR, SSIM, mask coverage, added area, fallback rate on the test
 pairs), and each experiment's paired comparisons (mean PSNR difference and 95 %
 bootstrap interval; a claim holds when the interval excludes 0). It also writes
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -29,12 +32,14 @@ from pathlib import Path
 
 import yaml
 
+from maskopt.repro import available_cores, default_jobs, thread_env
+
 COLUMNS = {"PSNR": "psnr.joint", "SSIM": "ssim.joint", "coverage": "mask.coverage",
            "added area": "mask.added_area", "fallback rate": "mask.fallback_rate"}
 
 
-def dvc(*args: str) -> str:
-    done = subprocess.run(["dvc", *args], capture_output=True, text=True)
+def dvc(*args: str, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(["dvc", *args], capture_output=True, text=True, env=env)
     if done.returncode:
         sys.exit(f"dvc {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
     return done.stdout
@@ -49,18 +54,41 @@ COMPARISONS = ("joint-vs-starting_point", "joint-vs-telea_pretrained_mask",
                "joint-vs-telea_joint_mask", "gt_d0-vs-telea_gt_mask", "gt_d0-vs-gt_d-2")
 
 
-def run_sweep(alphas: list[float], seeds: list[int]) -> None:
+def run_sweep(alphas: list[float], seeds: list[int], jobs: int, cores: int) -> None:
+    """Queue an experiment per new α and per seed, run the queue, and exit with the
+    names of those that failed."""
     own = float(yaml.safe_load(Path("params.yaml").read_text())["alpha"])
+    failed_before = failed_tasks(dvc("queue", "status"))
+    names = []
     for alpha in alphas:
         if alpha == own:
             continue  # the workspace's run is this α's row
+        names.append(experiment_name(alpha))
         dvc("exp", "run", "--queue", "-S", f"alpha={alpha}", "-S", "train.mask_expansion=true",
-            "-n", experiment_name(alpha))
+            "-n", names[-1])
     for seed in seeds:
-        dvc("exp", "run", "--queue", "-S", f"seed={seed}", "-n", f"seed-{seed}")
-    dvc("queue", "start", "--jobs", "1")
-    while any(word in dvc("queue", "status") for word in ("Queued", "Running")):
+        names.append(f"seed-{seed}")
+        dvc("exp", "run", "--queue", "-S", f"seed={seed}", "-n", names[-1])
+    # Training stages pin their own threads (train.threads); this sets evaluate's, so
+    # that experiments side by side do not ask for more threads than there are cores.
+    # The queue's workers inherit the environment of `dvc queue start`.
+    env = {**os.environ, **thread_env(max(1, cores // jobs))}
+    dvc("queue", "start", "--jobs", str(jobs), env=env)
+    while True:
+        status = dvc("queue", "status")
+        if not any(word in status for word in ("Queued", "Running")):
+            break
         time.sleep(20)
+    failed = sorted({name for task, name in failed_tasks(status) - failed_before
+                     if name in names})
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}; `dvc queue logs NAME` shows why")
+
+
+def failed_tasks(status: str) -> set[tuple[str, str]]:
+    """(task, name) of each failed experiment in `dvc queue status`'s table."""
+    rows = (line.split() for line in status.splitlines())
+    return {(row[0], row[1]) for row in rows if len(row) >= 4 and row[-1] == "Failed"}
 
 
 def value(row: dict, suffix: str):
@@ -156,10 +184,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.01, 0.03, 0.05, 0.07])
     parser.add_argument("--seeds", type=int, nargs="*", default=[])
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="experiments at a time (default: 2 on a CPU, 1 with a GPU)")
     parser.add_argument("--no-run", action="store_true", help="only print the tables")
     args = parser.parse_args()
     if not args.no_run:
-        run_sweep(args.alphas, args.seeds)
+        cores = available_cores()
+        jobs = default_jobs(cores) if args.jobs is None else args.jobs
+        run_sweep(args.alphas, args.seeds, jobs, cores)
     print(tables())
     from maskopt.evaluation.paper import table_iv
     from maskopt.evaluation.paper_numbers import paper_numbers

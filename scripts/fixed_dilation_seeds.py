@@ -1,15 +1,16 @@
 """Learned mask against the best fixed dilation, over seeds (reports/fixed_dilation.md
 holds one seed per run).
 
-Runs one DVC experiment per extra seed (`dvc exp run --temp -S seed=N -n seed-N`,
-in the foreground; a seed reruns the whole pipeline, as it draws the data too), then
+Queues one DVC experiment per extra seed (`dvc exp run --queue -S seed=N -n seed-N`; a
+seed reruns the whole pipeline, as it draws the data too) and runs the queue ``--jobs``
+at a time, as scripts/alpha_sweep.py does (two on a CPU, one with a GPU), then
 reads reports/fixed_dilation.json of the workspace and of each seed-N experiment and
 writes reports/fixed_dilation_seeds.md: per seed, d* and the learned mask − the
 pretrained mask + d* (mean, wins, 95 % interval) for each inpainter, and the joint
 model's total against that baseline split into the mask's and the inpainters' share.
 
     PATH="$PWD/.venv/bin:$PATH" .venv/bin/python scripts/fixed_dilation_seeds.py \
-        [--seeds 1 2] [--no-run]
+        [--seeds 1 2] [--jobs N] [--no-run]
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import sys
 from pathlib import Path
 
 import yaml
+from alpha_sweep import run_sweep  # scripts/ is on sys.path when this runs as a script
+
+from maskopt.repro import available_cores, default_jobs
 
 REPORT = Path("reports/fixed_dilation.json")
 OUT = Path("reports/fixed_dilation_seeds.md")
@@ -67,14 +71,14 @@ def table(reports: dict[str, dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2])
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="experiments at a time (default: 2 on a CPU, 1 with a GPU)")
     parser.add_argument("--no-run", action="store_true", help="only read the results")
     args = parser.parse_args()
     if not args.no_run:
-        for seed in args.seeds:
-            done = subprocess.run(["dvc", "exp", "run", "--temp", "-S", f"seed={seed}",
-                                   "-n", f"seed-{seed}"])
-            if done.returncode:
-                sys.exit(f"the seed-{seed} experiment failed")
+        cores = available_cores()
+        run_sweep([], args.seeds, default_jobs(cores) if args.jobs is None else args.jobs,
+                  cores)
     workspace = json.loads(REPORT.read_text())
     seed = yaml.safe_load(Path("params.yaml").read_text()).get("seed", 0)
     reports = {f"{seed} (workspace)": workspace}

@@ -118,7 +118,7 @@ class Scheduler:
     def start(self, stage: str, threads: int) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{stage.replace('@', '_')}.log"
-        env = {**self.env, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        env = {**self.env, **thread_env(threads)}
         with log.open("wb") as sink:  # the child keeps its own handle
             process = subprocess.Popen(self.command(stage), stdout=sink,
                                        stderr=subprocess.STDOUT, env=env)
@@ -236,6 +236,11 @@ def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
         return [dvc, "--wait-for-lock", "repro", "--single-item", *flags, stage]
 
     return Scheduler(upstream, jobs, cores, command, env=env).run()
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The variables that set torch's CPU threads in a process about to start."""
+    return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def available_cores() -> int:
