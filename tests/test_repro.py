@@ -3,6 +3,7 @@ result a plain `dvc repro` writes."""
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,11 @@ from pathlib import Path
 import pytest
 
 from maskopt.errors import MaskoptError
-from maskopt.repro import Scheduler, parse_dag, priorities, progress, repro
+from maskopt.params import load_params
+from maskopt.repro import Scheduler, parse_dag, priorities, progress, repro, set_params
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "params.yaml"
 
 DOT = """strict digraph {
 "download";
@@ -117,11 +122,12 @@ def _dvc_project(root: Path) -> None:
     """A DVC project of three stages: ``prepare`` and, beside each other after it,
     ``left`` and ``right``, each noting when it ran."""
     stage = textwrap.dedent("""
-        import json, sys, time
+        import json, os, sys, time
         start = time.time()
         time.sleep(2)
         text = open(sys.argv[1]).read() if len(sys.argv) > 2 else ""
-        open(sys.argv[-1], "w").write(json.dumps([start, time.time(), text]))
+        open(sys.argv[-1], "w").write(json.dumps([start, time.time(), text,
+                                                  os.environ.get("DVC_EXP_NAME")]))
     """)
     (root / "stage.py").write_text(stage)
     (root / "dvc.yaml").write_text(textwrap.dedent("""
@@ -137,8 +143,10 @@ def _dvc_project(root: Path) -> None:
           right:
             cmd: python stage.py prepared.json right.json
             deps: [stage.py, prepared.json]
+            params: [alpha]
             outs: [right.json]
     """))
+    shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"],
                     ["dvc", "config", "core.analytics", "false"]):
         subprocess.run(command, cwd=root, check=True)
@@ -167,6 +175,38 @@ def test_repro_runs_a_dvc_pipeline_with_two_stages_at_once(tmp_path, monkeypatch
     assert json.loads((tmp_path / "right.json").read_text()) == right
 
 
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_repro_with_a_param_change_saves_a_named_experiment(tmp_path, monkeypatch):
+    """`maskopt repro -S alpha=0.05 -n NAME`: what `dvc exp run -S alpha=0.05 -n NAME`
+    gives, with the stages side by side."""
+    dvc_bin = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", f"{dvc_bin}:{__import__('os').environ['PATH']}")
+    for key in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{key}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{key}_EMAIL", "t@example.com")
+    _dvc_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MaskoptError, match="commit"):
+        repro([], jobs=2, name="first")  # nothing to hang an experiment on yet
+    assert repro([], jobs=2) == 0
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "commit", "-qm", "baseline"], check=True)
+    left, right = (json.loads((tmp_path / f"{s}.json").read_text()) for s in ("left", "right"))
+
+    assert repro([], jobs=2, overrides=["alpha=0.05"], name="alpha-0p05") == 0
+
+    assert "alpha: 0.05" in (tmp_path / "params.yaml").read_text()
+    assert json.loads((tmp_path / "left.json").read_text()) == left  # it reads no alpha
+    rerun = json.loads((tmp_path / "right.json").read_text())
+    assert rerun[0] > right[1] and rerun[3] == "alpha-0p05"  # the name its MLflow runs get
+    listed = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True,
+                            check=True).stdout
+    assert '"alpha-0p05"' in listed
+    with pytest.raises(MaskoptError, match="exists"):
+        repro([], jobs=2, overrides=["alpha=0.07"], name="alpha-0p05")
+    assert "alpha: 0.05" in (tmp_path / "params.yaml").read_text()  # refused before any change
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True
@@ -182,3 +222,34 @@ def test_a_terminal_sees_each_running_stage_progress(tmp_path):
                      log_dir=tmp_path / "logs", out=out).run(status_every=0.2)
     assert code == 0
     assert "[0/1] segmenter 40% 120/300" in out.getvalue()
+
+
+def test_set_params_changes_the_keys_as_dvc_exp_run_does_and_keeps_comments(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.read_text())
+
+    params = set_params(path, ["alpha=0.05", "train.joint.steps=7", "finetune.pairs=[5,10]"])
+
+    assert (params.alpha, params.train.joint.steps, params.finetune.pairs) == (0.05, 7, [5, 10])
+    assert load_params(path) == params
+    assert "# Mask expansion margin" in path.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]  # no draft left
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("nope=1", "nope"),                       # not a key of params.yaml
+    ("alpha=abc", "alpha"),                   # not a number
+    ("train.joint.steps=-3", "train.joint.steps"),
+    ("other.yaml:alpha=0.1", "other.yaml"),   # dvc's file prefix: only params.yaml here
+    ("alpha", "alpha"),                       # no value
+])
+def test_set_params_refuses_bad_input_and_leaves_the_file_as_it_was(tmp_path, override,
+                                                                    fragment):
+    path = tmp_path / "params.yaml"
+    path.write_text(PARAMS.read_text())
+
+    with pytest.raises(MaskoptError, match=re.escape(fragment)):
+        set_params(path, ["seed=3", override])
+
+    assert path.read_text() == PARAMS.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["params.yaml"]

@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default: those this process may use)")
     repro.add_argument("-f", "--force", action="store_true",
                        help="rerun stages even when unchanged (dvc repro --force)")
+    repro.add_argument("-S", "--set-param", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE",
+                       help="change params.yaml first, as `dvc exp run -S` (repeatable)")
+    repro.add_argument("-n", "--name", default=None,
+                       help="save the result as this DVC experiment (`dvc exp save`), "
+                            "as `dvc exp run -n` does")
     return parser
 
 
@@ -332,7 +338,8 @@ def serve_command(args) -> int:
 def repro_command(args) -> int:
     from maskopt.repro import repro
 
-    return repro(args.targets, args.jobs, args.cores, args.force)
+    return repro(args.targets, args.jobs, args.cores, args.force, args.overrides,
+                 args.name)
 
 
 def info_command(args) -> int:

@@ -14,7 +14,8 @@ the sample's 64 px), while two one-thread stages side by side nearly double the 
 done (benchmarks/README.md). Each stage gets ``cores // jobs`` threads, or all cores
 when nothing can run beside it. A stage's output goes to ``logs/repro/<stage>.log``;
 the console gets a line per stage started and finished and, on a terminal, a status
-line with each running stage's progress bar.
+line with each running stage's progress bar. With ``-S KEY=VALUE`` and ``-n NAME`` it
+runs an experiment as `dvc exp run -S KEY=VALUE -n NAME` does, stages side by side.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from maskopt.errors import MaskoptError
+from maskopt.params import Params, load_params
 
 LOG_DIR = Path("logs/repro")
+PARAMS_FILE = Path("params.yaml")
 _NODE = re.compile(r'^\s*"([^"]+)";\s*$')
 _EDGE = re.compile(r'^\s*"([^"]+)"\s*->\s*"([^"]+)";\s*$')
 _BAR = re.compile(r"(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
@@ -223,19 +226,79 @@ def default_jobs(cores: int) -> int:
 
 
 def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
-          force: bool = False) -> int:
+          force: bool = False, overrides: list[str] | None = None,
+          name: str | None = None) -> int:
+    """Run the pipeline (or ``targets`` and their upstream). ``overrides`` (KEY=VALUE)
+    change params.yaml first, as `dvc exp run -S` does; ``name`` names the MLflow parent
+    run and, once every stage is done, saves the workspace as DVC experiment ``name``
+    (`dvc exp save`), so that `dvc exp show` lists it as if `dvc exp run -n` ran it."""
     dvc = _dvc()
+    if name:
+        _check_new_experiment(name)
+    if overrides:
+        set_params(PARAMS_FILE, overrides)
     upstream = stage_graph(dvc, targets)
     cores = cores or available_cores()
     jobs = default_jobs(cores) if jobs is None else jobs
     flags = ["--force"] if force else []
     # stages run `python stages/...`: the interpreter beside dvc, as `make pipeline` has it
     env = {**os.environ, "PATH": f"{Path(dvc).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    if name:
+        env["DVC_EXP_NAME"] = name  # what `dvc exp run` gives its stages (maskopt.tracking)
 
     def command(stage: str) -> list[str]:
         return [dvc, "--wait-for-lock", "repro", "--single-item", *flags, stage]
 
-    return Scheduler(upstream, jobs, cores, command, env=env).run()
+    failed = Scheduler(upstream, jobs, cores, command, env=env).run()
+    if failed or not name:
+        return failed
+    print(f"saving the workspace as experiment {name} (dvc exp save)", flush=True)
+    return subprocess.run([dvc, "exp", "save", "-n", name]).returncode
+
+
+def _check_new_experiment(name: str) -> None:
+    """Fail before hours of training, not at `dvc exp save`: it needs a commit to hang
+    the experiment on and a name no experiment has."""
+    head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True)
+    if head.returncode:
+        raise MaskoptError("--name needs a git commit to save the experiment on; commit first")
+    refs = subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"],
+                          capture_output=True, text=True).stdout.split()
+    if any(ref.rsplit("/", 1)[-1] == name for ref in refs):
+        raise MaskoptError(f"experiment {name!r} exists: pick another name, or remove it "
+                           f"with `dvc exp remove {name}`")
+
+
+def set_params(path: str | Path, overrides: list[str]) -> Params:
+    """Change ``path`` as `dvc exp run -S KEY=VALUE` does (DVC's own code: Hydra's
+    override grammar, the file's comments kept), but only if the result is valid
+    params: else raise MaskoptError and leave the file as it was."""
+    from dvc.exceptions import InvalidArgumentError
+    from dvc.utils.hydra import apply_overrides
+
+    path = Path(path)
+    load_params(path)  # the file as it is must be readable first
+    for override in overrides:
+        if ":" in override.split("=", 1)[0]:
+            raise MaskoptError(f"{override!r}: only {path.name} can be set here")
+    draft = path.with_name(f".{path.stem}.draft{path.suffix}")  # DVC picks YAML by suffix
+    try:
+        draft.write_text(path.read_text())
+        try:
+            apply_overrides(draft, overrides)
+        except InvalidArgumentError as exc:
+            cause = exc.__cause__ or exc
+            raise MaskoptError(f"{path}: cannot set {' '.join(overrides)}: "
+                               f"{str(cause).splitlines()[0]}") from exc
+        try:
+            params = load_params(draft)
+        except MaskoptError as exc:
+            raise MaskoptError(str(exc).replace(str(draft), f"{path} with {' '.join(overrides)}")
+                               ) from exc
+        draft.replace(path)
+        return params
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def thread_env(threads: int) -> dict[str, str]:
