@@ -6,13 +6,13 @@ with ``--seeds``, one per extra seed (a seed reruns the whole pipeline: it also 
 the data); the w/o-MEL ablation is a stage of every run (`train_joint_without_mel`).
 Runs the queue ``--jobs`` experiments at a time (two on a CPU with two cores or more,
 one with a GPU: maskopt.repro.default_jobs), each with ``cores // jobs`` torch threads,
-and prints two Markdown tables: what MEL and α change
-(the joint model's PSNR, SSIM, mask coverage, added area, fallback rate on the test
-pairs), and each experiment's paired comparisons (mean PSNR difference and 95 %
-bootstrap interval; a claim holds when the interval excludes 0). It also writes
-reports/alpha_sweep.json, one row per α of ``--alphas``, which the paper_report stage
-lays out as the paper's Table IV in reports/paper.md (each run holds one α). An α change reruns only
-the two joint trainings, `evaluate` and `paper_report`. Queued runs log to this
+and prints two Markdown tables: what MEL and α change (the joint model's PSNR, SSIM,
+mask coverage, added area, fallback rate on the test pairs), and each experiment's
+paired comparisons (mean PSNR difference and 95 % bootstrap interval; a claim holds
+when the interval excludes 0). It also writes reports/alpha_sweep.json, one row per α
+of ``--alphas``, which the paper_report stage lays out as the paper's Table IV in
+reports/paper.md (each run holds one α). An α change reruns only the two joint
+trainings, `evaluate` and `paper_report`. Queued runs log to this
 project's MLflow store (see maskopt.tracking); the comparisons come from each
 experiment's reports/evaluation.json.
 
