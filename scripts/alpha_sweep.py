@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from maskopt.repro import available_cores, default_jobs, thread_env
+from maskopt.repro import jobs_and_cores, thread_env
 
 COLUMNS = {"PSNR": "psnr.joint", "SSIM": "ssim.joint", "coverage": "mask.coverage",
            "added area": "mask.added_area", "fallback rate": "mask.fallback_rate"}
@@ -54,9 +54,11 @@ COMPARISONS = ("joint-vs-starting_point", "joint-vs-telea_pretrained_mask",
                "joint-vs-telea_joint_mask", "gt_d0-vs-telea_gt_mask", "gt_d0-vs-gt_d-2")
 
 
-def run_sweep(alphas: list[float], seeds: list[int], jobs: int, cores: int) -> None:
-    """Queue an experiment per new α and per seed, run the queue, and exit with the
-    names of those that failed."""
+def run_sweep(alphas: list[float], seeds: list[int], jobs: int | None = None,
+              cores: int | None = None) -> None:
+    """Queue an experiment per new α and per seed, run the queue ``jobs`` at a time
+    (default: maskopt.repro's), and exit with the names of those that failed."""
+    jobs, cores = jobs_and_cores(jobs, cores)
     own = float(yaml.safe_load(Path("params.yaml").read_text())["alpha"])
     failed_before = failed_tasks(dvc("queue", "status"))
     names = []
@@ -189,9 +191,7 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="only print the tables")
     args = parser.parse_args()
     if not args.no_run:
-        cores = available_cores()
-        jobs = default_jobs(cores) if args.jobs is None else args.jobs
-        run_sweep(args.alphas, args.seeds, jobs, cores)
+        run_sweep(args.alphas, args.seeds, args.jobs)
     print(tables())
     from maskopt.evaluation.paper import table_iv
     from maskopt.evaluation.paper_numbers import paper_numbers

@@ -24,8 +24,6 @@ from pathlib import Path
 import yaml
 from alpha_sweep import run_sweep  # scripts/ is on sys.path when this runs as a script
 
-from maskopt.repro import available_cores, default_jobs
-
 REPORT = Path("reports/fixed_dilation.json")
 OUT = Path("reports/fixed_dilation_seeds.md")
 NAMES = {"pretrained": "pretrained inpainters", "joint": "joint inpainters",
@@ -76,9 +74,7 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="only read the results")
     args = parser.parse_args()
     if not args.no_run:
-        cores = available_cores()
-        run_sweep([], args.seeds, default_jobs(cores) if args.jobs is None else args.jobs,
-                  cores)
+        run_sweep([], args.seeds, args.jobs)
     workspace = json.loads(REPORT.read_text())
     seed = yaml.safe_load(Path("params.yaml").read_text()).get("seed", 0)
     reports = {f"{seed} (workspace)": workspace}

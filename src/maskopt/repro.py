@@ -225,6 +225,13 @@ def default_jobs(cores: int) -> int:
     return 1 if torch.cuda.is_available() else min(2, cores)
 
 
+def jobs_and_cores(jobs: int | None, cores: int | None) -> tuple[int, int]:
+    """``jobs`` and ``cores`` as given, else the defaults: every core this process may
+    use, and :func:`default_jobs` for them."""
+    cores = cores or available_cores()
+    return (default_jobs(cores) if jobs is None else jobs), cores
+
+
 def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
           force: bool = False, overrides: list[str] | None = None,
           name: str | None = None) -> int:
@@ -238,8 +245,7 @@ def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
     if overrides:
         set_params(PARAMS_FILE, overrides)
     upstream = stage_graph(dvc, targets)
-    cores = cores or available_cores()
-    jobs = default_jobs(cores) if jobs is None else jobs
+    jobs, cores = jobs_and_cores(jobs, cores)
     flags = ["--force"] if force else []
     # stages run `python stages/...`: the interpreter beside dvc, as `make pipeline` has it
     env = {**os.environ, "PATH": f"{Path(dvc).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
