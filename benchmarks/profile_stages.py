@@ -5,11 +5,15 @@ task (`maskopt.training.tasks`) on the synthesized training pairs with the param
 params.yaml and prints, per step: the wait for the data loader, the forward time of
 each network (segmenter, generators, discriminators, VGG19 — measured with forward
 hooks, summed over repeated calls), and the rest of the step (backward passes,
-optimizer steps, loss arithmetic). Networks start from fresh weights: speed does not
-depend on them. Needs `data/pairs` (run `dvc repro synthesize` first). Run it on an
-idle machine.
+optimizer steps, loss arithmetic). Networks start from fresh weights, or with
+`--trained` from the pipeline's models: the segmenter's step depends on them, since its
+mask head trains on every sampled box that overlaps a person, and an untrained RPN
+finds few (benchmarks/README.md).
+Needs `data/pairs` (run `dvc repro synthesize` first), and `--trained` the models. Run
+it on an idle machine.
 
-    .venv/bin/python benchmarks/profile_stages.py [--steps 10] [--params params.yaml] [--ops]
+    .venv/bin/python benchmarks/profile_stages.py [--steps 10] [--params params.yaml] \
+        [--ops] [--trained]
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from maskopt.models.build import (
     build,
     build_discriminator,
     inpainter_config,
+    load_model,
     segmenter_config,
 )
 from maskopt.params import load_params
+from maskopt.pipeline import SEGMENTER_FILE, inpainter_file
 from maskopt.training.distributed import Context
 from maskopt.training.loop import make_loader
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
@@ -86,6 +92,25 @@ def make_tasks(params, dataset: PairDataset, ctx: Context) -> dict:
 
     tasks["train_joint"] = joint
     return tasks
+
+
+def load_trained(task) -> None:
+    """Give a task the pipeline's trained weights (models/). From scratch, the RPN finds
+    few boxes that overlap a person, so the mask head trains on a fraction of the RoIs
+    it gets once the segmenter has learned: an untrained step is not a typical one."""
+    def weights(path, made_by, network="generator"):
+        return load_model(path, made_by)["networks"][network]["state_dict"]
+
+    if hasattr(task, "segmenter"):
+        task.segmenter.load_state_dict(weights(SEGMENTER_FILE, "pretrain_segmentation",
+                                               "segmenter"))
+    nets = {task.kind: (task.generator, task.discriminator)} if hasattr(task, "generator") \
+        else {k: (task.g[k], task.d[k]) for k in getattr(task, "g", {})}
+    for kind, (generator, discriminator) in nets.items():
+        path = inpainter_file(kind)
+        generator.load_state_dict(weights(path, f"pretrain_inpainter@{kind}"))
+        discriminator.load_state_dict(weights(path, f"pretrain_inpainter@{kind}",
+                                              "discriminator"))
 
 
 def components(task) -> dict[str, torch.nn.Module]:
@@ -149,6 +174,13 @@ def profile(name: str, task, loader, steps: int, batch_size: int) -> None:
         print(f"  {part:<34} {seconds / steps:7.3f} s  {100 * seconds / total:5.1f} %")
 
 
+def made(make, trained: bool):
+    task = make()
+    if trained:
+        load_trained(task)
+    return task
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
@@ -156,6 +188,8 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="one stage name")
     parser.add_argument("--ops", action="store_true",
                         help="also print torch.profiler's top operators per stage")
+    parser.add_argument("--trained", action="store_true",
+                        help="start from the pipeline's trained models (needs `dvc repro`)")
     args = parser.parse_args()
     params = load_params(args.params)
     if params.train.threads:
@@ -174,9 +208,9 @@ def main() -> None:
                 continue
             batch_size = schedules.get(name, params.train.inpainter).batch_size
             loader = make_loader(dataset, ctx, batch_size, params.train.workers, params.seed)
-            profile(name, make(), loader, args.steps, batch_size)
+            profile(name, made(make, args.trained), loader, args.steps, batch_size)
             if args.ops:
-                top_ops(make(), loader, min(args.steps, 5))
+                top_ops(made(make, args.trained), loader, min(args.steps, 5))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def test_full_chain_and_mismatched_checkpoint(trained_project, monkeypatch):
     monkeypatch.chdir(trained_project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
     summary = json.loads(Path("reports/train/train_joint.json").read_text())
-    assert 0 <= summary["test_coverage"] <= 1 and "loss_x_first" in summary
+    assert 0 <= summary["coverage_last"] <= 1 and "loss_x_first" in summary
     assert summary["steps"] == 2
     saved = torch.load("models/joint.pt", weights_only=True)
     assert set(saved["networks"]) == {"segmenter", "edge", "segmentation", "image"}

@@ -15,7 +15,6 @@ import torch
 from maskopt.data.pairs import FirstPairs, PairDataset, batches
 from maskopt.device import to_device
 from maskopt.errors import MaskoptError
-from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.io import write_json, write_png
 from maskopt.models.build import (
     INPAINTERS,
@@ -121,7 +120,6 @@ def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: 
                             log_every=params.train.log_every, run=run, desc=name)
             if ctx.is_main:
                 save(task, run, training_profile(params, len(dataset)))
-                summary.update(extra_metrics(task, params, ctx))
                 curve = summary.pop("curve")
                 grid = task.grid(_grid_batch(dataset, params.train.grid_pairs, ctx.device))
                 _finish(name, summary, curve, grid, run, ctx)
@@ -130,21 +128,6 @@ def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: 
         return summary
     finally:
         distributed.teardown()
-
-
-def extra_metrics(task, params: Params, ctx) -> dict:
-    """Joint training: mask coverage/added area on the test pairs (what MEL changes)."""
-    if not isinstance(task, JointTask):
-        return {}
-    test = PairDataset(PAIRS / "test", params.inpainter.canny_sigma)
-    rows = []
-    for batch in batches(test, 8):
-        batch = to_device(batch, ctx.device)
-        masks, _, _ = selected_masks(task.segmenter, batch["image"], batch["mask"], task.margin)
-        rows += [mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5)
-                 for m, g in zip(masks, batch["mask"], strict=True)]
-    task.segmenter.train()
-    return {f"test_{k}": v for k, v in mean_metrics(rows).items()}
 
 
 def pretrain_segmentation(params: Params) -> dict:
