@@ -111,6 +111,7 @@ def test_repro_runs_every_stage(project):
             "without_mel", "finetuned_4_gt_mask"} <= set(full)
     paper = (project / "reports" / "paper.md").read_text()
     assert "## Table II" in paper and "object > random masks" in paper
+    assert "best_px" in (project / "reports" / "fixed_dilation_metrics.json").read_text()
     for stage in ("pretrain_segmentation", "pretrain_inpainter_image", "train_joint"):
         curve = json.loads((project / "reports" / "curves" / f"{stage}.json").read_text())
         assert curve and all("step" in point for point in curve)
@@ -131,7 +132,8 @@ def test_alpha_reruns_only_joint_training_and_evaluation(project):
     set_params(project, alpha=0.05)
     dry = run(["dvc", "repro", "--dry"], project, env)
     ran = {line.split("'")[1] for line in dry.splitlines() if line.startswith("Running stage")}
-    assert ran == {"train_joint", "train_joint_without_mel", "evaluate", "paper_report"}
+    assert ran == {"train_joint", "train_joint_without_mel", "evaluate", "fixed_dilation",
+                   "paper_report"}
     set_params(project, alpha=0.03)
     assert changed_stages(project, env) == set()
 
@@ -192,7 +194,7 @@ def test_dvc_metrics_are_the_few_headline_numbers(project):
         return int(isinstance(value, int | float))
 
     files = shown[""]["data"]
-    assert list(files) == ["reports/metrics.json"]
+    assert list(files) == ["reports/metrics.json", "reports/fixed_dilation_metrics.json"]
     assert 8 <= numbers(files) <= 15
 
 

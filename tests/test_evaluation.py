@@ -124,6 +124,7 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
 
 def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, monkeypatch):
     from maskopt.evaluation import image_metrics
+    from maskopt.evaluation.fixed_dilation_run import fixed_dilation
     from maskopt.evaluation.paper_report import paper_report
     from maskopt.evaluation.run import evaluate
 
@@ -136,10 +137,11 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     params = tiny_params(**{"evaluate.external_inpainters": {"stand_in": stand_in}})
     headline = evaluate(params)
     paper_report(params)  # the next stage: reports/paper.md from what evaluate wrote
+    fixed_headline = fixed_dilation(params)  # the stage beside evaluate
     assert json.loads(Path("reports/metrics.json").read_text()) == headline
     saved = json.loads(Path("reports/evaluation.json").read_text())
     # the headline file: ~10 numbers, each the same as in the full evaluation
-    assert sum(len(group) for group in headline.values()) == 12
+    assert sum(len(group) for group in headline.values()) == 10
     # headline: 4 digits of the full value; evaluation.json: 5 digits (rounded twice here)
     assert headline["psnr"]["joint"] == pytest.approx(saved["joint"]["psnr"]["all"], abs=1e-4)
     assert headline["psnr"]["telea_pretrained_mask"] == pytest.approx(
@@ -190,7 +192,7 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     assert {"random_inpainters_pretrained_mask", "without_mel",
             "external_stand_in_pretrained_mask"} <= set(saved)
     assert np.asarray(Image.open("reports/grids/table_v_000.png")).shape[1] == 9 * 130
-    assert_fixed_dilation_report(saved, headline)
+    assert_fixed_dilation_report(saved, fixed_headline)
 
 
 def assert_fixed_dilation_report(saved: dict, headline: dict) -> None:
@@ -215,13 +217,15 @@ def assert_fixed_dilation_report(saved: dict, headline: dict) -> None:
     assert versus["all"]["low"] <= versus["all"]["mean_difference"] <= versus["all"]["high"]
     shares = {k: v["mean_difference"] for k, v in fixed["shares"].items()}
     assert abs(shares["total"] - shares["mask"] - shares["inpainters"]) < 1e-9
-    assert headline["fixed_dilation"] == {
-        "best_px": fixed["best"]["pretrained"],
-        "learned_minus_best": round(versus["all"]["mean_difference"], 4)}
+    assert headline == json.loads(Path("reports/fixed_dilation_metrics.json").read_text()) == {
+        "fixed_dilation": {"best_px": fixed["best"]["pretrained"],
+                           "learned_minus_best": round(versus["all"]["mean_difference"], 4)}}
     markdown = Path("reports/fixed_dilation.md").read_text()
-    assert "![PSNR against d](plots/fixed_dilation.png)" in markdown
+    assert "![PSNR against d](fixed_dilation.png)" in markdown
     assert "| external stand_in |" in markdown
-    plot = np.asarray(Image.open("reports/plots/fixed_dilation.png"))
+    points = json.loads(Path("reports/fixed_dilation_points.json").read_text())
+    assert [p["d"] for p in points] == fixed["dilations"]
+    plot = np.asarray(Image.open("reports/fixed_dilation.png"))
     assert plot.shape[0] > 300 and plot.std() > 0
 
 

@@ -58,9 +58,10 @@ STAGE_PARAMS: dict[str, list[str]] = {
                     "train.d_lr_ratio"],
     "train_joint_without_mel": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                                 "synthesize.image_size", "train.joint", "train.d_lr_ratio"],
-    "evaluate": ["alpha", "evaluate.dilations", "evaluate.fixed_dilations",
-                 "evaluate.external_inpainters", "finetune.pairs", "train.device",
-                 "train.mask_expansion"],
+    "evaluate": ["alpha", "evaluate.dilations", "evaluate.external_inpainters",
+                 "finetune.pairs", "train.device", "train.mask_expansion"],
+    "fixed_dilation": ["alpha", "evaluate.fixed_dilations", "evaluate.external_inpainters",
+                       "train.device"],
     "paper_report": ["alpha", "evaluate.dilations", "synthesize.image_size",
                      "train.mask_expansion"],
 }

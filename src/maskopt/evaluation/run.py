@@ -10,8 +10,6 @@ from tqdm import tqdm
 
 from maskopt.data.pairs import PairDataset
 from maskopt.device import pick_device
-from maskopt.evaluation.dilation import LEARNED, dilation_report, sweep
-from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot
 from maskopt.evaluation.evaluate import (
     GRID_FIRST_COLUMN,
     compare_rows,
@@ -78,9 +76,6 @@ def evaluate(params: Params) -> dict:
                     grids["table_v"] = with_external_columns(grids["table_v"], {
                         row: external_fills(external_name(row), exported, drawn)
                         for row in rows})
-        fixed = fixed_dilation_report(pretrained, nets, dataset, e.fixed_dilations,
-                                      e.external_inpainters)
-        failures.update(fixed["failures"])
         for why in failures.values():
             tqdm.write(f"evaluate: left out: {why}")
         comparisons = compare_rows(per_image)
@@ -90,9 +85,6 @@ def evaluate(params: Params) -> dict:
         metrics["comparisons"] = {f"{c['a']}-vs-{c['b']}": {k: c[k] for k in (
             "mean_difference", "wins", "low", "high")} for c in comparisons}
         headline = headline_metrics(table)
-        versus = fixed["learned_vs_best"]["pretrained"]["all"]
-        headline["fixed_dilation"] = {"best_px": fixed["best"]["pretrained"],
-                                      "learned_minus_best": round(versus["mean_difference"], 4)}
         write_json(REPORTS / "metrics.json", headline)
         write_json(REPORTS / "evaluation.json", metrics)
         markdown = tables_markdown(table, shared.unavailable, e.dilations, params.alpha,
@@ -105,16 +97,11 @@ def evaluate(params: Params) -> dict:
         # each row's PSNR per test pair: the paper_report stage tests the claims on them
         write_json(REPORTS / "per_pair.json", {"buckets": list(dataset.pairs.buckets),
                                                "psnr": per_image})
-        write_json(REPORTS / "fixed_dilation.json", fixed)
-        with atomic_path(REPORTS / "fixed_dilation.md") as tmp:
-            tmp.write_text(dilation_markdown(fixed, "plots/fixed_dilation.png"))
         per_bucket, per_dilation = plot_rows(table, e.dilations)
         with atomic_path(REPORTS / "plots") as folder:
             for row, points in per_bucket.items():
                 write_json(folder / "buckets" / f"{row}.json", points)
             write_json(folder / "dilation.json", per_dilation)
-            write_json(folder / "fixed_dilation.json", fixed_dilation_points(fixed))
-            dilation_plot(fixed, folder / "fixed_dilation.png")
         with atomic_path(REPORTS / "grids") as folder:
             folder.mkdir()
             for figure, files in figures.items():
@@ -131,39 +118,11 @@ def evaluate(params: Params) -> dict:
         run.log_artifact(REPORTS / "metrics.json")
         run.log_artifact(REPORTS / "evaluation.json")
         run.log_artifact(REPORTS / "tables.md")
-        run.log_artifact(REPORTS / "fixed_dilation.md")
-        run.log_artifact(REPORTS / "fixed_dilation.json")
-        run.log_artifact(REPORTS / "plots" / "fixed_dilation.png", "plots")
         for path in sorted((REPORTS / "plots").rglob("*.json")):
             run.log_artifact(path, "plots")
         for path in sorted((REPORTS / "grids").glob("*.png")):
             run.log_artifact(path, "grids")
     return headline
-
-
-def fixed_dilation_report(pretrained: Networks, joint: Networks, test, dilations: list[int],
-                          external: dict[str, str]) -> dict:
-    """The learned mask against the pretrained mask + the best fixed d, chosen on the
-    validation pairs (maskopt.evaluation.dilation)."""
-    validation = PairDataset(PAIRS / "validation", joint.canny_sigma)
-    tables, failures = {}, {}
-    for split, dataset in (("validation", validation), ("test", test)):
-        with tempfile.TemporaryDirectory() as workdir, tqdm(
-                total=len(dataset), desc=f"fixed dilations ({split})", unit="pair") as bar:
-            tables[split], failed = sweep(pretrained, joint, dataset, dilations, external,
-                                          Path(workdir), bar)
-            failures.update(failed)
-    return dilation_report(tables["validation"], tables["test"], dilations,
-                           sorted(set(test.pairs.buckets)), failures)
-
-
-def fixed_dilation_points(report: dict) -> list[dict]:
-    """`dvc plots` rows: test PSNR against d per inpainter, the learned mask's as lines."""
-    test = report["psnr"]["test"]
-    own = [k for k in test if k in ("pretrained", "joint", "telea")]
-    return [{"d": d, **{k: round(test[k][str(d)], 4) for k in own},
-             **{f"learned_{k}": round(test[k][LEARNED], 4) for k in own}}
-            for d in report["dilations"]]
 
 
 def _is_number(text: str) -> bool:

@@ -1,0 +1,94 @@
+"""The `fixed_dilation` stage: the learned mask against the pretrained mask grown by the
+best fixed d (:mod:`maskopt.evaluation.dilation`) -> reports/fixed_dilation.{json,md},
+its two headline numbers (reports/fixed_dilation_metrics.json) and its plot, also
+logged to MLflow.
+
+A stage apart from `evaluate`, which reads the same models: the two share no result,
+so they run side by side, each on one core.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from maskopt.data.pairs import PairDataset
+from maskopt.device import pick_device
+from maskopt.evaluation.dilation import LEARNED, dilation_report, sweep
+from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot
+from maskopt.inference import Networks
+from maskopt.io import atomic_path, write_json
+from maskopt.models.build import INPAINTERS
+from maskopt.params import Params
+from maskopt.pipeline import (
+    JOINT_FILE,
+    PAIRS,
+    REPORTS,
+    SEGMENTER_FILE,
+    STAGE_PARAMS,
+    inpainter_file,
+)
+from maskopt.tracking import flatten, open_stage_run, pick_params
+
+REPORT = REPORTS / "fixed_dilation.json"
+MARKDOWN = REPORTS / "fixed_dilation.md"
+METRICS = REPORTS / "fixed_dilation_metrics.json"
+PLOT = REPORTS / "fixed_dilation.png"
+POINTS = REPORTS / "fixed_dilation_points.json"  # what `dvc plots` draws
+
+
+def fixed_dilation(params: Params) -> dict:
+    device = pick_device(params.train.device)
+    joint = Networks.load(JOINT_FILE, device)
+    pretrained = Networks.load_pretrained(
+        SEGMENTER_FILE, {kind: inpainter_file(kind) for kind in INPAINTERS},
+        joint.canny_sigma, device)
+    test = PairDataset(PAIRS / "test", joint.canny_sigma)
+    e = params.evaluate
+    reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["fixed_dilation"]))
+    with open_stage_run("fixed_dilation", reads, pick_params(params.model_dump())) as run:
+        report = fixed_dilation_report(pretrained, joint, test, e.fixed_dilations,
+                                       e.external_inpainters)
+        for why in report["failures"].values():
+            tqdm.write(f"fixed_dilation: left out: {why}")
+        versus = report["learned_vs_best"]["pretrained"]["all"]
+        headline = {"fixed_dilation": {"best_px": report["best"]["pretrained"],
+                                       "learned_minus_best": round(versus["mean_difference"], 4)}}
+        write_json(METRICS, headline)
+        write_json(REPORT, report)
+        write_json(POINTS, fixed_dilation_points(report))
+        with atomic_path(MARKDOWN) as tmp:
+            tmp.write_text(dilation_markdown(report, PLOT.name))
+        dilation_plot(report, PLOT)
+        run.log_metrics({k: float(v) for k, v in flatten(headline).items()})
+        run.log_parent_metrics({k: float(v) for k, v in flatten(headline).items()})
+        for path in (METRICS, REPORT, MARKDOWN, PLOT, POINTS):
+            run.log_artifact(path)
+    return headline
+
+
+def fixed_dilation_report(pretrained: Networks, joint: Networks, test, dilations: list[int],
+                          external: dict[str, str]) -> dict:
+    """The learned mask against the pretrained mask + the best fixed d, chosen on the
+    validation pairs (maskopt.evaluation.dilation)."""
+    validation = PairDataset(PAIRS / "validation", joint.canny_sigma)
+    tables, failures = {}, {}
+    for split, dataset in (("validation", validation), ("test", test)):
+        with tempfile.TemporaryDirectory() as workdir, tqdm(
+                total=len(dataset), desc=f"fixed dilations ({split})", unit="pair") as bar:
+            tables[split], failed = sweep(pretrained, joint, dataset, dilations, external,
+                                          Path(workdir), bar)
+            failures.update(failed)
+    return dilation_report(tables["validation"], tables["test"], dilations,
+                           sorted(set(test.pairs.buckets)), failures)
+
+
+def fixed_dilation_points(report: dict) -> list[dict]:
+    """`dvc plots` rows: test PSNR against d per inpainter, the learned mask's as lines."""
+    test = report["psnr"]["test"]
+    own = [k for k in test if k in ("pretrained", "joint", "telea")]
+    return [{"d": d, **{k: round(test[k][str(d)], 4) for k in own},
+             **{f"learned_{k}": round(test[k][LEARNED], 4) for k in own}}
+            for d in report["dilations"]]
