@@ -12,7 +12,7 @@ paired comparisons (mean PSNR difference and 95 % bootstrap interval; a claim ho
 when the interval excludes 0). It also writes reports/alpha_sweep.json, one row per α
 of ``--alphas``, which the paper_report stage lays out as the paper's Table IV in
 reports/paper.md (each run holds one α). An α change reruns only the two joint
-trainings, `evaluate` and `paper_report`. Queued runs log to this
+trainings, `evaluate`, `fixed_dilation` and `paper_report`. Queued runs log to this
 project's MLflow store (see maskopt.tracking); the comparisons come from each
 experiment's reports/evaluation.json.
 

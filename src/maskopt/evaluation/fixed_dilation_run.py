@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from maskopt.data.pairs import PairDataset
 from maskopt.device import pick_device
-from maskopt.evaluation.dilation import LEARNED, dilation_report, sweep
+from maskopt.evaluation.dilation import LEARNED, OWN_INPAINTERS, dilation_report, sweep
 from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot
 from maskopt.inference import Networks
 from maskopt.io import atomic_path, write_json
@@ -62,8 +62,9 @@ def fixed_dilation(params: Params) -> dict:
         with atomic_path(MARKDOWN) as tmp:
             tmp.write_text(dilation_markdown(report, PLOT.name))
         dilation_plot(report, PLOT)
-        run.log_metrics({k: float(v) for k, v in flatten(headline).items()})
-        run.log_parent_metrics({k: float(v) for k, v in flatten(headline).items()})
+        numbers = {k: float(v) for k, v in flatten(headline).items()}
+        run.log_metrics(numbers)
+        run.log_parent_metrics(numbers)
         for path in (METRICS, REPORT, MARKDOWN, PLOT, POINTS):
             run.log_artifact(path)
     return headline
@@ -88,7 +89,7 @@ def fixed_dilation_report(pretrained: Networks, joint: Networks, test, dilations
 def fixed_dilation_points(report: dict) -> list[dict]:
     """`dvc plots` rows: test PSNR against d per inpainter, the learned mask's as lines."""
     test = report["psnr"]["test"]
-    own = [k for k in test if k in ("pretrained", "joint", "telea")]
+    own = [k for k in test if k in OWN_INPAINTERS]
     return [{"d": d, **{k: round(test[k][str(d)], 4) for k in own},
              **{f"learned_{k}": round(test[k][LEARNED], 4) for k in own}}
             for d in report["dilations"]]
