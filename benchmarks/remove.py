@@ -106,7 +106,7 @@ def one_photo_code(paper_scale: bool, models: str) -> str:
 def with_fixed_person(remover: Remover) -> Remover:
     """Untrained paper-scale networks find nobody: let the segmenter and its mask head do
     all their real work, then report one person filling the photo's middle quarter."""
-    from maskopt.models.segmenter import Detections, SegmenterOutput
+    from maskopt.models.detections import Detections, SegmenterOutput
 
     segmenter = remover.nets.segmenter
     real_predict, real_mask_probs = segmenter.predict, segmenter.mask_probs

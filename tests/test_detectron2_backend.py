@@ -8,8 +8,8 @@ pytest.importorskip("detectron2")
 
 from tiny import assert_min_score_keeps_the_confident_detections  # noqa: E402
 
-from maskopt.models import PanopticFPN  # noqa: E402
 from maskopt.models.detectron2_backend import Detectron2PanopticFPN  # noqa: E402
+from maskopt.models.segmenter import PanopticFPN  # noqa: E402
 from maskopt.models.selection import selected_mask  # noqa: E402
 
 SIZE, CLASSES = 64, 5

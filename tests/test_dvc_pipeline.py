@@ -223,6 +223,34 @@ def test_every_stage_depends_on_every_source_file_it_imports():
         assert not uncovered, f"stage {name} imports {uncovered} but does not depend on them"
 
 
+TORCHVISION_AFTER_BUILD = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("stage", sys.argv[1])
+spec.loader.exec_module(importlib.util.module_from_spec(spec))
+from maskopt.models.build import build
+build(json.loads(sys.argv[2]))
+print("torchvision" in sys.modules)
+"""
+IMAGE_INPAINTER = {"kind": "image", "num_classes": 5, "width": 8, "blocks": 1}
+SEGMENTER = {"kind": "segmenter", "num_thing_classes": 1, "num_semantic_classes": 3,
+             "depth": 18, "fpn_channels": 32, "image_size": 64, "weights": "none"}
+
+
+def imports_torchvision(script: str, network: dict) -> bool:
+    """Whether stages/``script`` has imported torchvision once it has built ``network``."""
+    shown = subprocess.run([sys.executable, "-c", TORCHVISION_AFTER_BUILD, f"stages/{script}",
+                            json.dumps(network)], cwd=ROOT, capture_output=True, text=True,
+                           check=True, timeout=120)
+    return shown.stdout.split() == ["True"]
+
+
+@pytest.mark.parametrize("script", ["pretrain_inpainter.py", "finetune_inpainter.py"])
+def test_a_stage_that_trains_an_inpainter_alone_does_not_import_torchvision(script):
+    # torchvision's import (torch._dynamo) is 1.3 s of each such stage's start-up
+    assert not imports_torchvision(script, IMAGE_INPAINTER)
+    assert imports_torchvision(script, SEGMENTER)  # the check can tell
+
+
 def _screenshot_path(tmp_path: Path, name: str) -> Path:
     folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
     folder.mkdir(parents=True, exist_ok=True)

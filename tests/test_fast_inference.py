@@ -14,8 +14,9 @@ from maskopt.fast_inference import (
     optimize_for_inference,
 )
 from maskopt.inference import Networks, inpaint
-from maskopt.models import EdgeInpainter, ImageInpainter, PanopticFPN, SegmentationInpainter
+from maskopt.models import EdgeInpainter, ImageInpainter, SegmentationInpainter
 from maskopt.models.roi_align import CpuMultiScaleRoIAlign
+from maskopt.models.segmenter import PanopticFPN
 from maskopt.taxonomy import Taxonomy
 
 SIZE = 64

@@ -11,9 +11,10 @@ from skimage.feature import canny
 from tiny import tiny_params
 
 from maskopt import imaging, losses
-from maskopt.models import EdgeInpainter, ImageInpainter, PanopticFPN, SegmentationInpainter
+from maskopt.models import EdgeInpainter, ImageInpainter, SegmentationInpainter
 from maskopt.models.build import build_discriminator
-from maskopt.models.segmenter import Detections, enlarge_boxes, paste_soft_masks
+from maskopt.models.detections import Detections, enlarge_boxes, paste_soft_masks
+from maskopt.models.segmenter import PanopticFPN
 from maskopt.models.selection import (
     box_margin,
     panoptic_segments,
@@ -315,7 +316,7 @@ class _NothingOverlaps:
         return self
 
     def predict(self, images, min_score=None):
-        from maskopt.models.segmenter import SegmenterOutput
+        from maskopt.models.detections import SegmenterOutput
 
         det = Detections(torch.tensor([[0.0, 0.0, 4.0, 4.0]]), torch.tensor([1]),
                          torch.tensor([0.9]), torch.ones(1, 1, 28, 28), (SIZE, SIZE))

@@ -8,14 +8,14 @@ from maskopt.losses import reconstruction_l1_loss
 from maskopt.models import (
     EdgeInpainter,
     ImageInpainter,
-    PanopticFPN,
     PatchDiscriminator,
     SegmentationInpainter,
     select_segment,
     select_segment_at_point,
 )
+from maskopt.models.detections import Detections, paste_soft_masks
 from maskopt.models.inpainter import count_parameters
-from maskopt.models.segmenter import Detections, paste_soft_masks
+from maskopt.models.segmenter import PanopticFPN
 from maskopt.models.selection import selected_mask, straight_through
 
 SIZE = 64

@@ -207,7 +207,7 @@ def test_the_segmentation_inpainter_learns_on_what_it_gets_later(project, traine
 def test_segmenter_lr_drops_tenfold_at_its_fractions_and_resumes_there(tmp_path):
     from pydantic import ValidationError
 
-    from maskopt.models import PanopticFPN
+    from maskopt.models.segmenter import PanopticFPN
     from maskopt.training.checkpoint import restore_training, save_checkpoint
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import SegmentationTask
@@ -240,3 +240,22 @@ def test_segmenter_lr_drops_tenfold_at_its_fractions_and_resumes_there(tmp_path)
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(1e-4)
     with pytest.raises(ValidationError, match="increasing fractions"):
         tiny_params(**{"train.segmentation": {"steps": 4, "lr": 1e-3, "lr_drops": [0.8, 0.5]}})
+
+
+def test_the_loader_takes_no_draw_from_the_training_random_stream(pairs_dir):
+    # the segmenter samples its RoIs from torch's global generator: a draw taken by the
+    # loader would make the model depend on train.workers
+    from maskopt.data.pairs import PairDataset
+    from maskopt.training.distributed import Context
+    from maskopt.training.loop import make_loader
+
+    ctx = Context(0, 1, 0, torch.device("cpu"))
+    torch.manual_seed(0)
+    untouched = torch.rand(3)
+    for workers in (0, 1):
+        torch.manual_seed(0)
+        loader = make_loader(PairDataset(pairs_dir / "train", 1.0), ctx, 2, workers, seed=0)
+        for epoch in range(2):  # as the training loop does
+            loader.sampler.set_epoch(epoch)
+            assert len(list(loader)) == len(loader)
+        assert torch.equal(torch.rand(3), untouched), f"{workers} workers"

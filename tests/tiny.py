@@ -57,7 +57,7 @@ def fixed_detections(remover, boxes, segmenter=None):
     given, so that a selection is known in advance (2 training steps detect nothing)."""
     import torch
 
-    from maskopt.models.segmenter import Detections, SegmenterOutput
+    from maskopt.models.detections import Detections, SegmenterOutput
 
     size, classes = remover.nets.image_size, remover.nets.num_classes
     segmenter = segmenter if segmenter is not None else remover.nets.segmenter

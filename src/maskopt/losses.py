@@ -12,7 +12,6 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import VGG19_Weights, vgg19
 
 from maskopt.errors import MaskoptError
 
@@ -110,6 +109,10 @@ class VGG19Features(nn.Module):
 
     def __init__(self, weights: Literal["imagenet", "random"] = "imagenet", seed: int = 0):
         super().__init__()
+        # imported here: the sample's losses run without VGG19 (lambda_if = lambda_is = 0)
+        # and its stages then start without torchvision (maskopt.models.detections)
+        from torchvision.models import VGG19_Weights, vgg19
+
         if weights == "imagenet":
             try:
                 net = vgg19(weights=VGG19_Weights.IMAGENET1K_V1)

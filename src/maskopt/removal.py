@@ -23,8 +23,8 @@ from maskopt.fast_inference import optimize_for_inference
 from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
 from maskopt.inference import Networks, grow_mask, inpaint
 from maskopt.models.build import load_model, restore
+from maskopt.models.detections import Detections
 from maskopt.models.inpainter import class_probabilities
-from maskopt.models.segmenter import Detections
 from maskopt.models.selection import (
     PANOPTIC_SCORE,
     panoptic_segments,

@@ -1,4 +1,9 @@
-"""Networks of the method: three EdgeConnect-style inpainters and a PanopticFPN segmenter."""
+"""Networks of the method: three EdgeConnect-style inpainters and a PanopticFPN segmenter.
+
+The segmenter (torchvision) is imported from :mod:`maskopt.models.segmenter` where it
+is needed, not here: importing this package must not cost a stage that trains an
+inpainter alone torchvision's 1.3 s start-up.
+"""
 
 from maskopt.models.inpainter import (
     EdgeInpainter,
@@ -7,8 +12,7 @@ from maskopt.models.inpainter import (
     PatchDiscriminator,
     SegmentationInpainter,
 )
-from maskopt.models.segmenter import PanopticFPN
 from maskopt.models.selection import select_segment, select_segment_at_point
 
 __all__ = ["EdgeInpainter", "ImageInpainter", "InpaintGenerator", "PatchDiscriminator",
-           "SegmentationInpainter", "PanopticFPN", "select_segment", "select_segment_at_point"]
+           "SegmentationInpainter", "select_segment", "select_segment_at_point"]

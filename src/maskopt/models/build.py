@@ -20,7 +20,6 @@ from maskopt.models.inpainter import (
     PatchDiscriminator,
     SegmentationInpainter,
 )
-from maskopt.models.segmenter import PanopticFPN
 
 if TYPE_CHECKING:  # only a type here: pydantic stays out of `maskopt remove`'s imports
     from maskopt.params import Params
@@ -63,6 +62,10 @@ def build(config: dict) -> nn.Module:
             from maskopt.models.detectron2_backend import Detectron2PanopticFPN
 
             return Detectron2PanopticFPN(**kwargs)
+        # imported here: torchvision's import is 1.3 s of every stage's start-up, and
+        # the stages that train an inpainter alone never build a segmenter
+        from maskopt.models.segmenter import PanopticFPN
+
         return PanopticFPN(**kwargs)
     if kind == "edge":
         return EdgeInpainter(kwargs["width"], kwargs["blocks"])

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maskopt.errors import MaskoptError
-from maskopt.models.segmenter import Detections, SegmenterOutput
+from maskopt.models.detections import Detections, SegmenterOutput
 
 try:  # detectron2 is an optional extra
     from detectron2 import model_zoo

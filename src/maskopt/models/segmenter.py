@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -34,6 +33,11 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.errors import MaskoptError
 from maskopt.models.coco_weights import load_coco_maskrcnn
+from maskopt.models.detections import (
+    Detections,
+    SegmenterOutput,
+    enlarge_boxes,
+)
 from maskopt.models.roi_align import CpuMultiScaleRoIAlign
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,62 +49,6 @@ RESNET_CHANNELS = {18: [64, 128, 256, 512], 34: [64, 128, 256, 512],
 def group_norm(channels: int) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups: from random init, frozen batch norms diverge."""
     return nn.GroupNorm(min(32, channels // 4), channels)
-
-
-@dataclass
-class Detections:
-    """Instances found in one image. ``mask_probs`` are the mask head's N×1×28×28
-    probabilities inside ``boxes`` (xyxy, input pixels), without gradient."""
-
-    boxes: torch.Tensor
-    labels: torch.Tensor
-    scores: torch.Tensor
-    mask_probs: torch.Tensor
-    image_size: tuple[int, int]
-    full_masks: torch.Tensor | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.boxes)
-
-    def soft_masks(self) -> torch.Tensor:
-        """N×H×W soft masks pasted into the image (cached)."""
-        if self.full_masks is None:
-            self.full_masks = paste_soft_masks(self.mask_probs, self.boxes, *self.image_size)
-        return self.full_masks
-
-
-def paste_soft_masks(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int,
-                     width: int) -> torch.Tensor:
-    """Paste N×1×h×w mask probabilities into N×H×W images with ``grid_sample``.
-
-    Differentiable in the probabilities (and the boxes), unlike torchvision's
-    integer paste; pixels outside a box get 0. Always computed in float32: under
-    bfloat16 autocast the pixel-centre coordinates would snap to 2-px steps.
-    """
-    if len(boxes) == 0:
-        return mask_probs.new_zeros((0, height, width), dtype=torch.float32)
-    with torch.autocast(mask_probs.device.type, enabled=False):
-        probs, boxes = mask_probs.float(), boxes.float()
-        x0, y0, x1, y1 = boxes.unbind(1)
-        xs = torch.arange(width, device=boxes.device, dtype=torch.float32) + 0.5
-        ys = torch.arange(height, device=boxes.device, dtype=torch.float32) + 0.5
-        # pixel centre → normalised coordinate inside the box (-1 .. 1 spans the box)
-        gx = 2 * (xs[None] - x0[:, None]) / (x1 - x0).clamp_min(1e-3)[:, None] - 1
-        gy = 2 * (ys[None] - y0[:, None]) / (y1 - y0).clamp_min(1e-3)[:, None] - 1
-        grid = torch.stack([gx[:, None, :].expand(-1, height, -1),
-                            gy[:, :, None].expand(-1, -1, width)], dim=-1)
-        pasted = F.grid_sample(probs, grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=False)
-    return pasted[:, 0]
-
-
-def enlarge_boxes(boxes: torch.Tensor, margin: float | torch.Tensor, height: int,
-                  width: int) -> torch.Tensor:
-    """xyxy boxes grown by ``margin`` px on every side (a number, or n×1 per box),
-    clipped to the image."""
-    grown = boxes + margin * boxes.new_tensor([-1, -1, 1, 1])
-    limit = boxes.new_tensor([width, height, width, height])
-    return torch.minimum(grown.clamp_min(0), limit)
 
 
 class SemanticHead(nn.Module):
@@ -334,13 +282,6 @@ class PanopticFPN(nn.Module):
         proposals, _ = self.rpn(ImageList(images, sizes), features)
         return SegmenterOutput(self.detect(features, proposals, sizes, min_score),
                                self.semantic_logits(features), features)
-
-
-@dataclass
-class SegmenterOutput:
-    detections: list[Detections]
-    semantic_logits: torch.Tensor
-    features: OrderedDict | None = field(default=None, repr=False)
 
 
 def _resnet_fpn(depth: int, fpn_channels: int, pretrained: bool, load: bool,

@@ -16,7 +16,7 @@ import math
 import torch
 
 from maskopt.errors import MaskoptError
-from maskopt.models.segmenter import Detections, enlarge_boxes, paste_soft_masks
+from maskopt.models.detections import Detections, enlarge_boxes, paste_soft_masks
 
 # detectron2's PanopticFPN combine step (MODEL.PANOPTIC_FPN.COMBINE): instances scoring
 # below this are not segments of S; one whose mask is more than this share already taken

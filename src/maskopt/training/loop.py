@@ -55,7 +55,12 @@ def make_loader(dataset: Dataset, ctx: Context, batch_size: int, workers: int,
         raise MaskoptError(f"{len(dataset)} training pairs are fewer than one batch "
                            f"({batch_size} × {ctx.world_size} processes)")
     sampler = ResumableSampler(dataset, ctx, seed)
+    # Each new iterator draws its workers' seed from this generator: from the global one
+    # it would take a draw per epoch with 0 workers and one in all with persistent
+    # workers, and the model's own draws (sampled RoIs) would depend on the worker count.
+    generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      generator=generator,
                       collate_fn=collate, drop_last=True, persistent_workers=workers > 0,
                       worker_init_fn=_yield_to_training if ctx.device.type == "cpu" else None,
                       pin_memory=ctx.device.type == "cuda")
