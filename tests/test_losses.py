@@ -3,8 +3,9 @@ import pytest
 import torch
 import torchvision
 
-from maskopt import imaging, losses
+from maskopt import losses
 from maskopt.errors import MaskoptError
+from maskopt.signed_distance import normalized_signed_distance
 
 
 def test_hinge_losses_on_hand_made_logits():
@@ -79,7 +80,7 @@ def _square(size=64, lo=22, hi=42):
 
 
 def test_signed_distance_is_negative_inside_zero_at_boundary_normalized():
-    phi = imaging.normalized_signed_distance(_square())
+    phi = normalized_signed_distance(_square())
     assert phi.min() >= -1 and phi.max() <= 1
     assert phi[32, 32] < 0 and phi[0, 0] > 0
     assert phi[22, 30] == 0  # first row inside
@@ -97,7 +98,7 @@ def _grown(mask, d):
 
 def test_mask_expansion_loss_is_lowest_for_the_square_grown_by_the_alpha_band():
     gt = _square()
-    phi = torch.from_numpy(imaging.normalized_signed_distance(gt))
+    phi = torch.from_numpy(normalized_signed_distance(gt))
     alpha = 3.5 / 64  # a 3.5 px band at 64 px
     values = {d: losses.mask_expansion_loss(torch.from_numpy(_grown(gt, d)).float(), phi,
                                             alpha).item() for d in range(-3, 9)}
@@ -109,7 +110,7 @@ def test_mask_expansion_loss_is_lowest_for_the_square_grown_by_the_alpha_band():
 
 def test_mask_expansion_gradient_pulls_the_band_in_and_pushes_the_rest_out():
     gt = _square()
-    phi = torch.from_numpy(imaging.normalized_signed_distance(gt))
+    phi = torch.from_numpy(normalized_signed_distance(gt))
     soft = torch.full(gt.shape, 0.5, requires_grad=True)
     losses.mask_expansion_loss(soft, phi, 0.05).backward()
     grad = soft.grad

@@ -10,7 +10,7 @@ from skimage.color import rgb2gray
 from skimage.feature import canny
 from tiny import tiny_params
 
-from maskopt import imaging, losses
+from maskopt import losses
 from maskopt.models import EdgeInpainter, ImageInpainter, SegmentationInpainter
 from maskopt.models.build import build_discriminator
 from maskopt.models.detections import Detections, enlarge_boxes, paste_soft_masks
@@ -24,6 +24,7 @@ from maskopt.models.selection import (
     selected_mask,
     straight_through,
 )
+from maskopt.signed_distance import normalized_signed_distance
 from maskopt.training.tasks import inpaint_with_mask, joint_inpainting_losses
 
 SIZE, CLASSES = 32, 3
@@ -106,7 +107,7 @@ def test_mask_expansion_alone_grows_the_mask_beyond_the_detected_box():
     size, alpha = 64, 0.05
     gt = np.zeros((size, size), bool)
     gt[20:44, 24:40] = True
-    phi = torch.from_numpy(imaging.normalized_signed_distance(gt))[None, None]
+    phi = torch.from_numpy(normalized_signed_distance(gt))[None, None]
     box = torch.tensor([24.0, 20.0, 40.0, 44.0])  # the detected (tight) box
     grown = enlarge_boxes(box[None], box_margin(alpha, size), size, size)
     logits = torch.zeros(1, 1, 28, 28, requires_grad=True)  # a toy mask head

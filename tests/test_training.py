@@ -259,3 +259,30 @@ def test_the_loader_takes_no_draw_from_the_training_random_stream(pairs_dir):
             loader.sampler.set_epoch(epoch)
             assert len(list(loader)) == len(loader)
         assert torch.equal(torch.rand(3), untouched), f"{workers} workers"
+
+
+@pytest.mark.parametrize("cache_pairs", [True, False])
+def test_the_segmentation_inpainter_runs_the_frozen_segmenter_once_per_pair(cache_pairs):
+    from maskopt.models.build import build, inpainter_config
+    from maskopt.models.segmenter import PanopticFPN
+    from maskopt.training.distributed import Context
+
+    params = tiny_params(**{"train.cache_pairs": cache_pairs})
+    torch.manual_seed(0)
+    segmenter = PanopticFPN(1, 3, depth=18, fpn_channels=32, image_size=32).eval()
+    task = InpainterTask("segmentation", build(inpainter_config(params, "segmentation", 3)),
+                         params, Context(0, 1, 0, torch.device("cpu")), 3, segmenter)
+    images = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = segmenter.semantic_probs(images)
+    seen = []
+    real = segmenter.semantic_probs
+    segmenter.semantic_probs = lambda batch: seen.append(len(batch)) or real(batch)
+    first = task.classes_of_input({"image": images[:2], "name": ["a", "b"],
+                                   "flipped": [False, False]})
+    # b again, and b mirrored: another image, so another key
+    second = task.classes_of_input({"image": images[1:], "name": ["b", "b"],
+                                    "flipped": [False, True]})
+    assert seen == ([2, 1] if cache_pairs else [2, 2])
+    assert torch.allclose(first, expected[:2], atol=1e-5)
+    assert torch.allclose(second, expected[1:], atol=1e-5)

@@ -18,8 +18,9 @@ from torch.utils.data import Dataset
 
 from maskopt.data.panoptic import rgb_to_id
 from maskopt.errors import MaskoptError
-from maskopt.imaging import gray_and_edges, normalized_signed_distance, rgb_to_tensor
+from maskopt.imaging import gray_and_edges, rgb_to_tensor
 from maskopt.io import read_json
+from maskopt.signed_distance import normalized_signed_distance
 from maskopt.taxonomy import Taxonomy
 
 
@@ -95,7 +96,7 @@ class PairDataset(Dataset):
     target_gray, target_edges
     semantic, target_semantic  H×W long (class index, 0 = unlabeled)
     instances          dict boxes (n×4, xyxy), labels (n), masks (n×H×W uint8)
-    bucket, mask_ratio, name
+    bucket, mask_ratio, name, flipped (whether it is the mirrored pair)
 
     With ``cache``, each process keeps every item it loads (both flips) and hands out
     copies, so that decoding and Canny do not take CPU from short training steps.
@@ -160,6 +161,7 @@ class PairDataset(Dataset):
             "target_semantic": torch.from_numpy(target_semantic.astype(np.int64)),
             "instances": self._instances(ids, pair["thing_segments"]),
             "bucket": pair["bucket"], "mask_ratio": pair["mask_ratio"], "name": name,
+            "flipped": flipped,
         }
 
     def _instances(self, ids: np.ndarray, thing_segments: list[tuple[int, int]]) -> dict:

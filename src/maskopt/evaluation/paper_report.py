@@ -10,10 +10,10 @@ import numpy as np
 
 from maskopt.evaluation.paper import PHI_ALPHAS, paper_markdown
 from maskopt.evaluation.row_names import FIGURES
-from maskopt.imaging import normalized_signed_distance
 from maskopt.io import atomic_path, read_json
 from maskopt.params import Params
 from maskopt.pipeline import REPORTS, STAGE_PARAMS
+from maskopt.signed_distance import normalized_signed_distance
 from maskopt.tracking import open_stage_run, pick_params
 
 EVALUATION = REPORTS / "evaluation.json"

@@ -136,6 +136,9 @@ class InpainterTask:
                  num_classes: int, class_input: nn.Module | None = None):
         self.kind, self.ctx, self.bf16 = kind, ctx, training_bf16(params, ctx)
         self.class_input = None if class_input is None else class_input.to(ctx.device).eval()
+        # The frozen segmenter gives a pair the same probabilities every epoch: with the
+        # pairs cached in memory (the sample), so are they, per (pair, flip).
+        self.class_cache = {} if params.train.cache_pairs and class_input is not None else None
         self.name = f"pretrain_inpainter@{kind}"
         self.weights = params.loss
         self.num_classes = num_classes
@@ -170,8 +173,16 @@ class InpainterTask:
         """The segmentation inpainter's input: seg(I), as the class docstring says."""
         if self.class_input is None:
             return one_hot(batch["semantic"], self.num_classes)
-        with torch.no_grad():
-            return self.class_input.semantic_probs(batch["image"])
+        if self.class_cache is None:
+            with torch.no_grad():
+                return self.class_input.semantic_probs(batch["image"])
+        keys = list(zip(batch["name"], batch["flipped"], strict=True))
+        new = [i for i, key in enumerate(keys) if key not in self.class_cache]
+        if new:
+            with torch.no_grad():
+                probs = self.class_input.semantic_probs(batch["image"][new])
+            self.class_cache.update({keys[i]: p for i, p in zip(new, probs, strict=True)})
+        return torch.stack([self.class_cache[key] for key in keys])
 
     def step(self, batch: dict) -> dict[str, float]:
         with autocast(self.ctx.device, self.bf16):
