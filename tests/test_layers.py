@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "maskopt"
 # units of lower layers, never a unit of its own layer or above.
 LAYERS = [
     {"errors", "pipeline"},
-    {"io", "params", "device", "locate", "imaging"},
+    {"io", "params", "device", "locate", "imaging", "signed_distance"},
     {"taxonomy", "offline_plots", "external", "repro"},
     {"data"},
     {"models"},
