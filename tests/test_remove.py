@@ -126,8 +126,8 @@ def test_cli_folder_with_a_bad_file_exif_rgba_and_16_bit(trained_project, monkey
     printed = captured.out + captured.err
     assert "skipped" in printed and "d_broken.png" in printed
     assert sorted(p.name for p in out.iterdir()) == [
-        "a_rgba.mask.png", "a_rgba.png", "b_16bit.mask.png", "b_16bit.png",
-        "c_exif.mask.png", "c_exif.png"]
+        "a_rgba.png", "a_rgba_mask.png", "b_16bit.png", "b_16bit_mask.png",
+        "c_exif.png", "c_exif_mask.png"]
     assert Image.open(out / "c_exif.png").size == (40, 60)
 
 

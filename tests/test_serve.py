@@ -105,7 +105,7 @@ def test_remove_with_an_external_inpainter_keeps_every_pixel_outside_the_mask(
                  "--inpainter", command, "--save-mask"]) == 0
     original = np.asarray(Image.open(photo).convert("RGB"))
     clean = np.asarray(Image.open(out))
-    hole = np.asarray(Image.open(tmp_path / "clean.mask.png")) > 127
+    hole = np.asarray(Image.open(tmp_path / "clean_mask.png")) > 127
     assert np.array_equal(clean[~hole], original[~hole])
     assert not np.array_equal(clean[hole], original[hole])  # the stand-in's fill
     assert main(["remove", str(photo), "--point", f"{x},{y}", "-o", str(out),

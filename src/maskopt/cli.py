@@ -13,8 +13,8 @@ import numpy as np
 from tqdm import tqdm
 
 from maskopt.errors import MaskoptError
+from maskopt.output_plan import mask_path, mask_plan, removal_plan
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_MAX_PIXELS = 40_000_000  # ≈ 40 MP: the photo, its copies and masks stay well under 1 GB
 
 
@@ -60,7 +60,8 @@ def _add_selection(command: argparse.ArgumentParser, verb: str) -> None:
     pick.add_argument("--mask", type=Path, metavar="ROUGH.png",
                       help=f"{verb} the segment that overlaps this rough mask most")
     command.add_argument("--grow", type=int, default=0, metavar="PX",
-                         help="grow the mask by a further fixed margin (default 0)")
+                         help="grow the mask by a further fixed margin, up to a tenth of the "
+                              "photo's longer side (default 0)")
     command.add_argument("--learned-margin", choices=["on", "off"], default="on",
                          help="off: the pretrained segmenter's segment (models/segmenter.pt "
                               "beside the model) instead of the learned mask, e.g. with "
@@ -99,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("-o", "--output", type=Path, required=True,
                     help="output file (or folder when PHOTO is a folder)")
     rm.add_argument("--save-mask", action="store_true",
-                    help="also write the mask used, as NAME.mask.png")
+                    help="also write the mask used, as NAME_mask.png beside the result")
     rm.add_argument("--inpainter", metavar="CMD", default=None,
                     help="fill with an external inpainter instead of the model's, e.g. "
                          "\"iopaint run --model lama --device cpu --image {images} --mask "
@@ -141,33 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _photos(photo: Path) -> list[Path]:
-    """The photo, or the images of a folder."""
-    if photo.is_dir():
-        files = sorted(p for p in photo.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise MaskoptError(f"{photo}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        return files
-    if not photo.exists():
-        raise MaskoptError(f"{photo}: image file not found")
-    return [photo]
-
-
-def _output_folder(output: Path) -> Path:
-    if output.exists() and not output.is_dir():
-        raise MaskoptError(f"{output}: exists and is not a folder")
-    return output
-
-
-def _inputs_and_outputs(photo: Path, output: Path) -> list[tuple[Path, Path]]:
-    sources = _photos(photo)
-    if photo.is_dir():
-        return [(p, _output_folder(output) / f"{p.stem}.png") for p in sources]
-    if output.is_dir():
-        return [(photo, output / f"{photo.stem}.png")]
-    return [(photo, output)]
-
-
 def _read(source: Path, args) -> tuple[np.ndarray, np.ndarray | None]:
     """The photo and, with --mask, the rough mask."""
     from maskopt.io import read_rgb
@@ -180,23 +154,13 @@ def _read(source: Path, args) -> tuple[np.ndarray, np.ndarray | None]:
     return rgb, rough
 
 
-def _write(target: Path, result, args) -> Path:
-    """Write the result (and, with --save-mask, the mask); returns the path written."""
-    from maskopt.io import atomic_path, write_png
+def _write(target: Path, result, save_mask: bool) -> None:
+    """Write the result (and, with --save-mask, the mask beside it)."""
+    from maskopt.io import write_image
 
-    suffix = target.suffix.lower()
-    if suffix in (".jpg", ".jpeg"):
-        from PIL import Image
-
-        with atomic_path(target) as tmp:
-            Image.fromarray(result.image).save(tmp, format="JPEG", quality=95)
-    else:
-        target = target.with_suffix(".png") if suffix != ".png" else target
-        write_png(target, result.image)
-    if args.save_mask:
-        write_png(target.with_name(f"{target.stem}.mask.png"),
-                  result.mask.astype(np.uint8) * 255)
-    return target
+    write_image(target, result.image)
+    if save_mask:
+        write_image(mask_path(target), result.mask.astype(np.uint8) * 255)
 
 
 def _line(source: Path, target: Path, result) -> str:
@@ -277,7 +241,7 @@ def _selection(remover, rgb, rough, args):
 
 
 def remove_command(args) -> int:
-    pairs = _inputs_and_outputs(args.photo, args.output)
+    results = removal_plan(args.photo, args.output, args.save_mask, args.mask)
     remover, _ = _remover(args)
 
     def work(rgb, rough, source, target):
@@ -292,38 +256,37 @@ def remove_command(args) -> int:
         from maskopt.removal import Removal
 
         result = Removal(image, mask, selection.removed)
-        return _line(source, _write(target, result, args), result)
+        _write(target, result, args.save_mask)
+        return _line(source, target, result)
 
-    return _each_photo(pairs, args, work)
+    return _each_photo(list(results.items()), args, work)
 
 
 def mask_command(args) -> int:
     """Masks in the layout LaMa's bin/predict.py (NAME.png + NAME_mask.png) or IOPaint's
     mask folder (NAME.png) reads: white (255) where the inpainter is to fill."""
-    from maskopt.io import write_png
+    from maskopt.io import exif_orientation, write_image
 
-    sources, output = _photos(args.photo), _output_folder(args.output)
-    names = [source.stem for source in sources]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise MaskoptError(f"photos with the same name would write the same mask: "
-                           f"{', '.join(clashes)}")
+    plan = mask_plan(args.photo, args.output, args.layout, args.mask)
     remover, _ = _remover(args)
 
-    def work(rgb, rough, source, _):
+    def work(rgb, rough, source, targets):
+        mask_file, photo_copy = targets
+        if photo_copy is None and exif_orientation(source) != 1:
+            # the mask is drawn on the upright photo; IOPaint reads the stored pixels
+            raise MaskoptError(f"{source}: stored rotated (EXIF orientation "
+                               f"{exif_orientation(source)}), and `iopaint run` reads the "
+                               "stored pixels, so an upright mask would not fit it: use "
+                               "--layout lama, which writes the upright photo beside its mask")
         selection = _selection(remover, rgb, rough, args)
         mask = selection.mask(args.grow, args.learned_margin == "on")
-        hole = mask.astype(np.uint8) * 255
-        if args.layout == "lama":
-            write_png(output / f"{source.stem}.png", rgb)
-            written = output / f"{source.stem}_mask.png"
-        else:
-            written = output / f"{source.stem}.png"
-        write_png(written, hole)
+        if photo_copy is not None:
+            write_image(photo_copy, rgb)
+        write_image(mask_file, mask.astype(np.uint8) * 255)
         return (f"{source}: {_summary(selection.removed)}; mask {mask.mean():.1%} of the "
-                f"image; wrote {written}")
+                f"image; wrote {mask_file}")
 
-    return _each_photo([(source, None) for source in sources], args, work)
+    return _each_photo(list(plan.items()), args, work)
 
 
 def serve_command(args) -> int:
@@ -352,8 +315,26 @@ def info_command(args) -> int:
     return 0
 
 
+def _negative_values_joined(argv: list[str]) -> list[str]:
+    """``--point -1,10`` as ``--point=-1,10``: argparse takes a value that starts with
+    "-" and is not a single number for an option, and would say "expected one argument"
+    instead of what is wrong with the point."""
+    joined, rest = [], iter(argv)
+    for word in rest:
+        if word in ("--point", "--box"):
+            value = next(rest, None)
+            if value is not None and value.startswith("-"):
+                joined.append(f"{word}={value}")
+                continue
+            joined += [word] if value is None else [word, value]
+        else:
+            joined.append(word)
+    return joined
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(_negative_values_joined(argv))
     try:
         commands = {"remove": remove_command, "mask": mask_command, "serve": serve_command,
                     "info": info_command, "repro": repro_command}

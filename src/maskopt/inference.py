@@ -14,12 +14,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from maskopt.errors import MaskoptError
 from maskopt.imaging import gray_and_edges, tensor_to_rgb
 from maskopt.models.build import load_model, restore
 from maskopt.models.inpainter import inpaint_in_order
 from maskopt.models.selection import box_margin
 from maskopt.taxonomy import Taxonomy
 
+JOINT_NETWORKS = ("segmenter", "edge", "segmentation", "image")  # in a joint model file
 
 @dataclass
 class Networks:
@@ -46,6 +48,11 @@ class Networks:
              made_by: str = "train_joint", canny_sigma: float | None = None) -> Networks:
         """The joint model file (all four networks in one)."""
         saved = load_model(path, made_by)
+        held = sorted(saved["networks"])
+        if not set(JOINT_NETWORKS) <= set(held):
+            raise MaskoptError(f"{path}: not a joint model (it holds {', '.join(held)}; a "
+                               f"joint model holds {', '.join(JOINT_NETWORKS)}); use the "
+                               f"file `dvc repro {made_by}` writes, models/joint.pt")
         nets = {name: restore(entry, source=str(path)).to(device).eval()
                 for name, entry in saved["networks"].items()}
         config = saved["networks"]["segmenter"]["config"]

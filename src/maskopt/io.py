@@ -7,8 +7,10 @@ stage could take for finished.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -29,13 +31,14 @@ def atomic_path(target: str | Path):
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_staging(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp",
+                                dir=target.parent))
     staging = tmp / target.name
     try:
         yield staging
         if target.is_dir() and not target.is_symlink():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = _previous(target)
             target.rename(old)
             staging.rename(target)
             shutil.rmtree(old, ignore_errors=True)
@@ -43,6 +46,37 @@ def atomic_path(target: str | Path):
             os.replace(staging, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_staging(target: Path) -> None:
+    """Clear up after a writer of ``target`` that was killed: remove its staging folder
+    (its process, named in it, is gone), and put back the previous folder it had moved
+    aside, unless the new one is already in place."""
+    old = _previous(target)
+    if old.is_dir():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.rename(target)
+    own = re.compile(re.escape(f".{target.name}.") + r"(\d+)\.[a-z0-9_]+\.tmp")
+    for sibling in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        found = own.fullmatch(sibling.name)
+        if found and not _alive(int(found.group(1))):
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _previous(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_json(path: str | Path, data) -> None:
@@ -105,3 +139,25 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write an array as PNG atomically (uint8 HxW or HxWx3)."""
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
+
+
+def write_image(path: Path, array: np.ndarray) -> None:
+    """Write a user-facing image atomically: JPEG (quality 95) for .jpg/.jpeg, else PNG.
+    A file that cannot be written (read-only folder, full disk) is a MaskoptError, and
+    what was at ``path`` before stays."""
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    try:
+        with atomic_path(path) as tmp:
+            Image.fromarray(array).save(tmp, format="JPEG" if jpeg else "PNG",
+                                        **({"quality": 95} if jpeg else {}))
+    except OSError as exc:
+        raise MaskoptError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag of an image file (1, upright, when it has none)."""
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except (OSError, ValueError, SyntaxError):
+        return 1

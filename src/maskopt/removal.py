@@ -21,7 +21,7 @@ from maskopt.device import autocast, pick_device, use_bf16
 from maskopt.errors import MaskoptError
 from maskopt.fast_inference import optimize_for_inference
 from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
-from maskopt.inference import Networks, grow_mask, inpaint
+from maskopt.inference import Networks, inpaint
 from maskopt.models.build import load_model, restore
 from maskopt.models.detections import Detections
 from maskopt.models.inpainter import class_probabilities
@@ -68,11 +68,26 @@ class Selection:
                                "is needed, and there is none (no segmenter.pt beside the "
                                "model, or it found no segment there)")
         mask = self.learned if learned_margin else self.pretrained
-        if grow < 0:
-            raise MaskoptError(f"the extra margin must be >= 0 px (got {grow})")
-        if grow:
-            mask = grow_mask(torch.from_numpy(mask)[None, None].float(), grow)[0, 0].numpy() > 0.5
-        return mask
+        limit = max_grow(*mask.shape)
+        if not 0 <= grow <= limit:
+            raise MaskoptError(f"the extra margin must be 0 to {limit} px for this "
+                               f"{mask.shape[1]}x{mask.shape[0]} photo (a tenth of its longer "
+                               f"side), got {grow}")
+        return grow_by_distance(mask, grow) if grow else mask
+
+
+def max_grow(height: int, width: int) -> int:
+    """The largest extra margin a photo allows: a tenth of its longer side. Beyond it the
+    mask is no longer about the object, and the page, the CLI and the API agree on it."""
+    return max(height, width) // 10
+
+
+def grow_by_distance(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """``mask`` grown by a disc of radius ``pixels``: every pixel within that Euclidean
+    distance of it. One distance transform, so its cost does not grow with the radius
+    (a 6300 px photo: 0.4 s at any margin, where a disc-shaped dilation took minutes)."""
+    outside = (~mask).astype(np.uint8)
+    return cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) <= pixels
 
 
 @dataclass
@@ -126,6 +141,11 @@ def _describe(det: Detections, index: int, box: Letterbox, names: list[str]) -> 
     x1, y1 = box.to_photo(*det.boxes[index, 2:].tolist())
     return (f"{_label_name(det, index, names)} (score {det.scores[index]:.2f}) at box "
             f"{round(x0)},{round(y0)},{round(x1)},{round(y1)}")
+
+
+def _box_holds(det: Detections, index: int, x: float, y: float) -> bool:
+    x0, y0, x1, y1 = det.boxes[index].tolist()
+    return x0 <= x <= x1 and y0 <= y <= y1
 
 
 class Remover:
@@ -272,7 +292,11 @@ class Remover:
         cx = ((det.boxes[:, 0] + det.boxes[:, 2]) / 2 - centre[0]).abs()
         cy = ((det.boxes[:, 1] + det.boxes[:, 3]) / 2 - centre[1]).abs()
         order = torch.argsort(cx + cy)[:count].tolist()
-        return "segments near it: " + "; ".join(_describe(det, i, lb, names) for i in order)
+        x, y = centre
+        return "segments near it: " + "; ".join(
+            _describe(det, i, lb, names)
+            + (" (its box holds the point, its mask does not)" if _box_holds(det, i, x, y)
+               else "") for i in order)
 
     # -- inpainting on a crop ---------------------------------------------------------
 
@@ -329,14 +353,18 @@ def crop_grid(photo_box: Letterbox, origin: tuple[int, int], crop_box: Letterbox
 
 
 def remove(image, *, point=None, box=None, category=None, rough_mask=None,
-           models: str | Path = DEFAULT_MODELS,
+           grow: int = 0, models: str | Path | None = None,
            device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Python API: ``maskopt.remove(image, point=(x, y))`` → (image, mask).
 
     ``image`` is an H×W×3 uint8 array or a path; the result is the same size, with
-    only the returned mask's pixels changed. Load a :class:`Remover` once to process
-    many photos.
+    only the returned mask's pixels changed. ``models`` is found as by `maskopt remove`
+    when not given ($MASKOPT_MODELS, ./models/joint.pt, the installed project's). Load
+    a :class:`Remover` once to process many photos.
     """
+    from maskopt.locate import find_model
+
+    models = find_model(models)
     if isinstance(image, str | Path):
         from maskopt.io import read_rgb
 
@@ -347,5 +375,5 @@ def remove(image, *, point=None, box=None, category=None, rough_mask=None,
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise MaskoptError(f"image must be H×W×3 uint8, got {image.dtype} {image.shape}")
     result = Remover(models, device)(image, point=point, box=box, category=category,
-                                     rough_mask=rough_mask)
+                                     rough_mask=rough_mask, grow=grow)
     return result.image, result.mask

@@ -98,9 +98,21 @@ def load_model(path: str | Path, made_by: str, map_location="cpu") -> dict:
     if not path.exists():
         raise MaskoptError(f"{path}: model not found; run `dvc repro {made_by}` to make it")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        saved = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
-        raise MaskoptError(f"{path}: not a readable maskopt model file ({exc})") from exc
+        raise MaskoptError(f"{path}: not a readable maskopt model file (torch cannot read it "
+                           f"as saved weights: {_first_reason(exc)})") from None
+    if not isinstance(saved, dict) or not isinstance(saved.get("networks"), dict):
+        raise MaskoptError(f"{path}: not a maskopt model file (it holds no networks)")
+    return saved
+
+
+def _first_reason(exc: Exception) -> str:
+    """The line of a torch.load error that says what is wrong (its text is a page)."""
+    text = str(exc)
+    detail = text.partition("WeightsUnpickler error:")[2] or text
+    lines = [line.strip() for line in detail.splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def restore(entry: dict, expected: dict | None = None, source: str = "model") -> nn.Module:
