@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default: this machine only)")
     serve.add_argument("--port", type=int, default=8765, help="default %(default)s")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also answer requests addressed to this host name (the page "
+                            "answers only under its own address and 127.0.0.1/localhost, "
+                            "against DNS rebinding; repeatable)")
     serve.add_argument("--max-upload-mb", type=float, default=25.0,
                        help="refuse larger uploads (default %(default)s)")
     repro = commands.add_parser(
@@ -294,7 +298,7 @@ def serve_command(args) -> int:
 
     remover, warning = _remover(args)
     serve(remover, args.host, args.port, warning, max_upload_bytes=int(args.max_upload_mb * 1e6),
-          max_pixels=args.max_pixels)
+          max_pixels=args.max_pixels, extra_hosts=args.allow_host)
     return 0
 
 

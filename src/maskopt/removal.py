@@ -10,6 +10,7 @@ it stays exactly as it was.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,11 +137,20 @@ def _label_name(det: Detections, index: int, names: list[str]) -> str:
     return names[label] if label < len(names) else "object"
 
 
-def _describe(det: Detections, index: int, box: Letterbox, names: list[str]) -> str:
+def _photo_box(det: Detections, index: int, box: Letterbox) -> list[int]:
+    """The detection's box in photo pixels: x0, y0, x1, y1."""
     x0, y0 = box.to_photo(*det.boxes[index, :2].tolist())
     x1, y1 = box.to_photo(*det.boxes[index, 2:].tolist())
-    return (f"{_label_name(det, index, names)} (score {det.scores[index]:.2f}) at box "
-            f"{round(x0)},{round(y0)},{round(x1)},{round(y1)}")
+    return [math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)]
+
+
+class NoSegmentError(MaskoptError):
+    """Nothing was found where the user pointed. ``nearby``: the closest segments, each
+    ``{"name", "score", "box"}`` in photo pixels, for the page to draw."""
+
+    def __init__(self, message: str, nearby: list[dict]):
+        super().__init__(message)
+        self.nearby = nearby
 
 
 def _box_holds(det: Detections, index: int, x: float, y: float) -> bool:
@@ -242,10 +252,11 @@ class Remover:
             x, y = point
             if not (0 <= x < width and 0 <= y < height):
                 raise MaskoptError(f"point {x:g},{y:g} is outside the {width}x{height} image")
-            index = select_segment_at_point(det, *lb.to_network(x, y), self.min_score)
+            # the centre of the pixel holding the point, on the network's grid
+            centre = lb.to_network(math.floor(x) + 0.5, math.floor(y) + 0.5)
+            index = select_segment_at_point(det, *centre, self.min_score)
             if index is None:
-                raise MaskoptError(f"no segment under point {x:g},{y:g}; "
-                                   + self._nearby(det, lb, lb.to_network(x, y), names))
+                raise self._no_segment(f"under point {x:g},{y:g}", det, lb, centre, names)
             return [index]
         if box is not None:
             x0, y0, x1, y1 = box
@@ -282,21 +293,27 @@ class Remover:
         if index is None:
             ys, xs = np.nonzero(region)
             centre = lb.to_network(xs.mean(), ys.mean())
-            raise MaskoptError(f"no segment overlaps {what}; "
-                               + self._nearby(det, lb, centre, names))
+            raise self._no_segment(f"overlaps {what}", det, lb, centre, names)
         return [index]
 
-    def _nearby(self, det, lb, centre, names, count: int = 3) -> str:
+    def _no_segment(self, what: str, det, lb, centre, names, count: int = 3):
+        """The error for a pick that holds no segment, naming the ``count`` nearest."""
         if not len(det):
-            return f"no segments found at all (score >= {self.min_score})"
+            return NoSegmentError(f"no segment {what}; no segments found at all "
+                                  f"(score >= {self.min_score})", [])
         cx = ((det.boxes[:, 0] + det.boxes[:, 2]) / 2 - centre[0]).abs()
         cy = ((det.boxes[:, 1] + det.boxes[:, 3]) / 2 - centre[1]).abs()
-        order = torch.argsort(cx + cy)[:count].tolist()
-        x, y = centre
-        return "segments near it: " + "; ".join(
-            _describe(det, i, lb, names)
-            + (" (its box holds the point, its mask does not)" if _box_holds(det, i, x, y)
-               else "") for i in order)
+        nearby, described = [], []
+        for i in torch.argsort(cx + cy)[:count].tolist():
+            segment = {"name": _label_name(det, i, names), "score": round(float(det.scores[i]), 2),
+                       "box": _photo_box(det, i, lb)}
+            nearby.append(segment)
+            described.append(f"{segment['name']} (score {segment['score']:.2f}) at box "
+                             + ",".join(str(v) for v in segment["box"])
+                             + (" (its box holds the point, its mask does not)"
+                                if _box_holds(det, i, *centre) else ""))
+        return NoSegmentError(f"no segment {what}; segments near it: " + "; ".join(described),
+                              nearby)
 
     # -- inpainting on a crop ---------------------------------------------------------
 
