@@ -144,6 +144,10 @@ def _photo_box(det: Detections, index: int, box: Letterbox) -> list[int]:
     return [math.floor(x0), math.floor(y0), math.ceil(x1), math.ceil(y1)]
 
 
+def _holds(box: list[int], x: float, y: float) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
 class NoSegmentError(MaskoptError):
     """Nothing was found where the user pointed. ``nearby``: the closest segments, each
     ``{"name", "score", "box"}`` in photo pixels, for the page to draw."""
@@ -151,11 +155,6 @@ class NoSegmentError(MaskoptError):
     def __init__(self, message: str, nearby: list[dict]):
         super().__init__(message)
         self.nearby = nearby
-
-
-def _box_holds(det: Detections, index: int, x: float, y: float) -> bool:
-    x0, y0, x1, y1 = det.boxes[index].tolist()
-    return x0 <= x <= x1 and y0 <= y <= y1
 
 
 class Remover:
@@ -304,6 +303,7 @@ class Remover:
         cx = ((det.boxes[:, 0] + det.boxes[:, 2]) / 2 - centre[0]).abs()
         cy = ((det.boxes[:, 1] + det.boxes[:, 3]) / 2 - centre[1]).abs()
         nearby, described = [], []
+        px, py = lb.to_photo(*centre)
         for i in torch.argsort(cx + cy)[:count].tolist():
             segment = {"name": _label_name(det, i, names), "score": round(float(det.scores[i]), 2),
                        "box": _photo_box(det, i, lb)}
@@ -311,7 +311,7 @@ class Remover:
             described.append(f"{segment['name']} (score {segment['score']:.2f}) at box "
                              + ",".join(str(v) for v in segment["box"])
                              + (" (its box holds the point, its mask does not)"
-                                if _box_holds(det, i, *centre) else ""))
+                                if _holds(segment["box"], px, py) else ""))
         return NoSegmentError(f"no segment {what}; segments near it: " + "; ".join(described),
                               nearby)
 
