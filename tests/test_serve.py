@@ -191,10 +191,190 @@ def test_the_page_removes_the_clicked_person_and_recovers_from_a_bad_upload(
             overlay = decoded(page.get_attribute("#input", "src"))
             assert not np.array_equal(overlay[mask], original[mask])  # both masks drawn
             assert "(score 0.90)" in _text(page, "status")
+            assert page.get_attribute("#download", "download") == f"{scene.stem}-removed.png"
+            assert page.get_attribute("#grow", "max") == str(max(height, width) // 10)
+            page.click("#compare")  # before/after: the original in the result's place
+            assert page.get_attribute("#result", "src").startswith("blob:")
+            page.click("#compare")
+            assert page.get_attribute("#result", "src").startswith("data:image/png")
 
             page.mouse.click(shown["x"] + 2, shown["y"] + 2)  # the top-left corner: nothing
             page.wait_for_function("document.getElementById('message').textContent !== ''")
-            assert "no segment under point" in _text(page, "message")
+            message = _text(page, "message")
+            assert "no segment under point 0,0" in message  # whole pixels, not 0.4375,0.4375
+            # nothing stale stays: no result, no download, the photo without the old masks
+            assert page.get_attribute("#result", "src") is None
+            assert page.locator("#download").is_hidden() and page.locator("#compare").is_hidden()
+            assert page.get_attribute("#input", "src").startswith("blob:")
+            outlines = page.locator(".nearby")  # the segments the message names, drawn
+            assert outlines.count() >= 1 and "person 0.90" in outlines.first.inner_text()
             page.screenshot(path=str(tmp_path / "page.png"))
+
+            page.set_input_files("#file", str(not_an_image))  # a failed upload clears too
+            page.wait_for_function("document.getElementById('message').textContent"
+                                   ".includes('notes.png')")
+            assert page.get_attribute("#input", "src") is None
+            assert page.locator(".nearby").count() == 0
         finally:
             browser.close()
+
+
+# --- the page's guards: Host, origin, content type, memory, errors --------------------
+
+
+def _post(url: str, path: str, data: bytes, headers: dict) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url + path.lstrip("/"), data=data, headers=headers,
+                                     method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        try:
+            return exc.code, json.loads(body)
+        except ValueError:
+            return exc.code, {"text": body.decode()}
+
+
+def _png(height=60, width=90, seed=0) -> bytes:
+    buffer = io.BytesIO()
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+UPLOAD = {"Content-Type": "application/octet-stream", "X-Filename": "scene.png"}
+JSON = {"Content-Type": "application/json"}
+
+
+def test_the_server_answers_only_its_own_page(page_url):
+    """A page on another origin reaches nothing: not through another Host name (DNS
+    rebinding), not with a simple cross-origin POST, not with a foreign Origin."""
+    import json
+
+    status, _ = _post(page_url, "/api/photo", _png(), {**UPLOAD, "Host": "evil.example"})
+    assert status == 400
+    status, body = _post(page_url, "/api/photo", _png(), {"Content-Type": "text/plain"})
+    assert status == 415 and "application/octet-stream" in body["error"]
+    status, _ = _post(page_url, "/api/photo", _png(), {**UPLOAD, "Origin": "http://evil.example"})
+    assert status == 403
+    status, body = _post(page_url, "/api/photo", _png(), UPLOAD)
+    assert status == 200 and body["max_grow"] == 9
+    pick = json.dumps({"photo": body["photo"], "point": [1, 1]}).encode()
+    status, _ = _post(page_url, "/api/remove", pick, {"Content-Type": "text/plain"})
+    assert status == 415
+    status, body = _post(page_url, "/api/remove", b'{"photo": "x", "grow": "lots"}', JSON)
+    assert status == 422 and body["error"].startswith("bad request (grow: ")
+
+
+def test_the_margin_limit_and_a_missed_click_are_answers_not_errors(page_url, remover):
+    import json
+
+    _, photo = _post(page_url, "/api/photo", _png(), UPLOAD)
+    x, y = centre_of_first_box(60, 90, remover.nets.image_size)
+    status, body = _post(page_url, "/api/remove", json.dumps(
+        {"photo": photo["photo"], "point": [x, y], "grow": 100000}).encode(), JSON)
+    assert status == 422 and "0 to 9 px" in body["error"]
+    status, body = _post(page_url, "/api/remove", json.dumps(
+        {"photo": photo["photo"], "point": [1, 1]}).encode(), JSON)
+    assert status == 422 and "no segment under point 1,1" in body["error"]
+    assert body["nearby"] and all(len(s["box"]) == 4 for s in body["nearby"])
+
+
+def test_photos_in_use_stay_while_others_are_uploaded(page_url, remover):
+    """A bounded mixed load: three clients keep working on their photos while a fourth
+    uploads two others each round, 1.5 x KEPT_PHOTOS in all. The least recently used
+    go, never one in use (first in, first out dropped all three)."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    from maskopt.server import KEPT_PHOTOS
+
+    x, y = centre_of_first_box(60, 90, remover.nets.image_size)
+    rounds = 3 * KEPT_PHOTOS // 4
+    together = threading.Barrier(4, timeout=120)
+
+    def worker(seed: int) -> list[int]:
+        _, photo = _post(page_url, "/api/photo", _png(seed=seed), UPLOAD)
+        pick = json.dumps({"photo": photo["photo"], "point": [x, y]}).encode()
+        statuses = []
+        for _ in range(rounds):
+            together.wait()
+            statuses.append(_post(page_url, "/api/remove", pick, JSON)[0])
+        return statuses
+
+    def uploader() -> list[int]:
+        statuses = []
+        for i in range(rounds):
+            together.wait()
+            statuses += [_post(page_url, "/api/photo", _png(seed=100 + 2 * i + j), UPLOAD)[0]
+                         for j in range(2)]
+        return statuses
+
+    with ThreadPoolExecutor(4) as pool:
+        removes = [pool.submit(worker, seed) for seed in range(3)]
+        uploads = pool.submit(uploader)
+        assert uploads.result() == [200] * (2 * rounds)
+        statuses = [s for future in removes for s in future.result()]
+    assert statuses == [200] * (3 * rounds)
+    status, body = _post(page_url, "/api/remove", json.dumps(
+        {"photo": "0" * 32, "point": [x, y]}).encode(), JSON)
+    assert status == 404 and "used most recently" in body["error"]
+
+
+def test_photo_store_keeps_the_most_recently_used_within_its_bytes():
+    from maskopt.server import PhotoStore, UserError
+
+    store = PhotoStore(count=2, max_bytes=3 * 100)
+    small = np.zeros((10, 10), np.uint8)  # 100 bytes
+    a, b = store.add(small), store.add(small)
+    store.use(a)  # b is now the least recently used
+    c = store.add(small)
+    assert store.use(a) is not None and store.use(c) is not None
+    with pytest.raises(UserError, match="open it again"):
+        store.use(b)
+    big = store.add(np.zeros((10, 25), np.uint8))  # 250 bytes: only it and nothing else fits
+    with pytest.raises(UserError):
+        store.use(a)
+    assert store.use(big).shape == (10, 25)
+
+
+def test_serve_on_a_busy_port_is_one_line_and_warns_off_loopback(capsys):
+    from maskopt.errors import MaskoptError
+    from maskopt.server import allowed_hosts, is_loopback, listening_socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(MaskoptError, match="cannot listen on 127.0.0.1:.*--port"):
+            listening_socket("127.0.0.1", taken.getsockname()[1])
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and not is_loopback("0.0.0.0")
+    assert "evil.example" not in allowed_hosts("0.0.0.0")
+    assert "photos.lan" in allowed_hosts("0.0.0.0", ["Photos.lan"])
+
+
+def test_serve_command_binds_before_it_says_where_to_open(trained_project, capsys):
+    """`maskopt serve` on a busy port: an error, and no address printed before it."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        code = main(["serve", "--port", str(taken.getsockname()[1]),
+                     "--models", str(trained_project / "models/joint.pt")])
+    captured = capsys.readouterr()
+    assert code == 2 and "cannot listen on" in captured.err and "open http" not in captured.out
+
+
+def test_a_client_leaving_mid_upload_is_no_traceback(page_url, caplog):
+    host, port = page_url.split("//")[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port))) as raw:
+        raw.sendall(b"POST /api/photo HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+                    + b"x" * 1000)
+    time.sleep(0.5)
+    status, _ = _post(page_url, "/api/photo", _png(), UPLOAD)  # still serving
+    assert status == 200
+    assert "Traceback" not in caplog.text and "ClientDisconnect" not in caplog.text
