@@ -57,7 +57,8 @@ def test_corrupted_download_is_set_aside_until_a_good_copy_replaces_it(tmp_path)
                           show_progress=False)
         assert not (tmp_path / "f.bin").exists() and not (tmp_path / "f.bin.part").exists()
         assert (tmp_path / "f.bin.corrupt").read_bytes() == bytes(damaged)
-        with pytest.raises(MaskoptError, match="same md5, so the expected MD5 is likely wrong"):
+        with pytest.raises(MaskoptError, match="same md5: either the expected MD5 is wrong or "
+                                               ".*f.bin serves a damaged file"):
             download_file(f"{server.url}/f.bin", tmp_path / "f.bin", md5=md5(PAYLOAD),
                           show_progress=False)
         server.files["/f.bin"] = PAYLOAD
@@ -448,3 +449,62 @@ def test_a_full_disk_during_extraction_is_one_line_and_keeps_the_archive(tmp_pat
     assert archive.exists() and not list((tmp_path / "out").rglob("*.part"))
     safe_extract(archive, tmp_path / "out", show_progress=False)  # room again: completes
     assert (tmp_path / "out" / "big.bin").read_bytes() == PAYLOAD * 2
+
+
+def test_coco_files_without_their_source_record_are_set_aside_not_deleted(tmp_path,
+                                                                          sample_root):
+    """data/raw from an older maskopt (or filled by hand) has no SOURCE.json: switching
+    to the sample moves COCO's layout aside as COCO, and refuses anything else."""
+    import shutil
+
+    from tiny import tiny_params
+
+    from maskopt.data.prepare import PARKED_COCO, prepare_raw_data
+
+    raw, downloads = tmp_path / "data/raw", tmp_path / "data/downloads"
+    shutil.copytree(sample_root, raw)  # COCO's layout, no SOURCE.json
+    before = file_digests(raw)
+    prepare_raw_data(tiny_params(), raw, downloads)
+    assert file_digests(downloads / PARKED_COCO) == before
+    assert len(PanopticDataset.from_root(raw, "val")) == 8  # the sample in its place
+
+    shutil.rmtree(raw)
+    raw.mkdir()
+    (raw / "notes.txt").write_text("mine")
+    with pytest.raises(MaskoptError, match="holds files of no known source"):
+        prepare_raw_data(tiny_params(), raw, tmp_path / "other-downloads")
+    assert (raw / "notes.txt").read_text() == "mine"
+
+
+def test_a_wrong_checksum_after_a_copy_or_restore_fetches_nothing(tmp_path, sample_root):
+    """A verified archive whose time stamp changed (copied, restored) and a mistyped MD5:
+    the file still has the MD5 it was verified with, so the setting is wrong: kept, not
+    fetched again."""
+    import os
+
+    files, sums = coco_mirror(sample_root)
+    with FileServer(files) as server:
+        coco(tmp_path / "raw", server, checksums=sums)
+        archive = tmp_path / "raw-downloads" / "val2017.zip"
+        data, fetched = archive.read_bytes(), len(server.requests)
+        os.utime(archive, ns=(1, 1))  # as after a copy or a restore
+        typo = dict(sums, **{"val2017.zip": "1" * 32})
+        with pytest.raises(MaskoptError, match="verified earlier .* the file is kept"):
+            coco(tmp_path / "raw", server, checksums=typo)
+        coco(tmp_path / "raw", server, checksums=sums)
+        assert len(server.requests) == fetched and archive.read_bytes() == data
+
+
+def test_a_copy_set_aside_under_a_wrong_checksum_is_put_back_once_it_is_fixed(tmp_path):
+    """An archive put in place by hand (no record) and a mistyped MD5: it is set aside
+    and fetched once more; with the MD5 corrected it is put back, not fetched a third
+    time."""
+    dest = tmp_path / "f.bin"
+    dest.write_bytes(PAYLOAD)
+    with FileServer({"/f.bin": PAYLOAD}) as server:
+        with pytest.raises(MaskoptError, match="same md5"):
+            download_file(f"{server.url}/f.bin", dest, md5="1" * 32, show_progress=False)
+        assert len(server.requests) == 1
+        download_file(f"{server.url}/f.bin", dest, md5=md5(PAYLOAD), show_progress=False)
+        assert len(server.requests) == 1
+    assert dest.read_bytes() == PAYLOAD and not (tmp_path / "f.bin.corrupt").exists()

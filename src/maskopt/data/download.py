@@ -90,14 +90,17 @@ def _record(path: Path, md5: str) -> None:
         {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "md5": md5}))
 
 
-def recorded_md5(path: Path) -> str | None:
-    """The MD5 an earlier check found for ``path``, if the file is unchanged since."""
+def recorded_md5(path: Path, unchanged: bool = True) -> str | None:
+    """The MD5 an earlier check found for ``path``, if the file is unchanged since (its
+    size and time stamp). ``unchanged=False``: whatever MD5 was recorded for a file of
+    its size, e.g. after a copy or a restore changed its time stamp."""
     try:
         record = json.loads(_record_path(path).read_text())
         stat = path.stat()
     except (OSError, ValueError):
         return None
-    if record.get("size") == stat.st_size and record.get("mtime_ns") == stat.st_mtime_ns:
+    if record.get("size") == stat.st_size and (
+            not unchanged or record.get("mtime_ns") == stat.st_mtime_ns):
         return record.get("md5")
     return None
 
@@ -134,18 +137,39 @@ def _kept_copy_is_good(dest: Path, md5: str, md5_source: str, show_progress: boo
     recorded = recorded_md5(dest)
     if recorded == md5:
         return True
+    if recorded is None:
+        actual = _md5(dest, show_progress)
+        if actual == md5:
+            _record(dest, md5)
+            return True
+        if actual == recorded_md5(dest, unchanged=False):  # only its time stamp changed
+            _record(dest, actual)
+            recorded = actual
     if recorded is not None:
         raise MaskoptError(f"{dest}: this file was verified earlier (md5 {recorded}) but "
                            f"{md5_source} expects {md5}; the file is kept: correct "
                            f"{md5_source} and run again")
-    actual = _md5(dest, show_progress)
-    if actual == md5:
-        _record(dest, md5)
-        return True
     aside, _ = _set_aside(dest, dest, actual)
     warn(f"{dest}: md5 {actual}, expected {md5} ({md5_source}); moved to {aside}, "
          "fetching it anew")
     return False
+
+
+def _set_aside_copy_is_good(dest: Path, md5: str, show_progress: bool) -> bool:
+    """Whether the copy set aside at ``<dest>.corrupt`` has ``md5`` after all (the MD5
+    setting was wrong then and is right now); if so it is put back in place."""
+    aside = corrupt_path(dest)
+    if not aside.is_file():
+        return False
+    actual = recorded_md5(aside) or _md5(aside, show_progress)
+    if actual != md5:
+        return False
+    os.replace(aside, dest)
+    _record_path(aside).unlink(missing_ok=True)
+    _record(dest, md5)
+    warn(f"{dest}: the copy set aside as {aside.name} has the expected md5; put back, "
+         "not fetched again")
+    return True
 
 
 def _total_size(response, already: int) -> int | None:
@@ -198,6 +222,8 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
     if dest.exists() and (md5 is None or _kept_copy_is_good(dest, md5, md5_source,
                                                              show_progress)):
         return dest
+    if md5 is not None and _set_aside_copy_is_good(dest, md5, show_progress):
+        return dest
     part = dest.with_name(dest.name + ".part")
     already = part.stat().st_size if part.exists() else 0
     response = _open(url, already, timeout)
@@ -225,7 +251,8 @@ def download_file(url: str, dest: str | Path, md5: str | None = None,
             f"{url}: transfer incomplete ({got} of {total} bytes); run again to resume")
     if md5 is not None and (actual := _md5(part, show_progress)) != md5:
         aside, same_as_before = _set_aside(part, dest, actual)
-        hint = (f"the previous download had the same md5, so {md5_source} is likely wrong"
+        hint = (f"the previous download had the same md5: either {md5_source} is wrong "
+                f"or {url} serves a damaged file; compare with the MD5 its publisher gives"
                 if same_as_before else "run again to fetch it anew")
         raise MaskoptError(f"{dest.name}: checksum mismatch (md5 {actual}, expected {md5} "
                            f"from {md5_source}); the download is kept at {aside} until a good "

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from maskopt.data.coco import download_coco
 from maskopt.data.download import warn
-from maskopt.data.panoptic import PanopticDataset
+from maskopt.data.panoptic import PanopticDataset, split_paths
 from maskopt.data.sample_scenes import write_sample_dataset
 from maskopt.data.synthesize import SynthesisConfig, synthesize_split
 from maskopt.errors import MaskoptError
@@ -39,6 +39,8 @@ def prepare_raw_data(params: Params, root: str | Path | None = None,
     downloads = Path(downloads or params.data.downloads)
     parked = downloads / PARKED_COCO
     current = _source_of(root)
+    if current is None and root.is_dir() and any(root.iterdir()):
+        current = _unrecorded_source(root)
     if params.data.source == "sample":
         if current == "coco":
             _park(root, parked)
@@ -71,6 +73,19 @@ def _source_of(root: Path) -> str | None:
         return json.loads((root / SOURCE_FILE).read_text()).get("source")
     except (OSError, ValueError):
         return None
+
+
+def _unrecorded_source(root: Path) -> str:
+    """What a ``data.root`` without SOURCE.json holds (one made by an older maskopt, or
+    filled by hand): COCO's layout is taken for COCO, kept and set aside like it; other
+    files are refused, never deleted."""
+    for split in ("train", "val"):
+        image_dir, json_path, png_dir = split_paths(root, split)
+        if json_path.is_file() or png_dir.is_dir() or image_dir.is_dir():
+            return "coco"
+    raise MaskoptError(f"{root} holds files of no known source (no {SOURCE_FILE}, not COCO's "
+                       "layout); maskopt replaces that folder, so move them away and run "
+                       "again")
 
 
 def _park(root: Path, parked: Path) -> None:
