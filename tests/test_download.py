@@ -508,3 +508,21 @@ def test_a_copy_set_aside_under_a_wrong_checksum_is_put_back_once_it_is_fixed(tm
         download_file(f"{server.url}/f.bin", dest, md5=md5(PAYLOAD), show_progress=False)
         assert len(server.requests) == 1
     assert dest.read_bytes() == PAYLOAD and not (tmp_path / "f.bin.corrupt").exists()
+
+
+def test_an_extracted_file_damaged_at_its_size_is_extracted_again(tmp_path, sample_root):
+    files, sums = coco_mirror(sample_root)
+    with FileServer(files) as server:
+        coco(tmp_path / "raw", server, checksums=sums)
+        before = file_digests(tmp_path / "raw")
+        image = sorted((tmp_path / "raw" / "val2017").iterdir())[0]
+        png = sorted((tmp_path / "raw" / "annotations" / "panoptic_train2017").iterdir())[0]
+        for damaged in (image, png):
+            data = bytearray(damaged.read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            damaged.write_bytes(bytes(data))  # the same size, other bytes
+        fetched = len(server.requests)
+        coco(tmp_path / "raw", server, checksums=sums)
+        assert len(server.requests) == fetched  # from the kept archives
+    assert file_digests(tmp_path / "raw") == before
+    assert not list((tmp_path / "raw").rglob("*.extracted.json"))  # records stay outside

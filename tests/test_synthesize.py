@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import shutil
 from collections import Counter
 
@@ -336,3 +337,34 @@ def test_native_scale_pastes_a_person_at_the_size_it_has_in_its_own_image(train_
     assert len(shares) >= 4
     assert max(shares) < 1.2  # never scaled up to a ratio
     assert max(shares) > 0.8  # an uncut one keeps its own size
+
+
+def test_a_killed_synthesize_leaves_nothing_a_rerun_keeps(tmp_path, sample_root):
+    """kill -9 inside the write of data/pairs/train leaves its staging folder inside the
+    DVC output; the next write of that split removes it (a live writer's stays)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tiny import tiny_params
+
+    from maskopt.data.prepare import synthesize_pairs
+
+    pairs = tmp_path / "pairs"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from maskopt.io import atomic_path\n"
+         f"with atomic_path({str(pairs / 'train')!r}) as staging:\n"
+         "    staging.mkdir(); (staging / 'half.png').write_bytes(b'x')\n"
+         "    print('writing', flush=True); time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "writing"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(30)
+    left = list(pairs.glob(".train.*.tmp"))
+    assert len(left) == 1
+    live = pairs / f".train.{os.getpid()}.abcd1234.tmp"  # a writer still at work
+    live.mkdir()
+    synthesize_pairs(tiny_params(), sample_root, pairs)
+    assert sorted(p.name for p in pairs.iterdir()) == sorted(
+        ["test", "train", "validation", live.name])

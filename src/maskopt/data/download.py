@@ -346,15 +346,18 @@ def safe_extract(archive: str | Path, target_dir: str | Path, show_progress: boo
 
     Every member is checked before anything is written, so a malicious archive leaves
     the target folder as it was; symbolic links are refused, and macOS junk
-    (``__MACOSX/``) is skipped. What is there already at its full size is kept, so a
-    rerun writes only what is missing, e.g. a folder removed by hand.
+    (``__MACOSX/``) is skipped. What is there already is kept when it is the member
+    (see :func:`_in_place`), so a rerun writes only what is missing or damaged, e.g. a
+    folder removed by hand or a file edited since.
     """
     archive, root = Path(archive), Path(target_dir).resolve()
     try:
         with zipfile.ZipFile(archive) as zf:
             members = _checked_members(zf, archive, root, include)
-            missing = [(info, target) for info, target in members if not info.is_dir() and not
-                       (target.is_file() and target.stat().st_size == info.file_size)]
+            record = ExtractionRecord(archive, root)
+            missing = [(info, target) for info, target in members
+                       if not info.is_dir() and not _in_place(info, target, record)]
+            record.save()
             if not missing:
                 return
             root.mkdir(parents=True, exist_ok=True)
@@ -362,8 +365,72 @@ def safe_extract(archive: str | Path, target_dir: str | Path, show_progress: boo
             ensure_free_space(root, needed, f"extracting {archive.name}")
             with tqdm(total=needed, unit="B", unit_scale=True, desc=f"extract {archive.name}",
                       disable=not show_progress, leave=False) as bar:
-                for info, target in missing:
+                for done, (info, target) in enumerate(missing, 1):
                     _extract_member(zf, archive, info, target)
+                    record.add(info.filename, target)
                     bar.update(info.file_size)
+                    if done % RECORD_EVERY == 0:  # a killed run keeps most of its record
+                        record.save()
+            record.save()
     except zipfile.BadZipFile as exc:
         raise MaskoptError(f"{archive}: not a valid zip archive ({exc})") from None
+
+
+RECORD_EVERY = 5000  # extracted members between saves of the extraction record
+
+
+class ExtractionRecord:
+    """Size and time stamp of each member as extracted from ``archive`` into ``root``,
+    kept beside the archive (never in the pipeline's output): a file that still has
+    both is taken as extracted, any other is checked against the member's CRC."""
+
+    def __init__(self, archive: Path, root: Path):
+        self.path = archive.with_name(archive.name + ".extracted.json")
+        self.root = str(root)
+        try:
+            self._all = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self._all = {}
+        self.members = self._all.setdefault(self.root, {})
+        self._changed = False
+
+    def matches(self, name: str, target: Path) -> bool:
+        stat = target.stat()
+        return self.members.get(name) == [stat.st_size, stat.st_mtime_ns]
+
+    def add(self, name: str, target: Path) -> None:
+        stat = target.stat()
+        self.members[name] = [stat.st_size, stat.st_mtime_ns]
+        self._changed = True
+
+    def save(self) -> None:
+        if not self._changed:
+            return
+        tmp = self.path.with_name(self.path.name + ".part")
+        try:
+            tmp.write_text(json.dumps(self._all))
+            os.replace(tmp, self.path)
+        except OSError:  # only a cache of checks: without it they are made again
+            tmp.unlink(missing_ok=True)
+        self._changed = False
+
+
+def _in_place(info: zipfile.ZipInfo, target: Path, record: ExtractionRecord) -> bool:
+    """Whether ``target`` holds the member: its size, and either the size and time stamp
+    it was extracted with or, for a file changed or never recorded, the member's CRC."""
+    if not (target.is_file() and target.stat().st_size == info.file_size):
+        return False
+    if record.matches(info.filename, target):
+        return True
+    if _crc32(target) != info.CRC:
+        return False
+    record.add(info.filename, target)
+    return True
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            crc = zlib.crc32(block, crc)
+    return crc
