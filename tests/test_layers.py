@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "maskopt"
 # units of lower layers, never a unit of its own layer or above.
 LAYERS = [
     {"errors", "pipeline"},
-    {"io", "params", "device", "locate", "imaging", "signed_distance"},
+    {"io", "params", "device", "locate", "output_plan", "imaging", "signed_distance"},
     {"taxonomy", "offline_plots", "external", "repro"},
     {"data"},
     {"models"},
@@ -19,7 +19,7 @@ LAYERS = [
     {"server"},
     {"mlflow_model", "cli"},
     {"training"},
-    {"stage", "__init__"},
+    {"stage", "__init__", "__main__"},
 ]
 
 

@@ -69,7 +69,7 @@ def test_remove_never_writes_over_its_inputs(known_detections, tmp_path, capsys)
             says="is the folder of the photos")
     refused(capsys, "remove", single, "--point", "20,20", "-o", single, says="is an input")
     refused(capsys, "remove", single, "--point", "20,20", "-o", folder,  # folder/p.png
-            says="is an input")
+            says="is the folder of the photos")
     refused(capsys, "remove", single, "--mask", rough, "-o", rough, says="is an input")
     refused(capsys, "remove", single, "--point", "20,20", "-o", folder / "p.tif",  # as p.png
             says="is an input")
@@ -102,8 +102,11 @@ def test_mask_never_rewrites_a_photo(known_detections, tmp_path, capsys):
     refused(capsys, "mask", folder, "--point", "20,20", "-o", folder,
             says="is the folder of the photos")
     refused(capsys, "mask", folder / "a.png", "--point", "20,20", "-o", folder,
-            says="is an input")
+            says="is the folder of the photos")
     refused(capsys, "mask", folder / "a.png", "--point", "20,20", "-o", folder,
+            "--layout", "masks", says="is the folder of the photos")
+    rough = photo(tmp_path / "rough" / "a.png", seed=3)  # its mask would be written there
+    refused(capsys, "mask", folder / "a.png", "--mask", rough, "-o", rough.parent,
             "--layout", "masks", says="is an input")
     assert checksums(folder) == before
 

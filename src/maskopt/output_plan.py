@@ -39,10 +39,11 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def output_folder(output: Path, photo: Path) -> Path:
-    """``output`` as the folder results go to; never the photos' own folder."""
+    """``output`` as the folder results go to; never the photos' own folder, where a
+    result could take the name of another photo (``x.jpg``'s result is ``x.png``)."""
     if output.exists() and not output.is_dir():
         raise MaskoptError(f"{output}: exists and is not a folder")
-    if photo.is_dir() and same_file(output, photo):
+    if same_file(output, photo if photo.is_dir() else photo.parent):
         raise MaskoptError(f"{output}: is the folder of the photos; the results would "
                            "overwrite or mix with them: choose another output folder (-o)")
     return output
@@ -86,7 +87,7 @@ def removal_plan(photo: Path, output: Path, save_mask: bool,
         folder = output_folder(output, photo)
         results = {p: folder / f"{p.stem}.png" for p in sources}
     elif output.is_dir():
-        results = {photo: output / f"{photo.stem}.png"}
+        results = {photo: output_folder(output, photo) / f"{photo.stem}.png"}
     else:
         results = {photo: result_path(output)}
     check_outputs({p: [r, *([mask_path(r)] if save_mask else [])] for p, r in results.items()},

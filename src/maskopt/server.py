@@ -43,7 +43,7 @@ from maskopt.removal import NoSegmentError, Remover, max_grow
 
 PAGE = files("maskopt") / "page"
 KEPT_PHOTOS = 8
-KEPT_BYTES = 1 << 30  # decoded photos kept at once (a 40 MP photo is 120 MB)
+KEPT_BYTES = 512 << 20  # decoded photos kept at once (a 40 MP photo is 120 MB)
 SEGMENT_COLOUR = np.array([0, 110, 255])  # the pretrained segmenter's segment: blue
 LEARNED_COLOUR = np.array([255, 140, 0])  # what the learned mask adds: orange
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
