@@ -24,10 +24,10 @@ $(VENV)/.installed: pyproject.toml
 
 # the page template `dvc plots show/diff` fill in (.dvc/config), Vega inlined: no CDN
 $(PLOTS_PAGE): $(VENV)/.installed
-	$(BIN)/python -m maskopt.offline_plots $@
+	$(BIN)/python -m maskopt.pipeline.offline_plots $@
 
 # `dvc repro` with independent stages two at a time, one torch thread each
-# (src/maskopt/repro.py): 1.27x plain `dvc repro` at two threads, on two cores
+# (src/maskopt/pipeline/repro.py): 1.27x plain `dvc repro` at two threads, on two cores
 # (benchmarks/README.md)
 pipeline: setup
 	$(BIN)/maskopt repro

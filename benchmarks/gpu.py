@@ -51,7 +51,7 @@ def synthetic_batch(batch: int, device) -> dict:
             "semantic": torch.randint(1, CLASSES, (batch, SIZE, SIZE), generator=g),
             "target_semantic": torch.randint(1, CLASSES, (batch, SIZE, SIZE), generator=g),
             "instances": [dict(instance) for _ in range(batch)]}
-    from maskopt.device import to_device
+    from maskopt.core.device import to_device
 
     return to_device(item, device)
 
@@ -134,7 +134,7 @@ def largest_batch(stage: str, device, start: int = 4, limit: int = 256) -> int:
 def remove_latency(device, sizes=(256, 512, 1024), repeat: int = 3) -> dict[int, tuple]:
     """Seconds of `remove`'s segmentation and inpainting for one photo of each size (the
     same parts `benchmarks/remove.py` times on CPU)."""
-    from maskopt.removal import Letterbox, Remover, _tensor
+    from maskopt.removal.remover import Letterbox, Remover, _tensor
 
     # untrained paper-scale networks, no model file; fp32, as before
     remover = Remover(device=device, precision="fp32", networks=paper_networks(device=device))

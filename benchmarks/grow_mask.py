@@ -1,6 +1,6 @@
 """The extra margin (`--grow`, the page's slider) on a large photo: a disc-shaped
 dilation (cv2.dilate with an elliptic kernel, what `remove` used before) against the
-distance transform `maskopt.removal.grow_by_distance` uses, for several margins, each
+distance transform `maskopt.removal.remover.grow_by_distance` uses, for several margins, each
 pair timed back to back on the same mask so both see the machine in the same state.
 
     .venv/bin/python benchmarks/grow_mask.py [--size 4000] [--margins 10 40 150 400]
@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from maskopt.removal import grow_by_distance
+from maskopt.removal.remover import grow_by_distance
 
 
 def disc_dilation(mask: np.ndarray, pixels: int) -> np.ndarray:

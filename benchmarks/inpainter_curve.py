@@ -19,12 +19,12 @@ import warnings
 import torch
 import yaml
 
+from maskopt.core.imaging import one_hot
 from maskopt.data.pairs import PairDataset, batches
 from maskopt.evaluation.image_metrics import psnr
-from maskopt.imaging import one_hot
-from maskopt.inference import Networks, inpaint, opencv_inpaint
 from maskopt.models.build import build, inpainter_config, load_model, restore
-from maskopt.params import Params, load_params
+from maskopt.models.inference import Networks, inpaint, opencv_inpaint
+from maskopt.pipeline.params import Params, load_params
 from maskopt.training.distributed import Context
 from maskopt.training.loop import make_loader
 from maskopt.training.tasks import InpainterTask

@@ -27,7 +27,7 @@ import torch
 from profile_stages import make_tasks
 
 from maskopt.data.pairs import PairDataset
-from maskopt.params import load_params
+from maskopt.pipeline.params import load_params
 from maskopt.training.distributed import Context
 from maskopt.training.loop import make_loader
 

@@ -9,7 +9,7 @@ forward's ratio is taken to the mean of those two. For each network the script
 counts FLOPs per image with torch's ``FlopCounterMode`` and prints
 
 - inference: eval mode, no grad, one image, as `remove` holds the networks
-  (``maskopt.fast_inference.optimize_for_inference``; the segmenter's ``predict`` with
+  (``maskopt.removal.fast_inference.optimize_for_inference``; the segmenter's ``predict`` with
   the mask head on every detection: the most a photo costs),
   fp32, bf16 and bf16 channels-last where the CPU has fast bf16: the median time of
   ``--rounds`` forwards, and the median of their ratios time ÷ (FLOPs ÷ throughput);
@@ -57,7 +57,7 @@ PRECISIONS = (("fp32", False, False), ("bf16", True, False), ("bf16 NHWC", True,
 def floor_convolution(bf16: bool, nhwc: bool):
     """A 256→256 3×3 convolution at 64×64 (the residual blocks' size) in the given
     precision and layout, and its FLOPs."""
-    from maskopt.device import autocast
+    from maskopt.core.device import autocast
 
     layout = torch.channels_last if nhwc else torch.contiguous_format
     conv = torch.nn.Conv2d(256, 256, 3, padding=1).eval().to(memory_format=layout)
@@ -101,7 +101,7 @@ def convolutions_alone(net: torch.nn.Module, forward, bf16: bool):
     """A function that runs every convolution of ``net`` by itself, on the input it gets
     in ``forward`` (captured once), in the given precision: the forward minus every pass
     between the convolutions."""
-    from maskopt.device import autocast
+    from maskopt.core.device import autocast
 
     convs = [m for m in net.modules() if isinstance(m, (torch.nn.Conv2d,
                                                         torch.nn.ConvTranspose2d))]
@@ -150,9 +150,9 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
     """In a fresh process: FLOPs, inference and training-step time, peak memory."""
     warnings.simplefilter("ignore")
 
-    from maskopt.device import autocast
-    from maskopt.fast_inference import keep_channels_last, optimize_for_inference
+    from maskopt.core.device import autocast
     from maskopt.models.build import build, build_discriminator, inpainter_config
+    from maskopt.removal.fast_inference import keep_channels_last, optimize_for_inference
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 
@@ -224,7 +224,7 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
 
 
 def main() -> None:
-    from maskopt.device import cpu_has_fast_bf16
+    from maskopt.core.device import cpu_has_fast_bf16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params-coco.yaml")

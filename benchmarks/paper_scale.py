@@ -20,7 +20,7 @@ def paper_params(path: str | Path = ROOT / "params-coco.yaml", batch: int | None
                  amp: bool | None = None):
     """Params of ``path`` with an untrained VGG19; ``batch``/``amp`` override every stage's.
     Build its segmenter with :func:`offline_segmenter_config`, which downloads nothing."""
-    from maskopt.params import Params
+    from maskopt.pipeline.params import Params
 
     data = yaml.safe_load(Path(path).read_text())
     data["inpainter"]["vgg_weights"] = "random"
@@ -41,14 +41,14 @@ def offline_segmenter_config(params) -> dict:
 
 
 def paper_networks(params=None, device: str = "cpu"):
-    """`remove`'s networks (``maskopt.inference.Networks``) at paper scale, in eval mode;
+    """`remove`'s networks (``maskopt.models.inference.Networks``) at paper scale, in eval mode;
     ``Remover(networks=...)`` runs them as `maskopt remove` does."""
     import torch
 
-    from maskopt.inference import Networks
+    from maskopt.core.taxonomy import Taxonomy
     from maskopt.models.build import INPAINTERS, build, inpainter_config
+    from maskopt.models.inference import Networks
     from maskopt.models.selection import box_margin
-    from maskopt.taxonomy import Taxonomy
 
     params = params or paper_params()
     torch.manual_seed(0)

@@ -17,11 +17,11 @@ import warnings
 
 import torch
 
+from maskopt.core.device import autocast, cpu_has_fast_bf16
 from maskopt.data.pairs import PairDataset, batches
-from maskopt.device import autocast, cpu_has_fast_bf16
 from maskopt.evaluation.image_metrics import psnr
 from maskopt.evaluation.masks import selected_masks
-from maskopt.inference import Networks, inpaint
+from maskopt.models.inference import Networks, inpaint
 
 
 def remove_all(nets: Networks, dataset: PairDataset, batch: int, bf16: bool):

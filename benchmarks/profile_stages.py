@@ -25,8 +25,8 @@ from collections import defaultdict
 
 import torch
 
+from maskopt.core.device import to_device
 from maskopt.data.pairs import PairDataset
-from maskopt.device import to_device
 from maskopt.models.build import (
     INPAINTERS,
     build,
@@ -35,8 +35,8 @@ from maskopt.models.build import (
     load_model,
     segmenter_config,
 )
-from maskopt.params import load_params
-from maskopt.pipeline import SEGMENTER_FILE, inpainter_file
+from maskopt.pipeline.layout import SEGMENTER_FILE, inpainter_file
+from maskopt.pipeline.params import load_params
 from maskopt.training.distributed import Context
 from maskopt.training.loop import make_loader
 from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask

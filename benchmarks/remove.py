@@ -3,7 +3,7 @@ inpainting, beside OpenCV `inpaint` (Telea) on the same photo and mask; and the
 command's start-up: importing what `remove` needs, each in a fresh process.
 
 Each precision is timed with the plain networks (as training and evaluation run them)
-and as `Remover` holds them (``maskopt.fast_inference.optimize_for_inference``): fp32,
+and as `Remover` holds them (``maskopt.removal.fast_inference.optimize_for_inference``): fp32,
 and where the CPU has fast bf16 also bf16 with NCHW weights (norms folded, torchvision's
 RoIAlign) and bf16 channels-last (what `remove` runs there), so the ratios say what
 each part of the inference module buys.
@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from paper_scale import paper_networks
 
-from maskopt.device import autocast, cpu_has_fast_bf16
-from maskopt.inference import Networks
+from maskopt.core.device import autocast, cpu_has_fast_bf16
+from maskopt.models.inference import Networks
 from maskopt.models.selection import PANOPTIC_SCORE
-from maskopt.removal import Letterbox, Remover, _tensor
+from maskopt.removal.remover import Letterbox, Remover, _tensor
 
 
 def photo_and_mask(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +90,8 @@ def one_photo_code(paper_scale: bool, models: str) -> str:
     return "\n".join([
         "import warnings, torch, remove as bench",
         "from paper_scale import paper_networks",
-        "from maskopt.device import autocast",
-        "from maskopt.removal import Letterbox, Remover, _tensor",
+        "from maskopt.core.device import autocast",
+        "from maskopt.removal.remover import Letterbox, Remover, _tensor",
         "warnings.simplefilter('ignore')",
         f"remover = Remover(device='cpu', {networks})",
         "image, mask = bench.photo_and_mask(256)",
@@ -139,7 +139,7 @@ def folder_throughput(remover: Remover, count: int, point: tuple[float, float] |
 
     from PIL import Image
 
-    from maskopt import cli
+    from maskopt.app import cli
 
     sources = sorted(Path("data/pairs/test/images").glob("*.png"))[:count]
     select = ["--point", f"{point[0]},{point[1]}"] if point else ["--class", category]
@@ -167,7 +167,7 @@ def folder_throughput(remover: Remover, count: int, point: tuple[float, float] |
                     pass
             networks += time.perf_counter() - start
             start = time.perf_counter()
-            with mock.patch("maskopt.removal.Remover", lambda *a, **k: remover):
+            with mock.patch("maskopt.removal.remover.Remover", lambda *a, **k: remover):
                 cli.main(["remove", str(Path(tmp) / f"in{r}"), *select, "--quiet",
                           "-o", str(Path(tmp) / f"out{r}"), "--models", str(model_file),
                           "--device", "cpu"])
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--folder", type=int, default=0,
                         help="also time a folder of this many photos")
     args = parser.parse_args()
-    for module in ("torch", "maskopt.cli", "maskopt.removal"):
+    for module in ("torch", "maskopt.app.cli", "maskopt.removal.remover"):
         print(f"import {module:<16} {import_seconds(module):6.2f} s")
     # first, while this process is small: Linux carries a process's peak memory over
     # into the programs it starts

@@ -14,13 +14,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from maskopt.core.imaging import one_hot
 from maskopt.data.pairs import PairDataset, batches
 from maskopt.evaluation.statistics import paired_comparison
-from maskopt.imaging import one_hot
-from maskopt.inference import Networks
 from maskopt.models.build import INPAINTERS
+from maskopt.models.inference import Networks
 from maskopt.models.inpainter import class_probabilities
-from maskopt.pipeline import JOINT_FILE, PAIRS, SEGMENTER_FILE, inpainter_file
+from maskopt.pipeline.layout import JOINT_FILE, PAIRS, SEGMENTER_FILE, inpainter_file
 
 
 def hole_accuracy(probs: torch.Tensor, target: torch.Tensor, hole: torch.Tensor) -> list[float]:

@@ -5,7 +5,7 @@ Queues one experiment per α (the workspace's own α is its run, not queued agai
 with ``--seeds``, one per extra seed (a seed reruns the whole pipeline: it also draws
 the data); the w/o-MEL ablation is a stage of every run (`train_joint_without_mel`).
 Runs the queue ``--jobs`` experiments at a time (two on a CPU with two cores or more,
-one with a GPU: maskopt.repro.default_jobs), each with ``cores // jobs`` torch threads,
+one with a GPU: maskopt.pipeline.repro.default_jobs), each with ``cores // jobs`` torch threads,
 and prints two Markdown tables: what MEL and α change (the joint model's PSNR, SSIM,
 mask coverage, added area, fallback rate on the test pairs), and each experiment's
 paired comparisons (mean PSNR difference and 95 % bootstrap interval; a claim holds
@@ -13,7 +13,7 @@ when the interval excludes 0). It also writes reports/alpha_sweep.json, one row 
 of ``--alphas``, which the paper_report stage lays out as the paper's Table IV in
 reports/paper.md (each run holds one α). An α change reruns only the two joint
 trainings, `evaluate`, `fixed_dilation` and `paper_report`. Queued runs log to this
-project's MLflow store (see maskopt.tracking); the comparisons come from each
+project's MLflow store (see maskopt.pipeline.tracking); the comparisons come from each
 experiment's reports/evaluation.json.
 
     PATH="$PWD/.venv/bin:$PATH" .venv/bin/python scripts/alpha_sweep.py \
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from maskopt.repro import jobs_and_cores, thread_env
+from maskopt.pipeline.repro import jobs_and_cores, thread_env
 
 COLUMNS = {"PSNR": "psnr.joint", "SSIM": "ssim.joint", "coverage": "mask.coverage",
            "added area": "mask.added_area", "fallback rate": "mask.fallback_rate"}

@@ -1,7 +1,7 @@
 """Stage `download`: the offline sample or COCO 2017 + panoptic annotations -> data/raw."""
 
 from maskopt.data.prepare import prepare_raw_data
-from maskopt.stage import run_stage
+from maskopt.pipeline.stage import run_stage
 
 
 def main(params):

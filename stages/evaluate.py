@@ -3,7 +3,7 @@ headline numbers), evaluation.json (all of them), tables.md, plots/, grids/ (and
 same in the stage's MLflow run)."""
 
 from maskopt.evaluation.run import evaluate
-from maskopt.stage import run_stage
+from maskopt.pipeline.stage import run_stage
 
 if __name__ == "__main__":
     run_stage(evaluate)

@@ -6,8 +6,8 @@ object-mask training pairs -> models/finetuned/inpainter_image_N.pt (the paper's
 
 import sys
 
-from maskopt.errors import MaskoptError
-from maskopt.stage import run_stage
+from maskopt.core.errors import MaskoptError
+from maskopt.pipeline.stage import run_stage
 from maskopt.training.stages import finetune_inpainter
 
 

@@ -3,7 +3,7 @@ fixed d -> reports/fixed_dilation.{json,md}, fixed_dilation_metrics.json, the pl
 the same in the stage's MLflow run)."""
 
 from maskopt.evaluation.fixed_dilation_run import fixed_dilation
-from maskopt.stage import run_stage
+from maskopt.pipeline.stage import run_stage
 
 if __name__ == "__main__":
     run_stage(fixed_dilation)

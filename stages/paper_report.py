@@ -2,7 +2,7 @@
 the paper's numbers) and reports/figure_3.png, from evaluate's outputs and the α sweep."""
 
 from maskopt.evaluation.paper_report import paper_report
-from maskopt.stage import run_stage
+from maskopt.pipeline.stage import run_stage
 
 if __name__ == "__main__":
     run_stage(paper_report)

@@ -7,9 +7,9 @@ and with `random`, stage `pretrain_inpainter_random@KIND` -> models/inpainter_ra
 
 import sys
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 from maskopt.models.build import INPAINTERS
-from maskopt.stage import run_stage
+from maskopt.pipeline.stage import run_stage
 from maskopt.training.stages import MASK_KINDS, pretrain_inpainter
 
 

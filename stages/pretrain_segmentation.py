@@ -1,6 +1,6 @@
 """Stage `pretrain_segmentation`: PanopticFPN on the training pairs -> models/segmenter.pt."""
 
-from maskopt.stage import run_stage
+from maskopt.pipeline.stage import run_stage
 from maskopt.training.stages import pretrain_segmentation
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Stage `synthesize`: cut-and-paste pairs -> data/pairs/{train,test}, reports/data.json."""
 
+from maskopt.core.io import write_json
 from maskopt.data.prepare import synthesize_pairs
-from maskopt.io import write_json
-from maskopt.stage import run_stage
+from maskopt.pipeline.stage import run_stage
 
 
 def main(params):

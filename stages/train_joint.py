@@ -7,8 +7,8 @@ without it (the paper's "w/o MEL") -> models/joint_without_mel.pt.
 
 import sys
 
-from maskopt.errors import MaskoptError
-from maskopt.stage import run_stage
+from maskopt.core.errors import MaskoptError
+from maskopt.pipeline.stage import run_stage
 from maskopt.training.stages import train_joint
 
 

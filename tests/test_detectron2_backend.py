@@ -64,7 +64,7 @@ def test_predict_with_min_score_masks_only_the_confident_detections(models):
 
 
 def test_coco_checkpoint_loads_whole_in_the_configs_pixel_format(tmp_path):
-    from maskopt.errors import MaskoptError
+    from maskopt.core.errors import MaskoptError
 
     torch.manual_seed(0)
     published = Detectron2PanopticFPN(80, 54, depth=50, image_size=SIZE, weights="coco",

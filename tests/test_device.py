@@ -1,11 +1,11 @@
-"""One device rule and one bf16 rule for training, evaluation and removal (maskopt.device)."""
+"""One device rule and one bf16 rule for training, evaluation and removal (maskopt.core.device)."""
 
 import pytest
 import torch
 from tiny import tiny_params
 
-from maskopt import device
-from maskopt.errors import MaskoptError
+from maskopt.core import device
+from maskopt.core.errors import MaskoptError
 from maskopt.training.distributed import Context
 from maskopt.training.tasks import training_bf16
 

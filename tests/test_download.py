@@ -6,10 +6,10 @@ import zipfile
 import pytest
 from http_server import FileServer
 
+from maskopt.core.errors import MaskoptError
 from maskopt.data.coco import download_coco
 from maskopt.data.download import download_file, safe_extract
 from maskopt.data.panoptic import PanopticDataset, split_paths
-from maskopt.errors import MaskoptError
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 

@@ -15,7 +15,7 @@ from maskopt.evaluation.evaluate import flat_metrics
 from maskopt.evaluation.image_metrics import BucketMetrics, SharedNetworks, psnr, ssim
 from maskopt.evaluation.masks import mask_metrics
 from maskopt.evaluation.report import tables_markdown
-from maskopt.inference import grow_mask
+from maskopt.models.inference import grow_mask
 
 
 def offline():
@@ -97,7 +97,7 @@ def test_mask_metrics_on_a_square_grown_by_two_pixels():
 def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypatch):
     from maskopt.data.pairs import PairDataset
     from maskopt.evaluation import evaluate as evaluation
-    from maskopt.inference import Networks
+    from maskopt.models.inference import Networks
 
     monkeypatch.chdir(trained_project)
     joint = Networks.load("models/joint.pt")

@@ -1,4 +1,4 @@
-"""External inpainters as evaluation rows (maskopt.external): the export in
+"""External inpainters as evaluation rows (maskopt.evaluation.external): the export in
 IOPaint's and LaMa's layouts, the stand-in command, and each way a command can fail."""
 
 import shlex
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maskopt.core.errors import MaskoptError
+from maskopt.core.imaging import tensor_to_rgb
 from maskopt.data.pairs import PairDataset
-from maskopt.errors import MaskoptError
 from maskopt.evaluation.evaluate import evaluate_external
+from maskopt.evaluation.external import export_pair, read_result, run_inpainter
 from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.row_names import external_row
-from maskopt.external import export_pair, read_result, run_inpainter
-from maskopt.imaging import tensor_to_rgb
 
 STAND_IN = f"{shlex.quote(sys.executable)} {Path(__file__).with_name('stand_in_inpainter.py')}"
 IOPAINT = STAND_IN + " --image {images} --mask {masks} --output {output}"

@@ -1,57 +1,18 @@
 """maskopt's modules import only downwards: shared pieces at the bottom, the stages and
 the command line at the top, no cycles (imports inside functions count too)."""
 
-import ast
-from pathlib import Path
+from import_graph import SRC, imports, unit_of
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "maskopt"
-
-# Bottom to top: a module may import its own unit (package or top-level module) and the
-# units of lower layers, never a unit of its own layer or above.
 LAYERS = [
-    {"errors", "pipeline"},
-    {"io", "params", "device", "locate", "output_plan", "imaging", "signed_distance"},
-    {"taxonomy", "offline_plots", "external", "repro"},
+    {"core"},        # errors, files, images, devices, classes
+    {"pipeline"},    # params, the stages' paths and params, MLflow, running stages
     {"data"},
-    {"models"},
-    {"losses", "tracking", "inference", "fast_inference"},
-    {"evaluation", "removal"},
-    {"server"},
-    {"mlflow_model", "cli"},
-    {"training"},
-    {"stage", "__init__", "__main__"},
+    {"models"},      # networks, losses, running them
+    {"evaluation"},
+    {"removal"},     # the Remover, its fast inference, the MLflow model around it
+    {"app", "training"},  # the command line and the page; training registers the model
+    {"__init__", "__main__"},
 ]
-
-
-def module_name(path: Path) -> str:
-    parts = path.relative_to(SRC.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def unit_of(module: str) -> str:
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "__init__"
-
-
-def imports() -> dict[str, set[str]]:
-    """Every maskopt module → the maskopt modules it imports, anywhere in its body."""
-    found = {}
-    for path in sorted(SRC.rglob("*.py")):
-        name = module_name(path)
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets |= {a.name for a in node.names if a.name.startswith("maskopt")}
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
-                    and node.module.startswith("maskopt"):
-                targets.add(node.module)
-                # `from maskopt import losses` imports the module maskopt.losses
-                targets |= {f"{node.module}.{a.name}" for a in node.names
-                            if (SRC.parent / node.module.replace(".", "/") / a.name).exists()
-                            or (SRC.parent / node.module.replace(".", "/")
-                                / f"{a.name}.py").exists()}
-        found[name] = targets - {name}
-    return found
 
 
 def layer_of(unit: str) -> int:
@@ -73,9 +34,13 @@ def test_every_import_points_down():
     assert not upward, "\n".join(sorted(upward))
 
 
-def test_inference_removal_and_evaluation_never_import_training():
+def test_the_package_root_holds_only_its_entry_points():
+    assert sorted(p.name for p in SRC.glob("*.py")) == ["__init__.py", "__main__.py"]
+
+
+def test_models_evaluation_and_the_app_never_import_training():
     for module, targets in imports().items():
-        if unit_of(module) in ("inference", "removal", "evaluation"):
+        if unit_of(module) in ("models", "evaluation", "removal", "app"):
             assert not [t for t in targets if t.startswith("maskopt.training")], module
 
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torchvision
 
-from maskopt import losses
-from maskopt.errors import MaskoptError
-from maskopt.signed_distance import normalized_signed_distance
+from maskopt.core.errors import MaskoptError
+from maskopt.core.signed_distance import normalized_signed_distance
+from maskopt.models import losses
 
 
 def test_hinge_losses_on_hand_made_logits():

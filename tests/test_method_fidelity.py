@@ -10,8 +10,8 @@ from skimage.color import rgb2gray
 from skimage.feature import canny
 from tiny import tiny_params
 
-from maskopt import losses
-from maskopt.models import EdgeInpainter, ImageInpainter, SegmentationInpainter
+from maskopt.core.signed_distance import normalized_signed_distance
+from maskopt.models import EdgeInpainter, ImageInpainter, SegmentationInpainter, losses
 from maskopt.models.build import build_discriminator
 from maskopt.models.detections import Detections, enlarge_boxes, paste_soft_masks
 from maskopt.models.segmenter import PanopticFPN
@@ -24,7 +24,6 @@ from maskopt.models.selection import (
     selected_mask,
     straight_through,
 )
-from maskopt.signed_distance import normalized_signed_distance
 from maskopt.training.tasks import inpaint_with_mask, joint_inpainting_losses
 
 SIZE, CLASSES = 32, 3
@@ -257,9 +256,9 @@ def test_vgg_gets_unnormalised_images():
 
 
 def test_edges_are_scikit_image_canny_everywhere(pairs_dir):
+    from maskopt.core.imaging import tensor_to_rgb
     from maskopt.data.pairs import PairDataset
-    from maskopt.imaging import tensor_to_rgb
-    from maskopt.inference import image_guides
+    from maskopt.models.inference import image_guides
 
     dataset = PairDataset(pairs_dir / "test", canny_sigma=1.5)
     item = dataset[0]
@@ -386,7 +385,7 @@ def test_coco_maskrcnn_weights_load_whole_with_the_class_rows_remapped(tmp_path)
 def test_coco_weights_refuse_a_start_with_random_layers():
     from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-    from maskopt.errors import MaskoptError
+    from maskopt.core.errors import MaskoptError
     from maskopt.models.coco_weights import load_coco_maskrcnn
 
     published = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()

@@ -3,8 +3,7 @@ import torch
 from tiny import assert_min_score_keeps_the_confident_detections
 from torchvision.models.detection.image_list import ImageList
 
-from maskopt.errors import MaskoptError
-from maskopt.losses import reconstruction_l1_loss
+from maskopt.core.errors import MaskoptError
 from maskopt.models import (
     EdgeInpainter,
     ImageInpainter,
@@ -15,6 +14,7 @@ from maskopt.models import (
 )
 from maskopt.models.detections import Detections, paste_soft_masks
 from maskopt.models.inpainter import count_parameters
+from maskopt.models.losses import reconstruction_l1_loss
 from maskopt.models.segmenter import PanopticFPN
 from maskopt.models.selection import selected_mask, straight_through
 

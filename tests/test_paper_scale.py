@@ -77,7 +77,7 @@ def test_the_paper_profile_is_what_runs():
 
 
 def test_joint_training_resumes_at_paper_scale(paper_project, monkeypatch):
-    from maskopt.params import load_params
+    from maskopt.pipeline.params import load_params
     from maskopt.training import stages
     from maskopt.training.tasks import JointTask
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from maskopt.errors import MaskoptError
-from maskopt.params import load_params
+from maskopt.core.errors import MaskoptError
+from maskopt.pipeline.params import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,13 +76,13 @@ def test_broken_yaml_is_reported(tmp_path):
 
 
 def test_each_stage_reads_the_params_dvc_yaml_lists_for_it():
-    """maskopt.pipeline.STAGE_PARAMS (what a stage fingerprints and logs) and dvc.yaml
+    """maskopt.pipeline.layout.STAGE_PARAMS (what a stage fingerprints and logs) and dvc.yaml
     (what reruns it) name the same keys for every stage."""
     from pathlib import Path
 
     import yaml
 
-    from maskopt.pipeline import STAGE_PARAMS
+    from maskopt.pipeline.layout import STAGE_PARAMS
 
     stages = yaml.safe_load((Path(__file__).parents[1] / "dvc.yaml").read_text())["stages"]
     listed = {name: (stage.get("do", stage))["params"] for name, stage in stages.items()}

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
+from maskopt.core.errors import MaskoptError
 from maskopt.data.random_masks import FolderMasks, ProceduralMasks, RandomMaskPairs, random_masks
 from maskopt.data.synthesize import BUCKETS, bucket_name
-from maskopt.errors import MaskoptError
 
 
 def test_procedural_masks_cover_the_object_masks_range_bucket_by_bucket():

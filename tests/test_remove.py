@@ -12,9 +12,9 @@ from tiny import fixed_detections
 from torchvision.ops import MultiScaleRoIAlign
 
 import maskopt
-from maskopt.cli import main
-from maskopt.errors import MaskoptError
-from maskopt.removal import Letterbox, Remover, crop_grid
+from maskopt.app.cli import main
+from maskopt.core.errors import MaskoptError
+from maskopt.removal.remover import Letterbox, Remover, crop_grid
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def test_cli_says_what_it_removed_and_warns_once_about_the_sample_model(
 
 
 def test_cli_model_lookup_says_where_it_looked(monkeypatch, tmp_path, capsys):
-    from maskopt.locate import model_candidates
+    from maskopt.removal.locate import model_candidates
 
     monkeypatch.delenv("MASKOPT_MODELS", raising=False)
     monkeypatch.chdir(tmp_path)

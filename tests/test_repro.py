@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from maskopt.errors import MaskoptError
-from maskopt.params import load_params
-from maskopt.repro import Scheduler, parse_dag, priorities, progress, repro, set_params
+from maskopt.core.errors import MaskoptError
+from maskopt.pipeline.params import load_params
+from maskopt.pipeline.repro import Scheduler, parse_dag, priorities, progress, repro, set_params
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"

@@ -2,9 +2,9 @@ import hashlib
 
 import numpy as np
 
+from maskopt.core.io import read_json
 from maskopt.data.panoptic import split_paths
 from maskopt.data.sample_scenes import write_sample_dataset
-from maskopt.io import read_json
 
 
 def test_sample_is_coco_panoptic_and_reads_back(sample_root, train_dataset):

@@ -18,8 +18,8 @@ from browser import CHROMIUM, needs_chromium
 from PIL import Image
 from tiny import fixed_detections
 
-from maskopt.cli import main
-from maskopt.removal import Letterbox, Remover
+from maskopt.app.cli import main
+from maskopt.removal.remover import Letterbox, Remover
 
 STAND_IN = Path(__file__).with_name("stand_in_inpainter.py")
 JOINT_BOXES = [[8.0, 8.0, 16.0, 24.0], [20.0, 4.0, 30.0, 12.0]]
@@ -53,7 +53,7 @@ def centre_of_first_box(height: int, width: int, size: int) -> tuple[float, floa
 @pytest.fixture
 def cli_with_known_detections(remover, monkeypatch):
     """The CLI's networks: ``remover`` (loading is tested in test_remove.py)."""
-    from maskopt import cli
+    from maskopt.app import cli
 
     monkeypatch.setattr(cli, "_remover", lambda args: (remover, None))
     return remover
@@ -125,7 +125,7 @@ def _free_port() -> int:
 def page_url(remover):
     import uvicorn
 
-    from maskopt.server import create_app
+    from maskopt.app.server import create_app
 
     app = create_app(remover, "a 64 px synthetic demo model", max_upload_bytes=200_000,
                      max_pixels=1_000_000)
@@ -292,7 +292,7 @@ def test_photos_in_use_stay_while_others_are_uploaded(page_url, remover):
     import json
     from concurrent.futures import ThreadPoolExecutor
 
-    from maskopt.server import KEPT_PHOTOS
+    from maskopt.app.server import KEPT_PHOTOS
 
     x, y = centre_of_first_box(60, 90, remover.nets.image_size)
     rounds = 3 * KEPT_PHOTOS // 4
@@ -327,7 +327,7 @@ def test_photos_in_use_stay_while_others_are_uploaded(page_url, remover):
 
 
 def test_photo_store_keeps_the_most_recently_used_within_its_bytes():
-    from maskopt.server import PhotoStore, UserError
+    from maskopt.app.server import PhotoStore, UserError
 
     store = PhotoStore(count=2, max_bytes=3 * 100)
     small = np.zeros((10, 10), np.uint8)  # 100 bytes
@@ -344,8 +344,8 @@ def test_photo_store_keeps_the_most_recently_used_within_its_bytes():
 
 
 def test_serve_on_a_busy_port_is_one_line_and_warns_off_loopback(capsys):
-    from maskopt.errors import MaskoptError
-    from maskopt.server import allowed_hosts, is_loopback, listening_socket
+    from maskopt.app.server import allowed_hosts, is_loopback, listening_socket
+    from maskopt.core.errors import MaskoptError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from maskopt.core.errors import MaskoptError
 from maskopt.data.panoptic import PanopticDataset, id_to_rgb, rgb_to_id, split_paths
 from maskopt.data.synthesize import (
     PairSynthesizer,
@@ -21,7 +22,6 @@ from maskopt.data.synthesize import (
     synthesize_split,
     truncation,
 )
-from maskopt.errors import MaskoptError
 
 CONFIG = SynthesisConfig(image_size=64, min_person_area=0.002, max_truncation=0.3,
                          blur_sigma=0.8, min_mask_ratio=0.02, max_mask_ratio=0.4)
@@ -353,7 +353,7 @@ def test_a_killed_synthesize_leaves_nothing_a_rerun_keeps(tmp_path, sample_root)
     pairs = tmp_path / "pairs"
     writer = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
-         "from maskopt.io import atomic_path\n"
+         "from maskopt.core.io import atomic_path\n"
          f"with atomic_path({str(pairs / 'train')!r}) as staging:\n"
          "    staging.mkdir(); (staging / 'half.png').write_bytes(b'x')\n"
          "    print('writing', flush=True); time.sleep(120)\n"],

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 from tiny import TINY, apply, tiny_params
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 from maskopt.training import stages
 from maskopt.training.tasks import InpainterTask
 
@@ -174,7 +174,7 @@ def test_the_segmentation_inpainter_learns_on_what_it_gets_later(project, traine
     """inpainter.segmentation_input: segmenter — its pretraining input is the pretrained
     segmenter's class probabilities (joint training's and evaluation's input), not the
     one-hot labels of I; `labels` keeps those."""
-    from maskopt.imaging import one_hot
+    from maskopt.core.imaging import one_hot
     from maskopt.models.build import load_model, restore
 
     (project / "models").mkdir()

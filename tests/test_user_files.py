@@ -15,9 +15,9 @@ from PIL import Image
 from tiny import fixed_detections
 
 import maskopt
-from maskopt.cli import main
-from maskopt.errors import MaskoptError
-from maskopt.removal import Letterbox, Remover, grow_by_distance, max_grow
+from maskopt.app.cli import main
+from maskopt.core.errors import MaskoptError
+from maskopt.removal.remover import Letterbox, Remover, grow_by_distance, max_grow
 
 BOXES = [[4.0, 4.0, 28.0, 28.0]]
 

@@ -17,7 +17,7 @@ TINY = {
 
 
 def tiny_params(**changes):
-    from maskopt.params import Params
+    from maskopt.pipeline.params import Params
 
     return Params.model_validate(apply(apply({}, TINY), changes))
 

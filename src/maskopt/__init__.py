@@ -7,7 +7,7 @@ __all__ = ["remove"]
 def __getattr__(name: str):
     # `maskopt.remove(...)` without importing torch for every `import maskopt`
     if name == "remove":
-        from maskopt.removal import remove
+        from maskopt.removal.remover import remove
 
         return remove
     raise AttributeError(f"module 'maskopt' has no attribute {name!r}")

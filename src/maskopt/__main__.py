@@ -2,6 +2,6 @@
 
 import sys
 
-from maskopt.cli import main
+from maskopt.app.cli import main
 
 sys.exit(main())

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from maskopt.core.errors import MaskoptError
 from maskopt.data.download import (
     download_many,
     download_with_retries,
@@ -30,7 +31,6 @@ from maskopt.data.download import (
     write_error,
 )
 from maskopt.data.panoptic import split_paths
-from maskopt.errors import MaskoptError
 
 SPLITS = ("train", "val")
 ANNOTATIONS = "panoptic_annotations_trainval2017.zip"

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 CHUNK = 1 << 20
 SPACE_HEADROOM = 64 << 20  # left free beyond what a transfer or an extraction writes

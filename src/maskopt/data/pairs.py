@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from maskopt.core.errors import MaskoptError
+from maskopt.core.imaging import gray_and_edges, rgb_to_tensor
+from maskopt.core.io import read_json
+from maskopt.core.signed_distance import normalized_signed_distance
+from maskopt.core.taxonomy import Taxonomy
 from maskopt.data.panoptic import rgb_to_id
-from maskopt.errors import MaskoptError
-from maskopt.imaging import gray_and_edges, rgb_to_tensor
-from maskopt.io import read_json
-from maskopt.signed_distance import normalized_signed_distance
-from maskopt.taxonomy import Taxonomy
 
 
 def _png(path: Path, mode: str | None = None) -> np.ndarray:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from maskopt.errors import MaskoptError
-from maskopt.io import read_json, read_rgb
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import read_json, read_rgb
 
 PERSON = "person"
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import atomic_path, write_json
 from maskopt.data.coco import download_coco
 from maskopt.data.download import warn
 from maskopt.data.panoptic import PanopticDataset, split_paths
 from maskopt.data.sample_scenes import write_sample_dataset
 from maskopt.data.synthesize import SynthesisConfig, synthesize_split
-from maskopt.errors import MaskoptError
-from maskopt.io import atomic_path, write_json
-from maskopt.params import Params
+from maskopt.pipeline.params import Params
 
 SOURCE_FILE = "SOURCE.json"
 # where COCO's extracted files wait (inside data.downloads) while the sample is in use

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 MASK_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 # A mask image is binary up to interpolation: at most this share of grey pixels.

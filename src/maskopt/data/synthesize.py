@@ -37,9 +37,9 @@ from pycocotools import mask as mask_utils
 from scipy import ndimage
 from tqdm import tqdm
 
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import atomic_path, write_json
 from maskopt.data.panoptic import PERSON, PanopticDataset, id_to_rgb
-from maskopt.errors import MaskoptError
-from maskopt.io import atomic_path, write_json
 
 BUCKETS = ((0.0, 0.1), (0.1, 0.2), (0.2, 0.3), (0.3, 0.4))
 PAIR_FOLDERS = ("images", "targets", "masks", "panoptic", "semantic", "target_semantic")

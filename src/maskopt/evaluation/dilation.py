@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maskopt.core.device import to_device
+from maskopt.core.errors import MaskoptError
+from maskopt.core.imaging import rgb_to_tensor, tensor_to_rgb
+from maskopt.core.io import read_rgb, write_png
 from maskopt.data.pairs import batches
-from maskopt.device import to_device
-from maskopt.errors import MaskoptError
+from maskopt.evaluation.external import export_pair, read_result, run_inpainter
 from maskopt.evaluation.image_metrics import ALL, psnr
 from maskopt.evaluation.masks import selected_masks
 from maskopt.evaluation.statistics import paired_comparison
-from maskopt.external import export_pair, read_result, run_inpainter
-from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
-from maskopt.inference import Networks, grow_mask, inpaint, opencv_inpaint
-from maskopt.io import read_rgb, write_png
+from maskopt.models.inference import Networks, grow_mask, inpaint, opencv_inpaint
 
 BATCH = 8
 LEARNED = "learned"  # the joint model's mask, beside the fixed dilations d0, d1, …

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from maskopt.core.io import atomic_path
 from maskopt.evaluation.dilation import LEARNED
 from maskopt.evaluation.image_metrics import ALL
-from maskopt.io import atomic_path
 
 NAMES = {"pretrained": "pretrained inpainters", "joint": "joint + MEL inpainters",
          "telea": "OpenCV Telea"}

@@ -17,9 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from maskopt.core.device import to_device
+from maskopt.core.errors import MaskoptError
+from maskopt.core.imaging import rgb_to_tensor, tensor_to_rgb
 from maskopt.data.pairs import batches
-from maskopt.device import to_device
-from maskopt.errors import MaskoptError
+from maskopt.evaluation.external import export_pair, read_result, run_inpainter
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics, selected_masks
 from maskopt.evaluation.row_names import (
@@ -30,9 +32,7 @@ from maskopt.evaluation.row_names import (
     finetuned_row,
 )
 from maskopt.evaluation.statistics import paired_comparison
-from maskopt.external import export_pair, read_result, run_inpainter
-from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
-from maskopt.inference import Networks, grow_mask, inpaint, opencv_inpaint
+from maskopt.models.inference import Networks, grow_mask, inpaint, opencv_inpaint
 
 BATCH = 8
 

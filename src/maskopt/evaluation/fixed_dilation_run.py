@@ -14,15 +14,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from maskopt.core.device import pick_device
+from maskopt.core.io import atomic_path, write_json
 from maskopt.data.pairs import PairDataset
-from maskopt.device import pick_device
 from maskopt.evaluation.dilation import LEARNED, OWN_INPAINTERS, dilation_report, sweep
 from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot
-from maskopt.inference import Networks
-from maskopt.io import atomic_path, write_json
 from maskopt.models.build import INPAINTERS
-from maskopt.params import Params
-from maskopt.pipeline import (
+from maskopt.models.inference import Networks
+from maskopt.pipeline.layout import (
     JOINT_FILE,
     PAIRS,
     REPORTS,
@@ -30,7 +29,8 @@ from maskopt.pipeline import (
     STAGE_PARAMS,
     inpainter_file,
 )
-from maskopt.tracking import flatten, open_stage_run, pick_params
+from maskopt.pipeline.params import Params
+from maskopt.pipeline.tracking import flatten, open_stage_run, pick_params
 
 REPORT = REPORTS / "fixed_dilation.json"
 MARKDOWN = REPORTS / "fixed_dilation.md"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from maskopt.core.io import atomic_path, read_json
+from maskopt.core.signed_distance import normalized_signed_distance
 from maskopt.evaluation.paper import PHI_ALPHAS, paper_markdown
 from maskopt.evaluation.row_names import FIGURES
-from maskopt.io import atomic_path, read_json
-from maskopt.params import Params
-from maskopt.pipeline import REPORTS, STAGE_PARAMS
-from maskopt.signed_distance import normalized_signed_distance
-from maskopt.tracking import open_stage_run, pick_params
+from maskopt.pipeline.layout import REPORTS, STAGE_PARAMS
+from maskopt.pipeline.params import Params
+from maskopt.pipeline.tracking import open_stage_run, pick_params
 
 EVALUATION = REPORTS / "evaluation.json"
 PER_PAIR = REPORTS / "per_pair.json"

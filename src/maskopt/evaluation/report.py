@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import torch
 
+from maskopt.core.imaging import tensor_to_rgb
 from maskopt.data.synthesize import BUCKETS, bucket_name
 from maskopt.evaluation.evaluate import describe_row
 from maskopt.evaluation.paper_numbers import paper_numbers
-from maskopt.imaging import tensor_to_rgb
 
 BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]
 

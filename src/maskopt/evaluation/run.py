@@ -8,8 +8,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from maskopt.core.device import pick_device
+from maskopt.core.io import atomic_path, write_json, write_png
 from maskopt.data.pairs import PairDataset
-from maskopt.device import pick_device
 from maskopt.evaluation.evaluate import (
     GRID_FIRST_COLUMN,
     compare_rows,
@@ -23,11 +24,9 @@ from maskopt.evaluation.evaluate import (
 from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
 from maskopt.evaluation.row_names import external_name
-from maskopt.inference import Networks
-from maskopt.io import atomic_path, write_json, write_png
 from maskopt.models.build import INPAINTERS, load_model, restore
-from maskopt.params import Params
-from maskopt.pipeline import (
+from maskopt.models.inference import Networks
+from maskopt.pipeline.layout import (
     JOINT_FILE,
     JOINT_WITHOUT_MEL_FILE,
     PAIRS,
@@ -37,7 +36,8 @@ from maskopt.pipeline import (
     finetuned_file,
     inpainter_file,
 )
-from maskopt.tracking import flatten, open_stage_run, pick_params
+from maskopt.pipeline.params import Params
+from maskopt.pipeline.tracking import flatten, open_stage_run, pick_params
 
 GRIDS_PER_IMAGE = 4
 

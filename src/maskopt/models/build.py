@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from maskopt.errors import MaskoptError
-from maskopt.io import atomic_path
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import atomic_path
 from maskopt.models.inpainter import (
     EdgeInpainter,
     ImageInpainter,
@@ -22,7 +22,7 @@ from maskopt.models.inpainter import (
 )
 
 if TYPE_CHECKING:  # only a type here: pydantic stays out of `maskopt remove`'s imports
-    from maskopt.params import Params
+    from maskopt.pipeline.params import Params
 
 INPAINTERS = ("edge", "segmentation", "image")
 

@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 logger = logging.getLogger(__name__)
 

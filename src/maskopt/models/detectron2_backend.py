@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 from maskopt.models.detections import Detections, SegmenterOutput
 
 try:  # detectron2 is an optional extra

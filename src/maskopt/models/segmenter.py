@@ -31,7 +31,7 @@ from torchvision.ops import misc as misc_ops
 from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 from maskopt.models.coco_weights import load_coco_maskrcnn
 from maskopt.models.detections import (
     Detections,

@@ -15,7 +15,7 @@ import math
 
 import torch
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 from maskopt.models.detections import Detections, enlarge_boxes, paste_soft_masks
 
 # detectron2's PanopticFPN combine step (MODEL.PANOPTIC_FPN.COMBINE): instances scoring

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskopt.errors import MaskoptError
-from maskopt.io import atomic_path
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import atomic_path
 
 
 def fingerprint(config: dict, files: list[str | Path] = ()) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from maskopt.device import pick_device
+from maskopt.core.device import pick_device
 
 
 @dataclass(frozen=True)

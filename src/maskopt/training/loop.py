@@ -19,9 +19,9 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from maskopt.core.device import to_device
+from maskopt.core.errors import MaskoptError
 from maskopt.data.pairs import collate
-from maskopt.device import to_device
-from maskopt.errors import MaskoptError
 from maskopt.training.checkpoint import load_checkpoint, restore_training, save_checkpoint
 from maskopt.training.distributed import Context, any_rank, barrier, mean_over_ranks
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
+from maskopt.core.device import to_device
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import write_json, write_png
 from maskopt.data.pairs import FirstPairs, PairDataset, batches
-from maskopt.device import to_device
-from maskopt.errors import MaskoptError
-from maskopt.io import write_json, write_png
 from maskopt.models.build import (
     INPAINTERS,
     build,
@@ -26,8 +26,7 @@ from maskopt.models.build import (
     save_model,
     segmenter_config,
 )
-from maskopt.params import Params
-from maskopt.pipeline import (
+from maskopt.pipeline.layout import (
     CHECKPOINTS,
     CURVES,
     JOINT_FILE,
@@ -40,7 +39,8 @@ from maskopt.pipeline import (
     finetuned_file,
     inpainter_file,
 )
-from maskopt.tracking import open_stage_run, pick_params
+from maskopt.pipeline.params import Params
+from maskopt.pipeline.tracking import open_stage_run, pick_params
 from maskopt.training import distributed
 from maskopt.training.checkpoint import fingerprint
 from maskopt.training.loop import make_loader, train
@@ -247,7 +247,7 @@ def train_joint(params: Params, without_mel: bool = False) -> dict:
                    taxonomy=saved[SEGMENTER_FILE].get("taxonomy", []),
                    trained_on=profile)
         if run.active and not without_mel:  # the registry holds the models users run
-            from maskopt.mlflow_model import log_joint_model  # imports mlflow's pyfunc
+            from maskopt.removal.mlflow_model import log_joint_model  # imports mlflow's pyfunc
 
             log_joint_model(JOINT_FILE, REGISTERED_MODEL)
 

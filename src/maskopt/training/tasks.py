@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskopt import losses
-from maskopt.device import autocast, use_bf16
-from maskopt.imaging import one_hot, tensor_to_rgb
+from maskopt.core.device import autocast, use_bf16
+from maskopt.core.imaging import one_hot, tensor_to_rgb
+from maskopt.models import losses
 from maskopt.models.build import build_discriminator
 from maskopt.models.inpainter import composite, inpaint_in_order
 from maskopt.models.selection import (
@@ -23,7 +23,7 @@ from maskopt.models.selection import (
     selected_mask,
     straight_through,
 )
-from maskopt.params import Params
+from maskopt.pipeline.params import Params
 from maskopt.training.distributed import Context
 from maskopt.training.loop import sync_gradients
 
@@ -37,7 +37,7 @@ def instance_targets(batch: dict) -> list[dict]:
 
 
 def training_bf16(params: Params, ctx: Context) -> bool:
-    """``train.amp``: bfloat16 autocast where the device runs it fast (maskopt.device)."""
+    """``train.amp``: bfloat16 autocast where the device runs it fast (maskopt.core.device)."""
     return use_bf16("auto" if params.train.amp else "fp32", ctx.device)
 
 

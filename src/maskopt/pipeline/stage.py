@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from maskopt.errors import MaskoptError
-from maskopt.params import Params, load_params
+from maskopt.core.errors import MaskoptError
+from maskopt.pipeline.params import Params, load_params
 
 
 def run_stage(main: Callable[[Params], None], params_path: str = "params.yaml") -> None:

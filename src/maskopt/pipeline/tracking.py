@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 EXPERIMENT = "maskopt"
 STORE_FILE = "mlflow.db"
@@ -141,7 +141,7 @@ class StageRun:
     def log_image(self, image, name: str) -> None:
         """Log an H×W×3 uint8 array as a PNG artifact."""
         if self.active:
-            from maskopt.io import write_png
+            from maskopt.core.io import write_png
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / name

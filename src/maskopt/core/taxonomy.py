@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskopt.io import read_json
+from maskopt.core.io import read_json
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ stays blank. This template inlines the three libraries (bundled by vl-convert-py
 which ships them) and is registered as DVC's ``plots.html_template`` (.dvc/config),
 so the plain commands render offline.
 
-    python -m maskopt.offline_plots            # writes .dvc/plots/offline.html
+    python -m maskopt.pipeline.offline_plots            # writes .dvc/plots/offline.html
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from maskopt.io import atomic_path
+from maskopt.core.io import atomic_path
 
 TEMPLATE = Path(".dvc/plots/offline.html")  # .dvc/config: plots.html_template
 

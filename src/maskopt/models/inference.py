@@ -14,12 +14,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskopt.errors import MaskoptError
-from maskopt.imaging import gray_and_edges, tensor_to_rgb
+from maskopt.core.errors import MaskoptError
+from maskopt.core.imaging import gray_and_edges, tensor_to_rgb
+from maskopt.core.taxonomy import Taxonomy
 from maskopt.models.build import load_model, restore
 from maskopt.models.inpainter import inpaint_in_order
 from maskopt.models.selection import box_margin
-from maskopt.taxonomy import Taxonomy
 
 JOINT_NETWORKS = ("segmenter", "edge", "segmentation", "image")  # in a joint model file
 

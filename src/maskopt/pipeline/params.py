@@ -12,7 +12,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 # The FPN's coarsest level (P5, and the padding of torchvision's detection
 # transform) works on multiples of 32; the inpainters need multiples of 4.
@@ -234,7 +234,7 @@ class EvaluateParams(_Section):
     # validation pairs: reports/fixed_dilation.md)
     fixed_dilations: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8]
     grid_pairs: int = Field(default=8, ge=1)            # test pairs shown in reports/grids
-    # name -> command of an external inpainter (maskopt.external), scored on
+    # name -> command of an external inpainter (maskopt.evaluation.external), scored on
     # the pretrained segmenter's mask like the paper's baselines (Table V)
     external_inpainters: dict[str, str] = Field(default_factory=dict)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 
 @contextmanager

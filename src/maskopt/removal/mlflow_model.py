@@ -5,7 +5,7 @@ weights belong to which α and a user can load the chosen version:
     clean = model.predict({"image": rgb, "category": "person"})  # H×W×3 uint8
 
 The model's artifact is the joint model file itself (models/joint.pt); loading builds
-a :class:`maskopt.removal.Remover` on it.
+a :class:`maskopt.removal.remover.Remover` on it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ class JointRemoverModel(mlflow.pyfunc.PythonModel):
     rough_mask})`` → the photo with that object removed."""
 
     def load_context(self, context) -> None:
-        from maskopt.removal import Remover
+        from maskopt.removal.remover import Remover
 
         self.remover = Remover(context.artifacts["joint"])
 

@@ -18,13 +18,12 @@ import cv2
 import numpy as np
 import torch
 
-from maskopt.device import autocast, pick_device, use_bf16
-from maskopt.errors import MaskoptError
-from maskopt.fast_inference import optimize_for_inference
-from maskopt.imaging import rgb_to_tensor, tensor_to_rgb
-from maskopt.inference import Networks, inpaint
+from maskopt.core.device import autocast, pick_device, use_bf16
+from maskopt.core.errors import MaskoptError
+from maskopt.core.imaging import rgb_to_tensor, tensor_to_rgb
 from maskopt.models.build import load_model, restore
 from maskopt.models.detections import Detections
+from maskopt.models.inference import Networks, inpaint
 from maskopt.models.inpainter import class_probabilities
 from maskopt.models.selection import (
     PANOPTIC_SCORE,
@@ -33,7 +32,8 @@ from maskopt.models.selection import (
     select_segment,
     select_segment_at_point,
 )
-from maskopt.pipeline import JOINT_FILE
+from maskopt.pipeline.layout import JOINT_FILE
+from maskopt.removal.fast_inference import optimize_for_inference
 
 DEFAULT_MODELS = JOINT_FILE
 CROP_CONTEXT = 2.0  # the inpainting crop is this many times the mask's larger side
@@ -379,11 +379,11 @@ def remove(image, *, point=None, box=None, category=None, rough_mask=None,
     when not given ($MASKOPT_MODELS, ./models/joint.pt, the installed project's). Load
     a :class:`Remover` once to process many photos.
     """
-    from maskopt.locate import find_model
+    from maskopt.removal.locate import find_model
 
     models = find_model(models)
     if isinstance(image, str | Path):
-        from maskopt.io import read_rgb
+        from maskopt.core.io import read_rgb
 
         image, _ = read_rgb(image)
     image = np.asarray(image)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from maskopt.errors import MaskoptError
-from maskopt.output_plan import mask_path, mask_plan, removal_plan
+from maskopt.app.output_plan import mask_path, mask_plan, removal_plan
+from maskopt.core.errors import MaskoptError
 
 DEFAULT_MAX_PIXELS = 40_000_000  # ≈ 40 MP: the photo, its copies and masks stay well under 1 GB
 
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _read(source: Path, args) -> tuple[np.ndarray, np.ndarray | None]:
     """The photo and, with --mask, the rough mask."""
-    from maskopt.io import read_rgb
+    from maskopt.core.io import read_rgb
 
     rgb, _ = read_rgb(source, max_pixels=args.max_pixels)
     rough = None
@@ -160,7 +160,7 @@ def _read(source: Path, args) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _write(target: Path, result, save_mask: bool) -> None:
     """Write the result (and, with --save-mask, the mask beside it)."""
-    from maskopt.io import write_image
+    from maskopt.core.io import write_image
 
     write_image(target, result.image)
     if save_mask:
@@ -198,12 +198,12 @@ def demo_warning(path: Path, trained_on: dict | None) -> str | None:
 def _remover(args):
     """The networks, loaded once (torch is imported only here, once the arguments are
     good), with the pretrained segmenter where it is needed or shown."""
-    from maskopt.locate import find_model, pretrained_segmenter_beside
+    from maskopt.removal.locate import find_model, pretrained_segmenter_beside
 
     model = find_model(args.models)
     pretrained = pretrained_segmenter_beside(model, required=getattr(
         args, "learned_margin", "on") == "off")
-    from maskopt.removal import Remover
+    from maskopt.removal.remover import Remover
 
     options = {} if args.min_score is None else {"min_score": args.min_score}
     remover = Remover(model, args.device, precision=args.precision,
@@ -252,12 +252,12 @@ def remove_command(args) -> int:
         selection = _selection(remover, rgb, rough, args)
         mask = selection.mask(args.grow, args.learned_margin == "on")
         if args.inpainter is not None:
-            from maskopt.external import inpaint_photo
+            from maskopt.evaluation.external import inpaint_photo
 
             image = inpaint_photo(args.inpainter, rgb, mask)
         else:
             image = remover.fill(rgb, mask, selection)
-        from maskopt.removal import Removal
+        from maskopt.removal.remover import Removal
 
         result = Removal(image, mask, selection.removed)
         _write(target, result, args.save_mask)
@@ -269,7 +269,7 @@ def remove_command(args) -> int:
 def mask_command(args) -> int:
     """Masks in the layout LaMa's bin/predict.py (NAME.png + NAME_mask.png) or IOPaint's
     mask folder (NAME.png) reads: white (255) where the inpainter is to fill."""
-    from maskopt.io import exif_orientation, write_image
+    from maskopt.core.io import exif_orientation, write_image
 
     plan = mask_plan(args.photo, args.output, args.layout, args.mask)
     remover, _ = _remover(args)
@@ -294,7 +294,7 @@ def mask_command(args) -> int:
 
 
 def serve_command(args) -> int:
-    from maskopt.server import serve
+    from maskopt.app.server import serve
 
     remover, warning = _remover(args)
     serve(remover, args.host, args.port, warning, max_upload_bytes=int(args.max_upload_mb * 1e6),
@@ -303,14 +303,14 @@ def serve_command(args) -> int:
 
 
 def repro_command(args) -> int:
-    from maskopt.repro import repro
+    from maskopt.pipeline.repro import repro
 
     return repro(args.targets, args.jobs, args.cores, args.force, args.overrides,
                  args.name)
 
 
 def info_command(args) -> int:
-    from maskopt.locate import find_model
+    from maskopt.removal.locate import find_model
 
     model = find_model(args.model)
     from maskopt.models.build import describe_model

@@ -1,6 +1,6 @@
 """Images and masks as arrays and tensors, the same for training, evaluation and removal:
 uint8 photos ↔ float tensors, grayscale and Canny edges, one-hot class maps. The signed
-distance φ of a mask is in :mod:`maskopt.signed_distance`."""
+distance φ of a mask is in :mod:`maskopt.core.signed_distance`."""
 
 from __future__ import annotations
 

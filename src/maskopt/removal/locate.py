@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 MODEL_ENV = "MASKOPT_MODELS"   # a model file, or a folder holding joint.pt
 MODEL_NAME = "joint.pt"

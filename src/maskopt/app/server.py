@@ -37,11 +37,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
-from maskopt.errors import MaskoptError
-from maskopt.io import read_rgb
-from maskopt.removal import NoSegmentError, Remover, max_grow
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import read_rgb
+from maskopt.removal.remover import NoSegmentError, Remover, max_grow
 
-PAGE = files("maskopt") / "page"
+PAGE = files("maskopt.app") / "page"
 KEPT_PHOTOS = 8
 KEPT_BYTES = 512 << 20  # decoded photos kept at once (a 40 MP photo is 120 MB)
 SEGMENT_COLOUR = np.array([0, 110, 255])  # the pretrained segmenter's segment: blue

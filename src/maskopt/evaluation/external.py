@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 PLACEHOLDERS = ("images", "masks", "lama", "output")
 

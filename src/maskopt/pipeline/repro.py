@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maskopt.errors import MaskoptError
-from maskopt.params import Params, load_params
+from maskopt.core.errors import MaskoptError
+from maskopt.pipeline.params import Params, load_params
 
 LOG_DIR = Path("logs/repro")
 PARAMS_FILE = Path("params.yaml")
@@ -250,7 +250,7 @@ def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
     # stages run `python stages/...`: the interpreter beside dvc, as `make pipeline` has it
     env = {**os.environ, "PATH": f"{Path(dvc).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     if name:
-        env["DVC_EXP_NAME"] = name  # what `dvc exp run` gives its stages (maskopt.tracking)
+        env["DVC_EXP_NAME"] = name  # what `dvc exp run` gives its stages (pipeline.tracking)
 
     def command(stage: str) -> list[str]:
         return [dvc, "--wait-for-lock", "repro", "--single-item", *flags, stage]

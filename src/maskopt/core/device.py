@@ -12,7 +12,7 @@ from contextlib import nullcontext
 
 import torch
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp32")

@@ -1,6 +1,6 @@
 """The signed distance φ of a mask, on which the mask expansion loss acts (Sec. III-D).
 
-NumPy and SciPy only, apart from :mod:`maskopt.imaging`: the paper report draws φ
+NumPy and SciPy only, apart from :mod:`maskopt.core.imaging`: the paper report draws φ
 (Fig. 3) in a stage that then starts without torch (1.4 s).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 
 def normalized_signed_distance(gt_mask: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from maskopt.errors import MaskoptError
+from maskopt.core.errors import MaskoptError
 
 # --- adversarial ---------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Shared pieces every layer uses: errors, files, images, devices, classes."""
