@@ -8,12 +8,12 @@ PLOTS_PAGE := .dvc/plots/offline.html
 .PHONY: setup pipeline test lint plots ui
 setup: $(VENV)/.installed $(PLOTS_PAGE)
 
-# uv installs the same packages as pip, about 6x faster (benchmarks/README.md). It reads
+# uv installs the same packages as pip, several times faster (benchmarks/README.md). It reads
 # neither pip.conf nor PIP_* variables: a local wheel folder pip is told of (PIP_FIND_LINKS)
 # is passed on, so that both take the same files. --compile-bytecode writes the .pyc files
 # once (pip does so by default, uv not): else every stage's process compiles torch,
 # torchvision and mlflow from source again where Python may not write them
-# (PYTHONDONTWRITEBYTECODE, a read-only venv), 10-17 s per process here.
+# (PYTHONDONTWRITEBYTECODE, a read-only venv), in every process.
 UV_VERSION := 0.13.9
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,7 @@ $(PLOTS_PAGE): $(VENV)/.installed
 	$(BIN)/python -m maskopt.pipeline.offline_plots $@
 
 # `dvc repro` with independent stages two at a time, one torch thread each
-# (src/maskopt/pipeline/repro.py): 1.27x plain `dvc repro` at two threads, on two cores
-# (benchmarks/README.md)
+# (src/maskopt/pipeline/repro.py); benchmarks/README.md compares it with plain `dvc repro`
 pipeline: setup
 	$(BIN)/maskopt repro
 
@@ -41,8 +40,8 @@ ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 # Two workers (pytest-xdist), whole modules each, slowest modules first (tests/conftest.py).
-# On two cores this is only 1.08x one process (864 vs 933 s): the paper-scale module is
-# the critical path either way (benchmarks/README.md); more cores should gain more.
+# On two cores the paper-scale module is the critical path either way, so two workers
+# gain little there (benchmarks/README.md); more cores should gain more.
 test: setup
 	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder -v --durations=15
 

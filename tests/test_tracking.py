@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from maskopt.pipeline.layout import tracking
+from maskopt.pipeline import tracking
 
 
 def test_queued_experiment_copies_log_to_the_workspace_store(tmp_path, monkeypatch):
@@ -76,7 +76,7 @@ def test_joint_model_is_registered_and_loads_as_pyfunc(trained_project, monkeypa
 def test_stages_started_together_share_one_store_experiment_and_parent(tmp_path):
     """`maskopt repro` starts two stages at once on a fresh store: one of them creates
     the tables, the experiment and the parent run, the other finds them."""
-    script = ("import sys; from maskopt.pipeline.layout import tracking\n"
+    script = ("import sys; from maskopt.pipeline import tracking\n"
               "with tracking.open_stage_run(sys.argv[1], {'alpha': 0.03}, {'alpha': 0.03}):\n"
               "    pass\n")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",

@@ -1,8 +1,8 @@
 """Networks of the method: three EdgeConnect-style inpainters and a PanopticFPN segmenter.
 
 The segmenter is imported from :mod:`maskopt.models.segmenter` where it is needed, not
-here: it imports torchvision (1.3 s), which a stage that trains an inpainter alone
-does not need.
+here: it imports torchvision, slow to import, which a stage that trains an inpainter
+alone does not need.
 """
 
 from maskopt.models.inpainter import (

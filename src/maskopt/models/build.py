@@ -62,7 +62,7 @@ def build(config: dict) -> nn.Module:
             from maskopt.models.detectron2_backend import Detectron2PanopticFPN
 
             return Detectron2PanopticFPN(**kwargs)
-        # imported here: torchvision's import is 1.3 s of every stage's start-up, and
+        # imported here: torchvision's import is much of a stage's start-up, and
         # the stages that train an inpainter alone never build a segmenter
         from maskopt.models.segmenter import PanopticFPN
 

@@ -2,8 +2,8 @@
 
 Kept apart from :mod:`maskopt.models.segmenter`, which builds the network from
 torchvision: segment selection and the training tasks use these, and a stage that
-trains an inpainter alone then starts without torchvision (1.3 s of its start-up,
-nearly all of it the ``torch._dynamo`` that torchvision's ops import).
+trains an inpainter alone then starts without torchvision, nearly all of whose
+import time is the ``torch._dynamo`` that its ops import.
 """
 
 from __future__ import annotations

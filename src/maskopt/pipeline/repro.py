@@ -9,9 +9,9 @@ DVC for the stage graph (``dvc dag --dot``) and runs each stage with ``dvc repro
 time. DVC still decides whether a stage changed, restores from its run cache and
 writes dvc.lock, so the result is what a plain `dvc repro` writes.
 
-Why: on a small CPU a stage's torch ops gain little from a second thread (1.2-1.4x at
-the sample's 64 px), while two one-thread stages side by side nearly double the work
-done (benchmarks/README.md). Each stage gets ``cores // jobs`` threads, or all cores
+Why: on a small CPU a stage's torch ops at the sample's 64 px gain little from a
+second thread, while two one-thread stages side by side nearly double the work done
+(benchmarks/README.md). Each stage gets ``cores // jobs`` threads, or all cores
 when nothing can run beside it. A stage's output goes to ``logs/repro/<stage>.log``;
 the console gets a line per stage started and finished and, on a terminal, a status
 line with each running stage's progress bar. With ``-S KEY=VALUE`` and ``-n NAME`` it
