@@ -61,3 +61,16 @@ def test_no_module_imports_itself_back():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
+
+
+def test_no_function_is_longer_than_a_screen():
+    import ast
+
+    long = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 70:
+                    long.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name}: {lines}")
+    assert not long, "\n".join(long)

@@ -154,9 +154,15 @@ def create_app(remover: Remover, demo_warning: str | None, max_upload_bytes: int
                photos: PhotoStore | None = None) -> FastAPI:
     """The page and its API, answering under ``hosts`` only."""
     app = FastAPI(title="maskopt", docs_url=None, redoc_url=None, openapi_url=None)
+    _guard(app, hosts)
+    _serve_page(app, remover, demo_warning, max_upload_bytes)
+    _serve_api(app, remover, photos or PhotoStore(), max_upload_bytes, max_pixels)
+    return app
+
+
+def _guard(app: FastAPI, hosts: list[str]) -> None:
+    """Refuse what a page elsewhere could send, and answer every error as JSON."""
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts))
-    photos = photos or PhotoStore()
-    busy = threading.Lock()  # one photo at a time: the networks already use every core
 
     @app.middleware("http")
     async def same_origin_posts_only(request: Request, call_next):
@@ -182,6 +188,9 @@ def create_app(remover: Remover, demo_warning: str | None, max_upload_bytes: int
                              f"{e['msg']}" for e in exc.errors())
         return JSONResponse({"error": f"bad request ({problems})"}, status_code=422)
 
+
+def _serve_page(app: FastAPI, remover: Remover, demo_warning: str | None,
+                max_upload_bytes: int) -> None:
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return (PAGE / "index.html").read_text(encoding="utf-8")
@@ -196,6 +205,11 @@ def create_app(remover: Remover, demo_warning: str | None, max_upload_bytes: int
         return {"demo_warning": demo_warning, "image_size": remover.nets.image_size,
                 "pretrained_segmenter": remover.pretrained is not None,
                 "max_upload_bytes": max_upload_bytes}
+
+
+def _serve_api(app: FastAPI, remover: Remover, photos: PhotoStore, max_upload_bytes: int,
+               max_pixels: int) -> None:
+    busy = threading.Lock()  # one photo at a time: the networks already use every core
 
     @app.post("/api/photo")
     async def upload(request: Request) -> Response:
@@ -237,8 +251,6 @@ def create_app(remover: Remover, demo_warning: str | None, max_upload_bytes: int
                 "removed": ", ".join(f"{name} (score {score:.2f})"
                                      for name, score in selection.removed),
                 "mask_share": float(mask.mean()), "seconds": round(seconds, 3)}
-
-    return app
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

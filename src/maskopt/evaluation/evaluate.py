@@ -127,6 +127,64 @@ class RowResults:
         return list(self.images.values[ALL]["psnr"])
 
 
+def _selected(batch: dict, joint: Networks, pretrained: Networks,
+              without_mel: Networks | None) -> tuple[dict, dict, dict]:
+    """Each segmenter's selected mask of the batch (binary), whether it missed the person,
+    and its networks with the class probabilities its inpainters are guided by."""
+    images, gt = batch["image"], batch["mask"]
+    soft, joint_missed, semantic = selected_masks(joint.segmenter, images, gt,
+                                                  joint.box_margin)
+    pre_soft, pre_missed, pre_semantic = selected_masks(pretrained.segmenter, images, gt,
+                                                        pretrained.box_margin)
+    masks = {"joint": (soft > 0.5).float(), "pretrained": (pre_soft > 0.5).float()}
+    missed = {"joint": joint_missed, "pretrained": pre_missed,
+              "gt": torch.zeros_like(joint_missed)}
+    nets = {"joint": (joint, torch.softmax(semantic, 1)),
+            "pretrained": (pretrained, torch.softmax(pre_semantic, 1))}
+    if without_mel is not None:
+        no_mel_soft, missed["without_mel"], no_mel_semantic = selected_masks(
+            without_mel.segmenter, images, gt, without_mel.box_margin)
+        masks["without_mel"] = (no_mel_soft > 0.5).float()
+        nets["without_mel"] = (without_mel, torch.softmax(no_mel_semantic, 1))
+    return masks, missed, nets
+
+
+def _fill_rows(results: dict, images, gt, masks: dict, missed: dict, nets: dict,
+               finetuned: dict, dilations: list[int], pretrained: Networks):
+    """Every row's fill of the batch, and the mask (and misses) it filled."""
+    outputs, used = {}, {}
+    for row, (mask_name, inpainter) in ROWS.items():
+        if row not in results:
+            continue
+        mask = gt if mask_name == "gt" else masks[mask_name]
+        if inpainter in ("telea", "ns"):
+            outputs[row] = opencv_inpaint(images, mask, inpainter)
+        else:
+            net, semantic_probs = nets[inpainter]
+            outputs[row] = inpaint(net, images, mask, semantic_probs)
+        used[row] = (mask, missed[mask_name])
+    for n, nets_n in finetuned.items():
+        outputs[finetuned_row(n)] = inpaint(nets_n, images, gt, nets["pretrained"][1])
+        used[finetuned_row(n)] = (gt, missed["gt"])
+    for d in dilations:
+        mask = grow_mask(gt, d)
+        outputs[f"gt_d{d}"] = inpaint(pretrained, images, mask, nets["pretrained"][1])
+        used[f"gt_d{d}"] = (mask, missed["gt"])
+    return outputs, used
+
+
+def _score(results: dict, outputs: dict, used: dict, target, gt, buckets) -> None:
+    """Add the batch's image metrics and mask metrics to each row's results."""
+    for name, result in outputs.items():
+        results[name].images.update(result, target, buckets)
+        mask, row_missed = used[name]
+        for m, g, miss, bucket in zip(mask, gt, row_missed, buckets, strict=True):
+            row = {**mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5),
+                   "fallback_rate": float(miss)}
+            results[name].masks[bucket].append(row)
+            results[name].masks[ALL].append(row)
+
+
 def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: list[int],
                    shared: SharedNetworks, grid_pairs: int = 8, progress=None,
                    random: Networks | None = None,
@@ -151,52 +209,16 @@ def evaluate_pairs(joint: Networks, pretrained: Networks, dataset, dilations: li
     for batch in batches(dataset, BATCH):
         batch = to_device(batch, device)
         images, target, gt = batch["image"], batch["target"], batch["mask"]
-        soft, joint_missed, semantic = selected_masks(joint.segmenter, images, gt,
-                                                      joint.box_margin)
-        pre_soft, pre_missed, pre_semantic = selected_masks(pretrained.segmenter, images, gt,
-                                                            pretrained.box_margin)
-        masks = {"joint": (soft > 0.5).float(), "pretrained": (pre_soft > 0.5).float()}
-        missed = {"joint": joint_missed, "pretrained": pre_missed,
-                  "gt": torch.zeros_like(joint_missed)}
-        nets = {"joint": (joint, torch.softmax(semantic, 1)),
-                "pretrained": (pretrained, torch.softmax(pre_semantic, 1))}
-        if without_mel is not None:
-            no_mel_soft, missed["without_mel"], no_mel_semantic = selected_masks(
-                without_mel.segmenter, images, gt, without_mel.box_margin)
-            masks["without_mel"] = (no_mel_soft > 0.5).float()
-            nets["without_mel"] = (without_mel, torch.softmax(no_mel_semantic, 1))
+        masks, missed, nets = _selected(batch, joint, pretrained, without_mel)
         if export_to is not None:
             for name, image, mask in zip(batch["name"], images, masks["pretrained"],
                                          strict=True):
                 export_pair(export_to, name, tensor_to_rgb(image), mask[0].cpu().numpy() > 0.5)
         if random is not None:  # the pretrained segmenter's classes, as the baselines get
             nets["random"] = (random, nets["pretrained"][1])
-        outputs, used = {}, {}
-        for row, (mask_name, inpainter) in ROWS.items():
-            if row not in results:
-                continue
-            mask = gt if mask_name == "gt" else masks[mask_name]
-            if inpainter in ("telea", "ns"):
-                outputs[row] = opencv_inpaint(images, mask, inpainter)
-            else:
-                net, semantic_probs = nets[inpainter]
-                outputs[row] = inpaint(net, images, mask, semantic_probs)
-            used[row] = (mask, missed[mask_name])
-        for n, nets_n in finetuned.items():
-            outputs[finetuned_row(n)] = inpaint(nets_n, images, gt, nets["pretrained"][1])
-            used[finetuned_row(n)] = (gt, missed["gt"])
-        for d in dilations:
-            mask = grow_mask(gt, d)
-            outputs[f"gt_d{d}"] = inpaint(pretrained, images, mask, nets["pretrained"][1])
-            used[f"gt_d{d}"] = (mask, missed["gt"])
-        for name, result in outputs.items():
-            results[name].images.update(result, target, batch["bucket"])
-            mask, row_missed = used[name]
-            for m, g, miss, bucket in zip(mask, gt, row_missed, batch["bucket"], strict=True):
-                row = {**mask_metrics(m[0].cpu().numpy() > 0.5, g[0].cpu().numpy() > 0.5),
-                       "fallback_rate": float(miss)}
-                results[name].masks[bucket].append(row)
-                results[name].masks[ALL].append(row)
+        outputs, used = _fill_rows(results, images, gt, masks, missed, nets, finetuned,
+                                   dilations, pretrained)
+        _score(results, outputs, used, target, gt, batch["bucket"])
         for figure, wanted in (("pairs", grid_pairs), ("table_v", grid_pairs), ("figure_1", 1)):
             take = wanted - len(grids[figure][GRID_FIRST_COLUMN])
             if take > 0:

@@ -91,15 +91,32 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
     ``phi_figure``: the file of Fig. 3 (φ and the α bands), relative to reports/."""
     paper = paper_numbers()
     buckets = paper["buckets"]
+    figures = figures or {}
     lines = ["# The paper's tables, reproduced on this run", "",
              f"Each cell is ours ({image_size} px test pairs of this run), with the paper's "
              f"number in brackets ({paper['source']}). Different data and scale: compare "
              "the shape of each result, not the values. Claims are tested on PSNR per test "
              "pair: mean difference, wins, paired bootstrap 95 % interval; a claim holds "
              "when the interval excludes 0.", ""]
+    lines += _table_i(paper["table_1"], table, per_image, dilations, buckets)
+    lines += _figure("Fig. 1 — the same hole filled with the GT mask eroded by 2 px, exact "
+                     "and grown by 2 px (pretrained inpainters; the first test pair)",
+                     figures.get("figure_1"))
+    lines += _table_ii(paper["table_2"], table, per_image, image_buckets, buckets)
+    lines += _table_iii(paper["table_3"], table, per_image, buckets)
+    lines += table_iv(paper["table_4"], alpha_sweep or [], alpha, table)
+    if phi_figure:
+        lines += _figure_3(phi_figure, image_size)
+    lines += _table_v(paper["table_5"], table, per_image, mask_expansion, buckets)
+    lines += _figure("Fig. 4 — Table V's rows on the same test pairs (columns named as the "
+                     "rows above; each baseline fills the pretrained mask)",
+                     figures.get("table_v"))
+    return "\n".join(lines)
 
-    t1 = paper["table_1"]
-    lines += [f"## Table I — {t1['caption']}", ""]
+
+def _table_i(t1: dict, table: dict, per_image: dict, dilations: list[int],
+             buckets: list[str]) -> list[str]:
+    lines = [f"## Table I — {t1['caption']}", ""]
     for metric in ("psnr", "ssim"):
         columns = {f"d = {d:+d}": (f"gt_d{d}", t1[metric].get(str(d))) for d in dilations}
         lines += _grid(metric, columns, table, buckets)
@@ -108,51 +125,49 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                   "it costs little.", "",
                   _claim("the exact GT mask beats it eroded by 2 px", per_image["gt_d0"],
                          per_image["gt_d-2"]), ""]
+    return lines
 
-    lines += _figure("Fig. 1 — the same hole filled with the GT mask eroded by 2 px, exact "
-                     "and grown by 2 px (pretrained inpainters; the first test pair)",
-                     (figures or {}).get("figure_1"))
 
-    t2 = paper["table_2"]
-    lines += [f"## Table II — {t2['caption']}", ""]
+def _table_ii(t2: dict, table: dict, per_image: dict, image_buckets: list[str],
+              buckets: list[str]) -> list[str]:
+    lines = [f"## Table II — {t2['caption']}", ""]
     if "random_inpainters_gt_mask" not in table:
-        lines += ["Not in this run: the random-mask inpainters were not evaluated.", ""]
-    else:
-        for metric in ("psnr", "ssim"):
-            columns = {"random mask training": ("random_inpainters_gt_mask",
-                                                t2[metric]["random"]),
-                       "object mask training": ("gt_d0", t2[metric]["object"])}
-            lines += _grid(metric, columns, table, buckets)
-        obj, rnd = per_image["gt_d0"], per_image["random_inpainters_gt_mask"]
-        lines += ["Paper: object-mask training beats random-mask training in every bucket, "
-                  "and the gap grows with the mask ratio (0.24 dB at 0–10 %, 1.40 dB at "
-                  "30–40 %).", "", _claim("object > random masks, all pairs", obj, rnd)]
-        for bucket in buckets:
-            a, b = _by_bucket(obj, image_buckets, bucket), _by_bucket(rnd, image_buckets, bucket)
-            if a:
-                lines.append(_claim(f"object > random masks, {bucket} %", a, b))
-        lines.append("")
+        return lines + ["Not in this run: the random-mask inpainters were not evaluated.", ""]
+    for metric in ("psnr", "ssim"):
+        columns = {"random mask training": ("random_inpainters_gt_mask",
+                                            t2[metric]["random"]),
+                   "object mask training": ("gt_d0", t2[metric]["object"])}
+        lines += _grid(metric, columns, table, buckets)
+    obj, rnd = per_image["gt_d0"], per_image["random_inpainters_gt_mask"]
+    lines += ["Paper: object-mask training beats random-mask training in every bucket, "
+              "and the gap grows with the mask ratio (0.24 dB at 0–10 %, 1.40 dB at "
+              "30–40 %).", "", _claim("object > random masks, all pairs", obj, rnd)]
+    for bucket in buckets:
+        a, b = _by_bucket(obj, image_buckets, bucket), _by_bucket(rnd, image_buckets, bucket)
+        if a:
+            lines.append(_claim(f"object > random masks, {bucket} %", a, b))
+    return lines + [""]
 
-    lines += _table_iii(paper["table_3"], table, per_image, buckets)
 
-    lines += table_iv(paper["table_4"], alpha_sweep or [], alpha, table)
-    if phi_figure:
-        lines += ["## Fig. 3 — φ, the signed distance to M_G's boundary normalized to [−1, 1], "
-                  "and the band α pulls into the mask", "",
-                  f"φ is the distance divided by the image side ({image_size} px here), so α "
-                  "is a band width as a share of the side: "
-                  + ", ".join(f"α = {a:g}: {a * image_size:.1f} px ({a * 256:.1f} px at 256 px)"
-                              for a in PHI_ALPHAS) + ".", "", f"![Fig. 3]({phi_figure})", ""]
+def _figure_3(phi_figure: str, image_size: int) -> list[str]:
+    return ["## Fig. 3 — φ, the signed distance to M_G's boundary normalized to [−1, 1], "
+            "and the band α pulls into the mask", "",
+            f"φ is the distance divided by the image side ({image_size} px here), so α "
+            "is a band width as a share of the side: "
+            + ", ".join(f"α = {a:g}: {a * image_size:.1f} px ({a * 256:.1f} px at 256 px)"
+                        for a in PHI_ALPHAS) + ".", "", f"![Fig. 3]({phi_figure})", ""]
 
-    t5 = paper["table_5"]
+
+def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
+             buckets: list[str]) -> list[str]:
     ours = "Ours" if mask_expansion else "joint, MEL off"
-    lines += [f"## Table V — {t5['caption']}", "",
-              "Every column inpaints the pretrained segmenter's selected segment (the "
-              "paper feeds PanopticFPN's mask to every baseline), except ours, which uses "
-              "its own learned mask, as does w/o MEL (joint training without the mask "
-              "expansion loss). EdgeC = EdgeConnect's networks trained on random masks. "
-              f"This run's joint model is trained {'with' if mask_expansion else 'without'}"
-              " the mask expansion loss.", ""]
+    lines = [f"## Table V — {t5['caption']}", "",
+             "Every column inpaints the pretrained segmenter's selected segment (the "
+             "paper feeds PanopticFPN's mask to every baseline), except ours, which uses "
+             "its own learned mask, as does w/o MEL (joint training without the mask "
+             "expansion loss). EdgeC = EdgeConnect's networks trained on random masks. "
+             f"This run's joint model is trained {'with' if mask_expansion else 'without'}"
+             " the mask expansion loss.", ""]
     for metric in ("psnr", "ssim", "lpips", "fid"):
         columns = {"OpenCV Telea": ("telea_pretrained_mask", None),
                    "OpenCV NS": ("ns_pretrained_mask", None),
@@ -173,11 +188,7 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
     for row, name in baselines:
         if row in per_image:
             lines.append(_claim(f"{ours} > {name}", per_image["joint"], per_image[row]))
-    lines.append("")
-    lines += _figure("Fig. 4 — Table V's rows on the same test pairs (columns named as the "
-                     "rows above; each baseline fills the pretrained mask)",
-                     (figures or {}).get("table_v"))
-    return "\n".join(lines)
+    return lines + [""]
 
 
 def table_iv(t4: dict, sweep: list[dict], alpha: float, table: dict) -> list[str]:

@@ -44,15 +44,7 @@ GRIDS_PER_IMAGE = 4
 
 def evaluate(params: Params) -> dict:
     device = pick_device(params.train.device)
-    nets = Networks.load(JOINT_FILE, device)
-    without_mel = Networks.load(JOINT_WITHOUT_MEL_FILE, device, "train_joint_without_mel")
-    pretrained, random = (Networks.load_pretrained(
-        SEGMENTER_FILE, {kind: inpainter_file(kind, masks) for kind in INPAINTERS},
-        nets.canny_sigma, device, stage) for masks, stage in (
-            ("object", "pretrain_inpainter"), ("random", "pretrain_inpainter_random")))
-    finetuned = {n: replace(random, image=restore(
-        load_model(finetuned_file(n), f"finetune_inpainter@{n}")["networks"]["generator"],
-        source=str(finetuned_file(n))).to(device).eval()) for n in params.finetune.pairs}
+    nets, without_mel, pretrained, random, finetuned = _trained_networks(params, device)
     dataset = PairDataset(PAIRS / "test", nets.canny_sigma)
     e = params.evaluate
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["evaluate"]))
@@ -85,44 +77,69 @@ def evaluate(params: Params) -> dict:
         metrics["comparisons"] = {f"{c['a']}-vs-{c['b']}": {k: c[k] for k in (
             "mean_difference", "wins", "low", "high")} for c in comparisons}
         headline = headline_metrics(table)
-        write_json(REPORTS / "metrics.json", headline)
-        write_json(REPORTS / "evaluation.json", metrics)
         markdown = tables_markdown(table, shared.unavailable, e.dilations, params.alpha,
                                    params.train.mask_expansion, nets.image_size, comparisons)
-        with atomic_path(REPORTS / "tables.md") as tmp:
-            tmp.write_text(markdown)
-        figures = {figure: [f"{figure}_{start:03d}.png" for start in range(
-            0, len(columns.get(GRID_FIRST_COLUMN, [])), GRIDS_PER_IMAGE)]
-            for figure, columns in grids.items()}
-        # each row's PSNR per test pair: the paper_report stage tests the claims on them
-        write_json(REPORTS / "per_pair.json", {"buckets": list(dataset.pairs.buckets),
-                                               "psnr": per_image})
-        per_bucket, per_dilation = plot_rows(table, e.dilations)
-        with atomic_path(REPORTS / "plots") as folder:
-            for row, points in per_bucket.items():
-                write_json(folder / "buckets" / f"{row}.json", points)
-            write_json(folder / "dilation.json", per_dilation)
-        with atomic_path(REPORTS / "grids") as folder:
-            folder.mkdir()
-            for figure, files in figures.items():
-                for i, file in enumerate(files):
-                    part = {k: v[i * GRIDS_PER_IMAGE:(i + 1) * GRIDS_PER_IMAGE]
-                            for k, v in grids[figure].items()}
-                    write_png(folder / file, labelled_grid(part))
-        numeric = {k: float(v) for k, v in flatten(metrics).items()
-                   if not k.startswith("unavailable") and _is_number(v)}
-        run.log_metrics(numeric)
-        run.log_metrics({f"headline.{k}": v for k, v in flatten(headline).items()})
-        run.log_parent_metrics({k: float(v) for k, v in flatten(headline).items()})
-        run.set_tags({f"unavailable.{k}": v for k, v in shared.unavailable.items()})
-        run.log_artifact(REPORTS / "metrics.json")
-        run.log_artifact(REPORTS / "evaluation.json")
-        run.log_artifact(REPORTS / "tables.md")
-        for path in sorted((REPORTS / "plots").rglob("*.json")):
-            run.log_artifact(path, "plots")
-        for path in sorted((REPORTS / "grids").glob("*.png")):
-            run.log_artifact(path, "grids")
+        _write_reports(headline, metrics, markdown, per_image, list(dataset.pairs.buckets),
+                       plot_rows(table, e.dilations), grids)
+        _log_reports(run, headline, metrics, shared.unavailable)
     return headline
+
+
+def _trained_networks(params: Params, device) -> tuple:
+    """The joint model, its w/o-MEL ablation, the pretrained and random-mask starting
+    points and the fine-tuned random-mask inpainters (Table III)."""
+    nets = Networks.load(JOINT_FILE, device)
+    without_mel = Networks.load(JOINT_WITHOUT_MEL_FILE, device, "train_joint_without_mel")
+    pretrained, random = (Networks.load_pretrained(
+        SEGMENTER_FILE, {kind: inpainter_file(kind, masks) for kind in INPAINTERS},
+        nets.canny_sigma, device, stage) for masks, stage in (
+            ("object", "pretrain_inpainter"), ("random", "pretrain_inpainter_random")))
+    finetuned = {n: replace(random, image=restore(
+        load_model(finetuned_file(n), f"finetune_inpainter@{n}")["networks"]["generator"],
+        source=str(finetuned_file(n))).to(device).eval()) for n in params.finetune.pairs}
+    return nets, without_mel, pretrained, random, finetuned
+
+
+def _write_reports(headline: dict, metrics: dict, markdown: str, per_image: dict,
+                   buckets: list[str], plots: tuple[dict, dict], grids: dict) -> None:
+    """reports/: the headline and all metrics, the tables, each row's PSNR per pair
+    (the paper_report stage tests the claims on them), the plots' points and the grids."""
+    write_json(REPORTS / "metrics.json", headline)
+    write_json(REPORTS / "evaluation.json", metrics)
+    with atomic_path(REPORTS / "tables.md") as tmp:
+        tmp.write_text(markdown)
+    figures = {figure: [f"{figure}_{start:03d}.png" for start in range(
+        0, len(columns.get(GRID_FIRST_COLUMN, [])), GRIDS_PER_IMAGE)]
+        for figure, columns in grids.items()}
+    write_json(REPORTS / "per_pair.json", {"buckets": buckets, "psnr": per_image})
+    per_bucket, per_dilation = plots
+    with atomic_path(REPORTS / "plots") as folder:
+        for row, points in per_bucket.items():
+            write_json(folder / "buckets" / f"{row}.json", points)
+        write_json(folder / "dilation.json", per_dilation)
+    with atomic_path(REPORTS / "grids") as folder:
+        folder.mkdir()
+        for figure, files in figures.items():
+            for i, file in enumerate(files):
+                part = {k: v[i * GRIDS_PER_IMAGE:(i + 1) * GRIDS_PER_IMAGE]
+                        for k, v in grids[figure].items()}
+                write_png(folder / file, labelled_grid(part))
+
+
+def _log_reports(run, headline: dict, metrics: dict, unavailable: dict) -> None:
+    numeric = {k: float(v) for k, v in flatten(metrics).items()
+               if not k.startswith("unavailable") and _is_number(v)}
+    run.log_metrics(numeric)
+    run.log_metrics({f"headline.{k}": v for k, v in flatten(headline).items()})
+    run.log_parent_metrics({k: float(v) for k, v in flatten(headline).items()})
+    run.set_tags({f"unavailable.{k}": v for k, v in unavailable.items()})
+    run.log_artifact(REPORTS / "metrics.json")
+    run.log_artifact(REPORTS / "evaluation.json")
+    run.log_artifact(REPORTS / "tables.md")
+    for path in sorted((REPORTS / "plots").rglob("*.json")):
+        run.log_artifact(path, "plots")
+    for path in sorted((REPORTS / "grids").glob("*.png")):
+        run.log_artifact(path, "grids")
 
 
 def _is_number(text: str) -> bool:

@@ -81,6 +81,35 @@ class SemanticHead(nn.Module):
                              align_corners=False)
 
 
+def _check_shape(depth: int, weights: str, fpn_channels: int, stem_stride: int) -> None:
+    if depth not in RESNET_CHANNELS:
+        raise MaskoptError(f"segmenter depth must be one of 18, 34, 50 (got {depth})")
+    if weights == "coco" and (depth != 50 or fpn_channels != 256):
+        raise MaskoptError("COCO weights exist for depth 50 with 256 FPN channels only")
+    if stem_stride not in (2, 4):
+        raise MaskoptError(f"segmenter stem_stride must be 2 or 4 (got {stem_stride})")
+
+
+def _freeze(backbone: nn.Module, freeze_at: int) -> None:
+    """Keep the first ``freeze_at`` backbone stages fixed (1 = the stem)."""
+    for stage in [(backbone.body.conv1, backbone.body.bn1), *(
+            (getattr(backbone.body, f"layer{i}"),) for i in range(1, 5))][:freeze_at]:
+        for module in stage:
+            module.requires_grad_(False)
+
+
+def _anchor_generator(anchor_sizes: list[int] | None, image_size: int) -> AnchorGenerator:
+    """One anchor size per level P2..P6, three aspect ratios; by default they scale with
+    the input, 1/32 .. 1/2 of its side."""
+    if anchor_sizes is None:
+        anchor_sizes = [max(2, image_size // d) for d in (32, 16, 8, 4, 2)]
+    if len(anchor_sizes) != 5:
+        raise MaskoptError(f"segmenter.anchor_sizes needs one size per FPN level P2..P6 "
+                           f"(5), got {len(anchor_sizes)}")
+    sizes = tuple((int(size),) for size in anchor_sizes)
+    return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+
+
 class PanopticFPN(nn.Module):
     """Panoptic FPN: ``forward`` returns a dict of losses in training (their sum is
     L_PS), and ``SegmenterOutput`` (detections + semantic logits) in eval mode.
@@ -113,30 +142,15 @@ class PanopticFPN(nn.Module):
         every level has twice the resolution (P2 at 1/2): on 64 px inputs a limb is 2–3
         px wide, and at 1/4 the mask head pools it from less than one cell."""
         super().__init__()
+        _check_shape(depth, weights, fpn_channels, stem_stride)
         self.grown_box_margin = grown_box_margin * image_size
-        if depth not in RESNET_CHANNELS:
-            raise MaskoptError(f"segmenter depth must be one of 18, 34, 50 (got {depth})")
-        if weights == "coco" and (depth != 50 or fpn_channels != 256):
-            raise MaskoptError("COCO weights exist for depth 50 with 256 FPN channels only")
         self.num_semantic_classes = num_semantic_classes
-        if stem_stride not in (2, 4):
-            raise MaskoptError(f"segmenter stem_stride must be 2 or 4 (got {stem_stride})")
         backbone = _resnet_fpn(depth, fpn_channels, pretrained=weights != "none",
                                load=load_weights and weights == "imagenet",
                                stem_pool=stem_stride == 4)
-        for stage in [(backbone.body.conv1, backbone.body.bn1), *(
-                (getattr(backbone.body, f"layer{i}"),) for i in range(1, 5))][:freeze_at]:
-            for module in stage:
-                module.requires_grad_(False)
+        _freeze(backbone, freeze_at)
         scratch = weights == "none"
-        # Anchors scale with the input: 1/32 .. 1/2 of its side over P2..P6.
-        if anchor_sizes is None:
-            anchor_sizes = [max(2, image_size // d) for d in (32, 16, 8, 4, 2)]
-        if len(anchor_sizes) != 5:
-            raise MaskoptError(f"segmenter.anchor_sizes needs one size per FPN level P2..P6 "
-                               f"(5), got {len(anchor_sizes)}")
-        sizes = tuple((int(size),) for size in anchor_sizes)
-        anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+        anchors = _anchor_generator(anchor_sizes, image_size)
         mask_head = MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1,
                                   norm_layer=group_norm if scratch else None)
         box_features = max(256, 4 * fpn_channels)

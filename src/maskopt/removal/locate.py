@@ -16,7 +16,7 @@ MODEL_NAME = "joint.pt"
 
 def _installed_project() -> Path | None:
     """The project this package was installed from (an editable install's checkout)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]  # src/maskopt/removal/locate.py
     return root if (root / "dvc.yaml").exists() else None
 
 
