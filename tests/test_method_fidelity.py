@@ -232,9 +232,8 @@ def test_joint_optimizer_uses_panoptic_fpn_betas_for_the_segmenter(trained_proje
     discriminators = {k: build_discriminator(k, generators["image"].num_classes, 4)
                       for k in generators}
     ctx = Context(0, 1, 0, torch.device("cpu"))
-    with pytest.warns(UserWarning):
-        task = JointTask(segmenter, generators, discriminators, tiny_params(), ctx,
-                         generators["image"].num_classes)
+    task = JointTask(segmenter, generators, discriminators, tiny_params(), ctx,
+                     generators["image"].num_classes)
     seg_group, gen_group = task.optimizer.param_groups
     assert seg_group["betas"] == (0.9, 0.999) and gen_group["betas"] == ADAM_BETAS
     assert {id(p) for p in seg_group["params"]} == {id(p) for p in segmenter.parameters()}

@@ -33,6 +33,49 @@ def test_project_params_load_with_paper_weights():
     assert coco.loss.lambda_if == 0.1 and coco.loss.lambda_is == 250
 
 
+# The settings in which the COCO profile differs from the sample; every other one is
+# the same in both files (params-coco.yaml is a whole profile, applied with `cp`).
+COCO_ONLY = {
+    "data.source", "evaluate.fixed_dilations", "evaluate.grid_pairs", "finetune.pairs",
+    "finetune.steps", "inpainter.blocks", "inpainter.canny_sigma", "inpainter.class_channels",
+    "inpainter.vgg_weights", "inpainter.width", "loss.lambda_if", "loss.lambda_is",
+    "segmenter.box_batch_size", "segmenter.depth", "segmenter.detections_per_image",
+    "segmenter.fpn_channels", "segmenter.freeze_at", "segmenter.weights",
+    "synthesize.blur_sigma", "synthesize.image_size", "synthesize.max_truncation",
+    "synthesize.min_mask_ratio", "synthesize.min_person_area", "synthesize.person_scale",
+    "synthesize.validation_images", "synthesize.workers", "train.cache_pairs",
+    "train.checkpoint_every", "train.inpainter.lr", "train.inpainter.steps",
+    "train.joint.batch_size", "train.joint.lr", "train.joint.steps", "train.log_every",
+    "train.segmentation.batch_size", "train.segmentation.lr", "train.segmentation.optimizer",
+    "train.segmentation.steps", "train.segmentation.weight_decay", "train.threads",
+    "train.workers",
+}
+
+
+def leaves(data: dict, prefix: str = "") -> dict:
+    found = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            found |= leaves(value, f"{prefix}{key}.")
+        else:
+            found[f"{prefix}{key}"] = value
+    return found
+
+
+def test_the_models_defaults_are_params_yaml():
+    """One value per setting: the validated model holds params.yaml's, no other set."""
+    from maskopt.pipeline.params import Params
+
+    assert Params.model_validate({}) == load_params(ROOT / "params.yaml")
+
+
+def test_the_coco_profile_is_whole_and_differs_only_where_it_must():
+    sample = leaves(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    coco = leaves(yaml.safe_load((ROOT / "params-coco.yaml").read_text()))
+    assert sorted(set(sample) ^ set(coco)) == []  # every setting in both files
+    assert {k for k in sample if sample[k] != coco[k]} == COCO_ONLY
+
+
 def test_coco_profile_is_valid():
     params = load_params(ROOT / "params-coco.yaml")
     assert params.data.source == "coco" and params.synthesize.image_size == 256

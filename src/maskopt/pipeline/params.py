@@ -94,16 +94,16 @@ class LossParams(_Section):
     lambda_sg: float = Field(default=0.1, ge=0)
     lambda_sc: float = Field(default=1.0, ge=0)
     lambda_ig: float = Field(default=0.1, ge=0)
-    lambda_if: float = Field(default=0.1, ge=0)
-    lambda_is: float = Field(default=250.0, ge=0)
+    lambda_if: float = Field(default=0, ge=0)          # paper: 0.1
+    lambda_is: float = Field(default=0, ge=0)          # paper: 250
     lambda_ir: float = Field(default=1.0, ge=0)
     lambda_x: float = Field(default=1000.0, ge=0)
 
 
 class SegmenterParams(_Section):
     backend: Literal["torchvision", "detectron2"] = "torchvision"
-    depth: Literal[18, 34, 50, 101] = 50
-    fpn_channels: int = Field(default=256, ge=32)
+    depth: Literal[18, 34, 50, 101] = 18                # paper: 50
+    fpn_channels: int = Field(default=64, ge=32)        # paper: 256
     weights: Literal["none", "imagenet", "coco"] = "none"
     # backbone stages kept fixed: 2 = stem and res2 (detectron2's FREEZE_AT, for COCO or
     # ImageNet weights: params-coco.yaml); 0 = train all (from scratch)
@@ -116,8 +116,8 @@ class SegmenterParams(_Section):
             raise ValueError("would keep randomly initialised layers fixed; use 0 with "
                              "weights: none")
         return value
-    box_batch_size: int = Field(default=512, ge=8)      # RoIs sampled per image for the box head
-    detections_per_image: int = Field(default=100, ge=1)
+    box_batch_size: int = Field(default=32, ge=8)       # RoIs per image, box head (paper: 512)
+    detections_per_image: int = Field(default=20, ge=1)  # paper: 100
     # Extra mask loss on ground-truth boxes grown by a random margin up to this fraction
     # of the image side, so the mask head can paint on the grown box that joint training
     # and removal give it (see README, "The mask can grow past its box"). 0 = off.
@@ -142,17 +142,17 @@ class SegmenterParams(_Section):
 
 
 class InpainterParams(_Section):
-    width: int = Field(default=64, ge=4)                # channels of the first conv (paper: 64)
-    blocks: int = Field(default=8, ge=1)                # dilated residual blocks (paper: 8)
-    canny_sigma: float = Field(default=2.0, gt=0)       # edge targets (EdgeConnect: 2 at 256 px)
-    vgg_weights: Literal["imagenet", "random"] = "imagenet"
+    width: int = Field(default=16, ge=4)                # channels of the first conv (paper: 64)
+    blocks: int = Field(default=4, ge=1)                # dilated residual blocks (paper: 8)
+    canny_sigma: float = Field(default=1.0, gt=0)       # edge targets (EdgeConnect: 2 at 256 px)
+    vgg_weights: Literal["imagenet", "random"] = "random"  # paper: imagenet
     # what the segmentation inpainter is pretrained on: the pretrained segmenter's class
     # probabilities (what it gets in joint training and after) or one-hot labels of I
     segmentation_input: Literal["segmenter", "labels"] = "segmenter"
     # k of the low-rank path for the C class channels of the segmentation and image
     # inpainters (see maskopt.models.inpainter); null: all C channels through the 7×7
     # convolutions, EdgeConnect's layout.
-    class_channels: int | None = Field(default=16, ge=1)
+    class_channels: int | None = Field(default=None, ge=1)  # paper scale: 16
 
 
 class RandomMaskParams(_Section):
@@ -176,8 +176,8 @@ class RandomMaskParams(_Section):
 class FinetuneParams(_Section):
     """Table III: the random-mask image inpainter fine-tuned on the first N object pairs."""
 
-    pairs: list[int] = [20000, 60000, 100000, 110000]   # N, the paper's
-    steps: int = Field(default=20000, ge=1)
+    pairs: list[int] = [50, 200, 360]                   # N (paper: 20k, 60k, 100k, 110k)
+    steps: int = Field(default=100, ge=1)
 
     @field_validator("pairs")
     @classmethod
@@ -196,8 +196,8 @@ class StageSchedule(_Section):
 class SegmentationSchedule(StageSchedule):
     # the paper: Adam (as PanopticFPN), fine-tuning COCO weights; from scratch the sample
     # takes AdamW with weight decay
-    optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = Field(default=0.0, ge=0)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    weight_decay: float = Field(default=1e-4, ge=0)
     # fractions of the steps at which the lr drops 10x (detectron2's 1x schedule: 60k
     # and 80k of 90k, i.e. [0.667, 0.889]); empty: constant lr
     lr_drops: list[float] = Field(default_factory=list)
@@ -214,17 +214,17 @@ class SegmentationSchedule(StageSchedule):
 class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True                                    # bf16 autocast where fast (device.py)
-    workers: int = Field(default=2, ge=0)               # data loader processes per rank
-    cache_pairs: bool = False                           # keep loaded pairs in loader memory
-    threads: int = Field(default=0, ge=0)               # torch CPU threads (0: torch's default)
-    checkpoint_every: int = Field(default=100, ge=1)    # steps
+    workers: int = Field(default=0, ge=0)               # data loader processes per rank
+    cache_pairs: bool = True                            # keep loaded pairs in loader memory
+    threads: int = Field(default=1, ge=0)               # torch CPU threads (0: torch's default)
+    checkpoint_every: int = Field(default=50, ge=1)     # steps
     log_every: int = Field(default=10, ge=1)
     grid_pairs: int = Field(default=6, ge=1)            # training pairs in reports/train/*.png
     d_lr_ratio: float = Field(default=0.1, gt=0)        # discriminator lr / generator lr
-    segmentation: SegmentationSchedule = SegmentationSchedule(steps=90000, lr=1e-5,
-                                                              batch_size=4)
-    inpainter: StageSchedule = StageSchedule(steps=200000, lr=1e-4, batch_size=8)
-    joint: StageSchedule = StageSchedule(steps=20000, lr=1e-5, batch_size=4)
+    # the sample's schedules; params-coco.yaml has the paper's (docs/method.md)
+    segmentation: SegmentationSchedule = SegmentationSchedule(steps=300, lr=1e-3, batch_size=8)
+    inpainter: StageSchedule = StageSchedule(steps=250, lr=3e-4, batch_size=8)
+    joint: StageSchedule = StageSchedule(steps=100, lr=1e-4, batch_size=8)
     mask_expansion: bool = True                         # False: the paper's "w/o MEL" ablation
 
 
