@@ -171,9 +171,8 @@ def test_random_mask_params_rerun_only_the_random_mask_inpainters(project):
 
 # a value to try for each setting no stage's result depends on: the training stages'
 # (pipeline.layout.RUN_ONLY, checked below) and two that only say how a stage works
-RUN_ONLY = {"train.workers": 1, "train.cache_pairs": False, "train.threads": 2,
-            "train.log_every": 3, "train.checkpoint_every": 5, "train.grid_pairs": 2,
-            "evaluate.grid_pairs": 3, "synthesize.workers": 2}
+RUN_ONLY = {"train.workers": 1, "train.log_every": 3, "train.checkpoint_every": 5,
+            "train.grid_pairs": 2, "evaluate.grid_pairs": 3, "synthesize.workers": 2}
 
 
 def test_run_only_settings_leave_every_stage_up_to_date(project):

@@ -286,3 +286,52 @@ def test_the_segmentation_inpainter_runs_the_frozen_segmenter_once_per_pair(cach
     assert seen == ([2, 1] if cache_pairs else [2, 2])
     assert torch.allclose(first, expected[:2], atol=1e-5)
     assert torch.allclose(second, expected[1:], atol=1e-5)
+
+
+# every setting a changed model follows from is a stage param; these are not
+RUN_ONLY_CHANGES = {"train.workers": 1, "train.checkpoint_every": 1, "train.log_every": 2,
+                    "train.grid_pairs": 2}
+
+
+def _trained_weights(folder: Path, pairs_dir: Path, **changes) -> dict[str, dict]:
+    """The segmenter, and the edge and segmentation inpainters (the latter on the
+    segmenter's class probabilities), trained for 2 steps in a fresh project."""
+    folder.mkdir()
+    (folder / "data").mkdir()
+    (folder / "data/pairs").symlink_to(pairs_dir)
+    previous = Path.cwd()
+    os.chdir(folder)
+    try:
+        params = tiny_params(**changes)
+        stages.pretrain_segmentation(params)
+        stages.pretrain_inpainter(params, "edge")
+        stages.pretrain_inpainter(params, "segmentation")
+        return {name: torch.load(f"models/{name}.pt", weights_only=True)["networks"]
+                for name in ("segmenter", "inpainter_edge", "inpainter_segmentation")}
+    finally:
+        os.chdir(previous)
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if torch.is_tensor(a):
+        return torch.equal(a, b)
+    return a == b
+
+
+def test_run_only_settings_train_the_same_model(tmp_path, pairs_dir, monkeypatch):
+    """What RUN_ONLY lists (pipeline.layout) changes how a stage runs, never what it
+    learns: the weights are bit-identical. train.threads and train.cache_pairs are not
+    among them: they round sums differently, so they are stage params (dvc.yaml)."""
+    from maskopt.pipeline.layout import RUN_ONLY, STAGE_PARAMS
+
+    assert set(RUN_ONLY_CHANGES) == set(RUN_ONLY)
+    assert "train.threads" in STAGE_PARAMS["train_joint"]
+    assert "train.cache_pairs" in STAGE_PARAMS["pretrain_inpainter"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    reference = _trained_weights(tmp_path / "reference", pairs_dir)
+    for key, value in RUN_ONLY_CHANGES.items():
+        changed = _trained_weights(tmp_path / key, pairs_dir, **{key: value})
+        assert _same(changed, reference), f"{key}={value} changed the trained weights"

@@ -34,7 +34,9 @@ def finetuned_file(pairs: int) -> Path:
     return MODELS / "finetuned" / f"inpainter_image_{pairs}.pt"
 
 
-_TRAINING = ["seed", "train.device", "train.amp"]
+# train.threads: another thread count rounds sums differently, and a few hundred steps
+# from scratch make that another model
+_TRAINING = ["seed", "train.device", "train.amp", "train.threads"]
 STAGE_PARAMS: dict[str, list[str]] = {
     "download": ["seed", "data.source", "data.root", "data.downloads", "data.max_images",
                  "data.coco_base_url", "data.coco_checksums", "sample"],
@@ -47,10 +49,13 @@ STAGE_PARAMS: dict[str, list[str]] = {
                    "synthesize.min_pairs"],
     "pretrain_segmentation": [*_TRAINING, "segmenter", "synthesize.image_size",
                               "train.segmentation"],
+    # train.cache_pairs: cached, the segmentation inpainter's input (the frozen
+    # segmenter's class probabilities) is computed on a batch's new pairs alone, which
+    # rounds differently from the whole batch
     "pretrain_inpainter": [*_TRAINING, "inpainter", "loss", "train.inpainter",
-                           "train.d_lr_ratio"],
+                           "train.d_lr_ratio", "train.cache_pairs"],
     "pretrain_inpainter_random": [*_TRAINING, "inpainter", "loss", "train.inpainter",
-                                  "train.d_lr_ratio", "random_masks"],
+                                  "train.d_lr_ratio", "random_masks", "train.cache_pairs"],
     "finetune_inpainter": [*_TRAINING, "inpainter", "loss", "train.inpainter",
                            "train.d_lr_ratio", "finetune"],
     "train_joint": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
@@ -65,5 +70,4 @@ STAGE_PARAMS: dict[str, list[str]] = {
     "paper_report": ["alpha", "evaluate.dilations", "synthesize.image_size",
                      "train.mask_expansion"],
 }
-RUN_ONLY = ["train.workers", "train.cache_pairs", "train.threads", "train.checkpoint_every",
-            "train.log_every", "train.grid_pairs"]
+RUN_ONLY = ["train.workers", "train.checkpoint_every", "train.log_every", "train.grid_pairs"]
