@@ -276,10 +276,11 @@ def mask_command(args) -> int:
 
     def work(rgb, rough, source, targets):
         mask_file, photo_copy = targets
-        if photo_copy is None and exif_orientation(source) != 1:
+        orientation = exif_orientation(source) if photo_copy is None else 1
+        if orientation != 1:
             # the mask is drawn on the upright photo; IOPaint reads the stored pixels
             raise MaskoptError(f"{source}: stored rotated (EXIF orientation "
-                               f"{exif_orientation(source)}), and `iopaint run` reads the "
+                               f"{orientation}), and `iopaint run` reads the "
                                "stored pixels, so an upright mask would not fit it: use "
                                "--layout lama, which writes the upright photo beside its mask")
         selection = _selection(remover, rgb, rough, args)

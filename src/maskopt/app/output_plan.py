@@ -51,7 +51,9 @@ def output_folder(output: Path, photo: Path) -> Path:
 
 def check_outputs(plan: dict[Path, list[Path]], inputs: list[Path]) -> None:
     """Refuse a plan (photo -> files it writes) in which two photos write the same file
-    or a file written is one of ``inputs``."""
+    or a file written is one of ``inputs`` (see :func:`same_file`)."""
+    by_path = {given.resolve(): given for given in inputs}
+    by_inode = {_inode(given): given for given in inputs if given.exists()}
     writers: dict[Path, Path] = {}
     for source, targets in plan.items():
         for target in targets:
@@ -60,10 +62,17 @@ def check_outputs(plan: dict[Path, list[Path]], inputs: list[Path]) -> None:
                 raise MaskoptError(f"{writers[key]} and {source} would both write {target}; "
                                    "rename one of them, or process them separately")
             writers[key] = source
-            for given in inputs:
-                if same_file(target, given):
-                    raise MaskoptError(f"{target}: is an input ({given}) and would be "
-                                       "overwritten; choose another output (-o)")
+            given = by_path.get(key) or (by_inode.get(_inode(target)) if target.exists()
+                                         else None)
+            if given is not None:
+                raise MaskoptError(f"{target}: is an input ({given}) and would be "
+                                   "overwritten; choose another output (-o)")
+
+
+def _inode(path: Path) -> tuple[int, int]:
+    """What os.path.samefile compares: the file's device and inode."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
 
 
 def result_path(target: Path) -> Path:
@@ -91,7 +100,7 @@ def removal_plan(photo: Path, output: Path, save_mask: bool,
     else:
         results = {photo: result_path(output)}
     check_outputs({p: [r, *([mask_path(r)] if save_mask else [])] for p, r in results.items()},
-                  [*sources, *([rough_mask] if rough_mask is not None else [])])
+                  _inputs(sources, rough_mask))
     return results
 
 
@@ -107,5 +116,9 @@ def mask_plan(photo: Path, output: Path, layout: str,
     else:
         plan = {p: (folder / f"{p.stem}.png", None) for p in sources}
     check_outputs({p: [t for t in targets if t is not None] for p, targets in plan.items()},
-                  [*sources, *([rough_mask] if rough_mask is not None else [])])
+                  _inputs(sources, rough_mask))
     return plan
+
+
+def _inputs(sources: list[Path], rough_mask: Path | None) -> list[Path]:
+    return [*sources, *([rough_mask] if rough_mask is not None else [])]
