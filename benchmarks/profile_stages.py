@@ -104,7 +104,7 @@ def load_trained(task) -> None:
     if hasattr(task, "segmenter"):
         task.segmenter.load_state_dict(weights(SEGMENTER_FILE, "pretrain_segmentation",
                                                "segmenter"))
-    nets = {task.kind: (task.generator, task.discriminator)} if hasattr(task, "generator") \
+    nets = {task.kind.name: (task.generator, task.discriminator)} if hasattr(task, "generator") \
         else {k: (task.g[k], task.d[k]) for k in getattr(task, "g", {})}
     for kind, (generator, discriminator) in nets.items():
         path = inpainter_file(kind)

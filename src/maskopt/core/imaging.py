@@ -33,3 +33,11 @@ def gray_and_edges(rgb: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarra
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """N×H×W class indices → N×C×H×W one-hot floats."""
     return torch.nn.functional.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()
+
+
+def segmentation_colours(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Class indices → N×3×H×W colours from a fixed palette, for grids."""
+    rng = np.random.default_rng(7)
+    palette = torch.from_numpy(rng.uniform(0.15, 1, (num_classes, 3)).astype(np.float32))
+    palette[0] = 0
+    return palette.to(labels.device)[labels].permute(0, 3, 1, 2)

@@ -14,17 +14,13 @@ from torch import nn
 
 from maskopt.core.errors import MaskoptError
 from maskopt.core.io import atomic_path
-from maskopt.models.inpainter import (
-    EdgeInpainter,
-    ImageInpainter,
-    PatchDiscriminator,
-    SegmentationInpainter,
-)
+from maskopt.models.inpainter import PatchDiscriminator
+from maskopt.models.inpainter_kinds import KINDS
 
 if TYPE_CHECKING:  # only a type here: pydantic stays out of `maskopt remove`'s imports
     from maskopt.pipeline.params import Params
 
-INPAINTERS = ("edge", "segmentation", "image")
+INPAINTERS = tuple(KINDS)  # edge, segmentation, image: the order they inpaint in
 
 
 def segmenter_config(params: Params, num_things: int, num_classes: int,
@@ -46,11 +42,8 @@ def segmenter_config(params: Params, num_things: int, num_classes: int,
 def inpainter_config(params: Params, kind: str, num_classes: int) -> dict:
     if kind not in INPAINTERS:
         raise MaskoptError(f"unknown inpainter {kind!r} (one of {', '.join(INPAINTERS)})")
-    config = {"kind": kind, "num_classes": num_classes, "width": params.inpainter.width,
-              "blocks": params.inpainter.blocks}
-    if kind != "edge" and params.inpainter.class_channels:  # see maskopt.models.inpainter
-        config["class_channels"] = params.inpainter.class_channels
-    return config
+    p = params.inpainter
+    return KINDS[kind].config(num_classes, p.width, p.blocks, p.class_channels)
 
 
 def build(config: dict) -> nn.Module:
@@ -67,21 +60,16 @@ def build(config: dict) -> nn.Module:
         from maskopt.models.segmenter import PanopticFPN
 
         return PanopticFPN(**kwargs)
-    if kind == "edge":
-        return EdgeInpainter(kwargs["width"], kwargs["blocks"])
-    if kind == "segmentation":
-        return SegmentationInpainter(**kwargs)
-    if kind == "image":
-        return ImageInpainter(**kwargs)
+    if kind in KINDS:
+        return KINDS[kind].build(config)
     if kind == "discriminator":
         return PatchDiscriminator(**kwargs)
     raise MaskoptError(f"unknown network kind {kind!r}")
 
 
 def build_discriminator(kind: str, num_classes: int, width: int) -> PatchDiscriminator:
-    """Edge D sees [gray, edges]; segmentation D sees class probabilities; image D sees RGB."""
-    channels = {"edge": 2, "segmentation": num_classes, "image": 3}[kind]
-    return PatchDiscriminator(channels, width)
+    """The discriminator of an inpainter kind, on what that kind's D sees."""
+    return PatchDiscriminator(KINDS[kind].discriminator_channels(num_classes), width)
 
 
 def save_model(path: str | Path, networks: dict[str, tuple[dict, nn.Module]], **extra) -> None:

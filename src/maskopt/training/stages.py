@@ -26,6 +26,7 @@ from maskopt.models.build import (
     save_model,
     segmenter_config,
 )
+from maskopt.models.inpainter_kinds import KINDS
 from maskopt.pipeline.layout import (
     CHECKPOINTS,
     CURVES,
@@ -180,7 +181,7 @@ def _train_inpainter(name: str, params: Params, kind: str, model_file: Path, ste
     start = None if init_from is None else load_model(*init_from)  # fails before training
     upstream = [] if init_from is None else [init_from[0]]
     class_input = None
-    if kind == "segmentation" and params.inpainter.segmentation_input == "segmenter":
+    if KINDS[kind].reads_classes and params.inpainter.segmentation_input == "segmenter":
         saved = load_model(SEGMENTER_FILE, "pretrain_segmentation")["networks"]["segmenter"]
         class_input = restore(saved, source=str(SEGMENTER_FILE))
         upstream.append(SEGMENTER_FILE)

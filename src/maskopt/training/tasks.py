@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from maskopt.core.device import autocast, use_bf16
-from maskopt.core.imaging import one_hot, tensor_to_rgb
+from maskopt.core.imaging import one_hot, segmentation_colours, tensor_to_rgb
 from maskopt.models import losses
 from maskopt.models.build import build_discriminator
-from maskopt.models.inpainter import composite, inpaint_in_order
+from maskopt.models.inpainter import inpaint_in_order
+from maskopt.models.inpainter_kinds import KINDS
 from maskopt.models.selection import (
     PANOPTIC_SCORE,
     box_margin,
@@ -68,14 +69,6 @@ def image_grid(rows: list[torch.Tensor]) -> np.ndarray:
     return np.concatenate([_to_uint8(r) for r in rows], axis=0)
 
 
-def segmentation_colours(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Class indices → N×3×H×W colours from a fixed palette, for grids."""
-    rng = np.random.default_rng(7)
-    palette = torch.from_numpy(rng.uniform(0.15, 1, (num_classes, 3)).astype(np.float32))
-    palette[0] = 0
-    return palette.to(labels.device)[labels].permute(0, 3, 1, 2)
-
-
 class SegmentationTask:
     """Pretrain the segmenter with L_PS = RPN + box + mask + semantic losses, by Adam (the
     paper's, from COCO weights) or AdamW (``train.segmentation.optimizer``)."""
@@ -121,20 +114,19 @@ class SegmentationTask:
 
 
 class InpainterTask:
-    """Pretrain one inpainter with GT masks M_G and targets from I_G.
+    """Pretrain one inpainter with GT masks M_G and targets from I_G; its inputs, losses,
+    logged measure and grid are its kind's (maskopt.models.inpainter_kinds).
 
-    edge: [gray(I), Canny(I)] masked → Canny(I_G);  L_E = λEG·hinge + λEF·feature matching.
-    segmentation: seg(I) masked → seg(I_G);  L_S = λSG·hinge + λSC·CE. seg(I) is the
-    class probabilities of ``class_input`` (the pretrained segmenter, frozen): what the
-    network gets in joint training, evaluation and `remove`; without it, one-hot labels.
-    image: I masked + GT edges and segmentation of I_G (EdgeConnect's stage 2: the image
-    inpainter learns from clean guides, and joint training then adapts it to predicted
-    ones) → I_G;  L_I = λIG·hinge + λIF·perceptual + λIS·style + λIR·L1/N_M.
+    The segmentation inpainter's input seg(I) is the class probabilities of
+    ``class_input`` (the pretrained segmenter, frozen): what the network gets in joint
+    training, evaluation and `remove`; without it, one-hot labels. The image inpainter
+    learns from I_G's clean guides (EdgeConnect's stage 2), and joint training then
+    adapts it to predicted ones.
     """
 
     def __init__(self, kind: str, generator: nn.Module, params: Params, ctx: Context,
                  num_classes: int, class_input: nn.Module | None = None):
-        self.kind, self.ctx, self.bf16 = kind, ctx, training_bf16(params, ctx)
+        self.kind, self.ctx, self.bf16 = KINDS[kind], ctx, training_bf16(params, ctx)
         self.class_input = None if class_input is None else class_input.to(ctx.device).eval()
         # The frozen segmenter gives a pair the same probabilities every epoch: with the
         # pairs cached in memory (the sample), so are they, per (pair, flip).
@@ -151,23 +143,14 @@ class InpainterTask:
         self.g_opt = torch.optim.Adam(self.g_params, lr, betas=ADAM_BETAS)
         self.d_opt = torch.optim.Adam(self.d_params, lr * params.train.d_lr_ratio,
                                       betas=ADAM_BETAS)
-        self.vgg = _vgg(params, ctx.device) if kind == "image" else None
+        self.vgg = _vgg(params, ctx.device) if self.kind.needs_vgg else None
         self.modules = {"generator": self.generator, "discriminator": self.discriminator}
         self.optimizers = {"generator": self.g_opt, "discriminator": self.d_opt}
 
     def _forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(generator output, what D sees as fake, what D sees as real)."""
-        mask = batch["mask"]
-        if self.kind == "edge":
-            out = self.generator(batch["gray"], batch["edges"], mask)
-            return out, torch.cat([batch["target_gray"], out], 1), \
-                torch.cat([batch["target_gray"], batch["target_edges"]], 1)
-        if self.kind == "segmentation":
-            out = self.generator(self.classes_of_input(batch), mask)
-            return out, torch.softmax(out, 1), one_hot(batch["target_semantic"], self.num_classes)
-        seg = one_hot(batch["target_semantic"], self.num_classes)
-        out = self.generator(batch["image"], batch["target_edges"], seg, mask)
-        return out, out, batch["target"]
+        classes = self.classes_of_input(batch) if self.kind.reads_classes else None
+        return self.kind.pretraining_forward(self.generator, batch, classes, self.num_classes)
 
     def classes_of_input(self, batch: dict) -> torch.Tensor:
         """The segmentation inpainter's input: seg(I), as the class docstring says."""
@@ -191,75 +174,21 @@ class InpainterTask:
             d_fake, _ = self.discriminator(fake.detach())
             d_loss = losses.hinge_discriminator_loss(d_real, d_fake)
             g_fake, fake_features = self.discriminator(fake)
-            terms = generator_terms(self.kind, self.weights, batch, out, g_fake, fake_features,
-                                    real_features, self.vgg)
+            terms = self.kind.generator_terms(self.weights, batch, out,
+                                              losses.hinge_generator_loss(g_fake),
+                                              fake_features, real_features, self.vgg,
+                                              seg_is_probability=False)
         g_loss = sum(terms.values())
         _step(self.d_opt, self.d_params, d_loss, self.ctx)
         _step(self.g_opt, self.g_params, g_loss, self.ctx)
         return {"loss_g": g_loss.item(), "loss_d": d_loss.item(),
                 **{k: v.item() for k, v in terms.items()},
-                **hole_quality(self.kind, out, batch, batch["mask"])}
+                **self.kind.hole_quality(out, batch, batch["mask"])}
 
     @torch.no_grad()
     def grid(self, batch: dict) -> np.ndarray:
         out, _, _ = self._forward(batch)
-        mask = batch["mask"]
-        if self.kind == "edge":
-            return image_grid([batch["image"], mask, composite(out, batch["edges"], mask),
-                               batch["target_edges"]])
-        if self.kind == "segmentation":
-            pred = composite(out.argmax(1, keepdim=True), batch["semantic"][:, None], mask)
-            colour = segmentation_colours
-            return image_grid([batch["image"], mask,
-                               colour(pred[:, 0].long(), self.num_classes),
-                               colour(batch["target_semantic"], self.num_classes)])
-        return image_grid([batch["image"], mask, composite(out, batch["image"], mask),
-                           batch["target"]])
-
-
-@torch.no_grad()
-def hole_quality(kind: str, out: torch.Tensor, batch: dict, mask: torch.Tensor) -> dict:
-    """A plain, loss-independent measure inside the hole, to see learning in the logs
-    (GAN losses themselves need not fall)."""
-    if kind == "edge":
-        return {"hole_edge_l1": losses.masked_l1_loss(out, batch["target_edges"], mask).item()}
-    if kind == "segmentation":
-        right = (out.argmax(1, keepdim=True) == batch["target_semantic"][:, None]).float()
-        return {"hole_accuracy": ((right * mask).sum() / mask.sum().clamp_min(1)).item()}
-    return {"hole_l1": losses.masked_l1_loss(out, batch["target"], mask).item()}
-
-
-def generator_terms(kind: str, w, batch: dict, out, g_fake, fake_features, real_features,
-                    vgg, seg_is_probability: bool = False) -> dict[str, torch.Tensor]:
-    """The weighted generator losses of one inpainter (paper Sec. III-B).
-
-    Every term is normalised by, or restricted to, the ground-truth object M_G
-    (``batch["mask"]``), never by a predicted mask. ``out`` is the raw prediction in
-    pretraining and the composite (prediction inside the predicted mask, input
-    outside) in joint training, where segmentation ``out`` holds probabilities.
-    """
-    object_mask = batch["mask"]
-    adversarial = losses.hinge_generator_loss(g_fake)
-    if kind == "edge":
-        return {"loss_eg": w.lambda_eg * adversarial,
-                "loss_ef": w.lambda_ef * losses.feature_matching_loss(fake_features,
-                                                                      real_features)}
-    if kind == "segmentation":
-        cross_entropy = (losses.composite_cross_entropy if seg_is_probability
-                         else losses.masked_cross_entropy)
-        return {"loss_sg": w.lambda_sg * adversarial,
-                "loss_sc": w.lambda_sc * cross_entropy(out, batch["target_semantic"],
-                                                       object_mask)}
-    target = batch["target"]
-    terms = {"loss_ig": w.lambda_ig * adversarial,
-             "loss_ir": w.lambda_ir * losses.reconstruction_l1_loss(out, target, object_mask)}
-    if vgg is not None:
-        out_features, style_out = vgg(out), vgg(out * object_mask)
-        with torch.no_grad():  # the targets need no graph
-            target_features, style_target = vgg(target), vgg(target * object_mask)
-        terms["loss_if"] = w.lambda_if * losses.perceptual_loss(out_features, target_features)
-        terms["loss_is"] = w.lambda_is * losses.style_loss(style_out, style_target)
-    return terms
+        return image_grid(self.kind.grid_rows(out, batch, self.num_classes))
 
 
 def inpaint_with_mask(generators: dict[str, nn.Module], batch: dict, mask: torch.Tensor,
@@ -275,20 +204,16 @@ def joint_inpainting_losses(composites: dict[str, torch.Tensor], discriminators:
     """Joint L_E + L_S + L_I on the composites, against I_G's edges, labels and pixels
     over the whole image: any part of the person the mask misses stays in the
     composite and is paid for. Returns (generator terms, discriminator losses)."""
-    fake = {"edge": torch.cat([batch["target_gray"], composites["edge"]], 1),
-            "segmentation": composites["segmentation"], "image": composites["image"]}
-    real = {"edge": torch.cat([batch["target_gray"], batch["target_edges"]], 1),
-            "segmentation": one_hot(batch["target_semantic"], num_classes),
-            "image": batch["target"]}
     d_losses, terms = {}, {}
     for kind, d in discriminators.items():
-        d_real, real_features = d(real[kind])
-        d_fake, _ = d(fake[kind].detach())
+        fake, real = KINDS[kind].joint_fake_real(composites[kind], batch, num_classes)
+        d_real, real_features = d(real)
+        d_fake, _ = d(fake.detach())
         d_losses[kind] = losses.hinge_discriminator_loss(d_real, d_fake)
-        g_fake, fake_features = d(fake[kind])
-        terms.update(generator_terms(kind, weights, batch, composites[kind], g_fake,
-                                     fake_features, real_features, vgg,
-                                     seg_is_probability=True))
+        g_fake, fake_features = d(fake)
+        terms.update(KINDS[kind].generator_terms(
+            weights, batch, composites[kind], losses.hinge_generator_loss(g_fake),
+            fake_features, real_features, vgg, seg_is_probability=True))
     return terms, d_losses
 
 
@@ -369,7 +294,7 @@ class JointTask:
             added = (hard & ~gt).float().mean()
         return {"loss_sn": total.item(), "loss_ps": l_ps.item(), "loss_x": l_x.item(),
                 **{k: v.item() for k, v in terms.items()},
-                **hole_quality("image", f["composites"]["image"], batch, batch["mask"]),
+                **KINDS["image"].hole_quality(f["composites"]["image"], batch, batch["mask"]),
                 **{f"loss_d_{k}": v.item() for k, v in d_losses.items()},
                 "coverage": coverage.item(), "added_area": added.item()}
 
