@@ -2,6 +2,7 @@
 
 import json
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,9 @@ def test_mask_metrics_on_a_square_grown_by_two_pixels():
 
 def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypatch):
     from maskopt.data.pairs import PairDataset
-    from maskopt.evaluation import evaluate as evaluation
+    from maskopt.evaluation import engine
+    from maskopt.evaluation.evaluate import evaluate_pairs
+    from maskopt.evaluation.rows import evaluation_rows
     from maskopt.models.inference import Networks
 
     monkeypatch.chdir(trained_project)
@@ -105,17 +108,21 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
         "models/segmenter.pt", {k: Path(f"models/inpainter_{k}.pt")
                                 for k in ("edge", "segmentation", "image")}, 1.0)
     calls = []
-    real_inpaint = evaluation.inpaint
+    real_inpaint = engine.inpaint
 
     def recording(nets, images, masks, semantic):
         calls.append((nets, masks))
         return real_inpaint(nets, images, masks, semantic)
 
-    monkeypatch.setattr(evaluation, "inpaint", recording)
+    monkeypatch.setattr(engine, "inpaint", recording)
     shared = SharedNetworks(lpips_factory=offline, fid_features=offline)
     dataset = PairDataset(trained_project / "data/pairs/test")
     dataset.pairs = dataset.pairs[:2]
-    evaluation.evaluate_pairs(joint, pretrained, dataset, [-2, 0], shared)
+    both = {"joint": joint, "pretrained": pretrained}
+    sources = engine.Sources.of(both, both, {})
+    table, _, _, _ = evaluate_pairs(evaluation_rows([-2, 0], [], [], sources.names()), sources,
+                                    dataset, shared)
+    assert {"gt_d-2", "gt_d0", "joint", "starting_point"} <= set(table)
     gt = torch.stack([dataset[i]["mask"] for i in range(2)])
     on_gt = [nets for nets, masks in calls if torch.equal(masks, gt)]
     assert on_gt and all(nets is pretrained for nets in on_gt)
@@ -230,18 +237,36 @@ def assert_fixed_dilation_report(saved: dict, headline: dict) -> None:
 
 
 def test_fig_4_columns_put_external_inpainters_before_ours():
-    from maskopt.evaluation.evaluate import table_v_columns, with_external_columns
+    from maskopt.evaluation.evaluate import figure_columns
+    from maskopt.evaluation.rows import evaluation_rows
 
-    images = torch.zeros(2, 3, 8, 8)
-    outputs = {row: images + i for i, row in enumerate(
-        ("telea_pretrained_mask", "ns_pretrained_mask", "without_mel", "joint", "gt_d0"))}
-    columns = table_v_columns(images, images, {"pretrained": images[:, :1]}, outputs)
-    assert list(columns) == ["input I", "pretrained mask", "telea_pretrained_mask",
-                             "ns_pretrained_mask", "without_mel", "joint", "ground truth I_G"]
+    have = {"pretrained", "joint", "without_mel", "gt", "random"}
+    rows = evaluation_rows([-2, 0, 2], [], ["lama"], have)
+    image = torch.zeros(3, 8, 8)
+    drawn = defaultdict(lambda: [image, image])
+    columns = figure_columns(rows, drawn)
     lama = "external_lama_pretrained_mask"
-    merged = with_external_columns(columns, {lama: images})
-    assert list(merged)[4:] == [lama, "without_mel", "joint", "ground truth I_G"]
-    assert len(merged[lama]) == 2
+    assert list(columns["table_v"]) == [
+        "input I", "pretrained mask", "telea_pretrained_mask", "ns_pretrained_mask",
+        "random_inpainters_pretrained_mask", lama, "without_mel", "joint", "ground truth I_G"]
+    assert list(columns["pairs"]) == [
+        "input I", "pretrained mask", "joint mask", "starting point", "Telea, pretr. mask",
+        "Telea, joint mask", "joint", "ground truth I_G"]
+    assert list(columns["figure_1"])[1:4] == ["mask gt_d-2", "mask gt_d0", "mask gt_d2"]
+    assert len(columns["table_v"][lama]) == 2 and len(columns["figure_1"]["gt_d0"]) == 1
+
+
+def test_a_row_needs_its_mask_and_its_inpainter():
+    from maskopt.evaluation.rows import ROWS, evaluation_rows, row_named
+
+    names = [row.name for row in evaluation_rows([0], [20], [], {"pretrained", "gt"})]
+    assert names == ["starting_point", "telea_pretrained_mask", "ns_pretrained_mask",
+                     "telea_gt_mask", "gt_d0"]
+    for row in ROWS:
+        assert row_named(row.name) == row
+    assert row_named("finetuned_20_gt_mask").inpainter == "finetuned_20"
+    assert row_named("external_lama_pretrained_mask").external == "lama"
+    assert row_named("gt_d-2").grow == -2 and row_named("comparisons") is None
 
 
 def test_long_column_names_wrap_inside_their_tile():

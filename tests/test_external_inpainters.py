@@ -12,10 +12,11 @@ from PIL import Image
 from maskopt.core.errors import MaskoptError
 from maskopt.core.imaging import tensor_to_rgb
 from maskopt.data.pairs import PairDataset
-from maskopt.evaluation.evaluate import evaluate_external
+from maskopt.evaluation.engine import Sources
+from maskopt.evaluation.evaluate import evaluate_pairs
 from maskopt.evaluation.external import export_pair, read_result, run_inpainter
 from maskopt.evaluation.image_metrics import SharedNetworks
-from maskopt.evaluation.row_names import external_row
+from maskopt.evaluation.rows import Row
 
 STAND_IN = f"{shlex.quote(sys.executable)} {Path(__file__).with_name('stand_in_inpainter.py')}"
 IOPAINT = STAND_IN + " --image {images} --mask {masks} --output {output}"
@@ -50,15 +51,24 @@ def test_export_has_both_layouts(exported):
     assert set(np.unique(mask)) <= {0, 255}
 
 
-def test_stand_in_rows_are_scored_and_keep_the_known_pixels(exported):
-    dataset, folder = exported
-    table, per_image, failures = evaluate_external({"iopaint": IOPAINT, "lama": LAMA}, folder,
-                                                   dataset, offline_metrics())
+def evaluate_external(commands: dict[str, str], dataset, workdir: Path):
+    """The external inpainters as evaluation rows on the ground-truth masks."""
+    rows = [Row(name, "gt", f"external:{name}", name) for name in commands]
+    table, per_image, _, failures = evaluate_pairs(rows, Sources({}, {}), dataset,
+                                                   offline_metrics(), 0, None, commands,
+                                                   workdir)
+    return table, per_image, failures
+
+
+def test_stand_in_rows_are_scored_and_keep_the_known_pixels(pairs_dir, tmp_path):
+    dataset = PairDataset(pairs_dir / "test")
+    table, per_image, failures = evaluate_external({"iopaint": IOPAINT, "lama": LAMA},
+                                                   dataset, tmp_path)
     assert failures == {}
-    for name in ("iopaint", "lama"):
-        row = external_row(name)
+    for row in ("iopaint", "lama"):
         assert len(per_image[row]) == len(dataset) and table[row]["all"]["count"] == len(dataset)
-    name = dataset[0]["name"]
+        assert table[row]["all"]["mask_coverage"] == 1.0  # it filled the GT mask
+    name, folder = f"{dataset[0]['name']}__gt+0", tmp_path
     rgb = np.asarray(Image.open(folder / "images" / f"{name}.png"))
     hole = np.asarray(Image.open(folder / "masks" / f"{name}.png")) > 127
     result = read_result("iopaint", folder / "results" / "iopaint", name, rgb, hole)
@@ -66,15 +76,14 @@ def test_stand_in_rows_are_scored_and_keep_the_known_pixels(exported):
     assert not np.array_equal(result[hole], rgb[hole])
 
 
-def test_each_failure_names_the_inpainter_and_keeps_the_other_rows(exported):
-    dataset, folder = exported
-    skipped = dataset[1]["name"]
+def test_each_failure_names_the_inpainter_and_keeps_the_other_rows(pairs_dir, tmp_path):
+    dataset = PairDataset(pairs_dir / "test")
+    skipped = f"{dataset[1]['name']}__gt+0"
     commands = {"good": IOPAINT, "missing": "no-such-inpainter {images} {output}",
                 "failing": IOPAINT + " --fail", "partial": IOPAINT + f" --skip {skipped}",
                 "typo": STAND_IN + " --image {imgs} --output {output}"}
-    table, _, failures = evaluate_external(commands, folder, dataset,
-                                           offline_metrics())
-    assert list(table) == [external_row("good")]
+    table, _, failures = evaluate_external(commands, dataset, tmp_path)
+    assert list(table) == ["good"]
     assert "program 'no-such-inpainter' not found" in failures["missing"]
     assert "exit code 1 (stand-in: failing as asked)" in failures["failing"]
     assert f"wrote no result for {skipped}" in failures["partial"]

@@ -18,18 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maskopt.core.device import to_device
-from maskopt.core.errors import MaskoptError
-from maskopt.core.imaging import rgb_to_tensor, tensor_to_rgb
-from maskopt.core.io import read_rgb, write_png
-from maskopt.data.pairs import batches
-from maskopt.evaluation.external import export_pair, read_result, run_inpainter
+from maskopt.evaluation.engine import Sources, external_fills, fill_rows, run_external
 from maskopt.evaluation.image_metrics import ALL, psnr
-from maskopt.evaluation.masks import selected_masks
+from maskopt.evaluation.rows import EXTERNAL, Row
 from maskopt.evaluation.statistics import paired_comparison
-from maskopt.models.inference import Networks, grow_mask, inpaint, opencv_inpaint
+from maskopt.models.inference import Networks
 
-BATCH = 8
 LEARNED = "learned"  # the joint model's mask, beside the fixed dilations d0, d1, …
 # the inpainters of the comparison (external ones are added by name)
 OWN_INPAINTERS = ("pretrained", "joint", "telea")
@@ -61,6 +55,16 @@ class PsnrTable:
         return [v for v, b in zip(values, self.buckets, strict=True) if bucket in (ALL, b)]
 
 
+def sweep_rows(dilations: list[int], external: list[str]) -> dict[str, tuple[Row, str, str]]:
+    """The sweep as evaluation rows: {row: (row, inpainter, mask key)}, every inpainter
+    on the pretrained mask grown by each d and on the learned mask."""
+    inpainters = {name: name for name in OWN_INPAINTERS} | {
+        name: EXTERNAL + name for name in external}
+    masks = [("pretrained", d, mask_key(d)) for d in dilations] + [("joint", 0, LEARNED)]
+    return {f"{name}@{key}": (Row(f"{name}@{key}", mask, inpainter, name, grow=d), name, key)
+            for mask, d, key in masks for name, inpainter in inpainters.items()}
+
+
 def sweep(pretrained: Networks, joint: Networks, dataset, dilations: list[int],
           external: dict[str, str], workdir: Path, progress=None
           ) -> tuple[PsnrTable, dict[str, str]]:
@@ -71,58 +75,23 @@ def sweep(pretrained: Networks, joint: Networks, dataset, dilations: list[int],
     inpainters the pretrained segmenter's, the joint inpainters the joint one's); only
     the mask changes along a row of the sweep."""
     table = PsnrTable()
-    exported = []  # names of the images and masks exported for the external inpainters
-    for batch in batches(dataset, BATCH):
-        batch = to_device(batch, joint.device)
-        images, target, gt = batch["image"], batch["target"], batch["mask"]
-        pre_soft, _, pre_semantic = selected_masks(pretrained.segmenter, images, gt,
-                                                   pretrained.box_margin)
-        learned_soft, _, joint_semantic = selected_masks(joint.segmenter, images, gt,
-                                                         joint.box_margin)
-        masks = {mask_key(d): grow_mask((pre_soft > 0.5).float(), d) for d in dilations}
-        masks[LEARNED] = (learned_soft > 0.5).float()
-        fill = {"pretrained": (pretrained, torch.softmax(pre_semantic, 1)),
-                "joint": (joint, torch.softmax(joint_semantic, 1))}
-        for key, mask in masks.items():
-            for inpainter, (nets, semantic) in fill.items():
-                table.add(inpainter, key, inpaint(nets, images, mask, semantic), target)
-            table.add("telea", key, opencv_inpaint(images, mask, "telea"), target)
-            if external:
-                for name, image, m in zip(batch["name"], images, mask, strict=True):
-                    export_pair(workdir, f"{name}__{key}", tensor_to_rgb(image),
-                                m[0].cpu().numpy() > 0.5)
-                    exported.append(f"{name}__{key}")
-        if external:  # the targets, to score the external fills as the other rows
-            for name, t in zip(batch["name"], target, strict=True):
-                write_png(workdir / "targets" / f"{name}.png", tensor_to_rgb(t))
-        table.buckets += list(batch["bucket"])
-        if progress is not None:
-            progress.update(len(images))
-    failures = {}
-    for inpainter, command in external.items():
-        try:
-            _add_external(table, inpainter, command, workdir, exported)
-        except MaskoptError as exc:  # reported and left out; the other rows stay
-            failures[inpainter] = str(exc)
+    rows = sweep_rows(dilations, list(external))
+    both = {"pretrained": pretrained, "joint": joint}
+    for batch in fill_rows([row for row, _, _ in rows.values()], Sources.of(both, both, {}),
+                           dataset, workdir, progress):
+        for name, filled in batch.fills.items():
+            _, inpainter, key = rows[name]
+            table.add(inpainter, key, filled, batch.pairs["target"])
+        table.buckets += list(batch.pairs["bucket"])
+    outside = [row for row, _, _ in rows.values() if row.external]
+    failed = run_external(outside, external, workdir) if outside else {}
+    for pairs, fills in external_fills([row for row in outside if row.name not in failed],
+                                       dataset, workdir):
+        for name, filled in fills.items():
+            _, inpainter, key = rows[name]
+            table.add(inpainter, key, filled, pairs["target"])
+    failures = {rows[name][1]: why for name, why in failed.items()}
     return table, failures
-
-
-def _add_external(table: PsnrTable, inpainter: str, command: str, workdir: Path,
-                  exported: list[str]) -> None:
-    """Run an external inpainter once on every exported image and mask; add its PSNRs."""
-    output = workdir / "results" / inpainter
-    run_inpainter(inpainter, command, workdir, output)
-    scored = defaultdict(list)
-    for name in exported:
-        rgb = read_rgb(workdir / "images" / f"{name}.png")[0]
-        hole = read_rgb(workdir / "masks" / f"{name}.png")[0][..., 0] > 127
-        filled = read_result(inpainter, output, name, rgb, hole)
-        pair, key = name.rsplit("__", 1)
-        target = read_rgb(workdir / "targets" / f"{pair}.png")[0]
-        scored[key].append((rgb_to_tensor(filled), rgb_to_tensor(target)))
-    for key, pairs in scored.items():  # in the order of the dataset, as the other rows
-        filled, target = (torch.stack(x) for x in zip(*pairs, strict=True))
-        table.add(inpainter, key, filled, target)
 
 
 def best_dilations(validation: PsnrTable, dilations: list[int]) -> dict[str, int]:

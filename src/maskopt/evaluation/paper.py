@@ -2,14 +2,14 @@
 (paper)", and under each table the paper's claim with our paired comparison.
 
 The paper's numbers are in ``paper_numbers.json`` (``paper_numbers``), with the table
-each comes from. Ours are the evaluate stage's rows (see ``evaluate.ROWS``); a table
+each comes from. Ours are the evaluate stage's rows (see ``rows.ROWS``); a table
 whose rows this run did not make says so instead of showing numbers.
 """
 
 from __future__ import annotations
 
 from maskopt.evaluation.paper_numbers import paper_numbers
-from maskopt.evaluation.row_names import external_name, finetuned_pairs, finetuned_row
+from maskopt.evaluation.rows import ROWS, finetuned_row, row_named, table_v_rows
 from maskopt.evaluation.statistics import paired_comparison
 
 DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2}
@@ -49,7 +49,8 @@ def _by_bucket(values: list[float], image_buckets: list[str], bucket: str) -> li
 
 def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> list[str]:
     lines = [f"## Table III — {t3['caption']}", ""]
-    counts = sorted(n for n in map(finetuned_pairs, table) if n is not None)
+    counts = sorted(int(row.inpainter.removeprefix("finetuned_"))
+                    for row in map(row_named, table) if row.inpainter.startswith("finetuned_"))
     if not counts or "random_inpainters_gt_mask" not in table:
         return lines + ["Not in this run: no fine-tuned inpainter was evaluated.", ""]
     lines += ["Ours: the image inpainter trained on random masks, fine-tuned on the first N "
@@ -57,7 +58,7 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
               "random-mask ones), on the GT masks; N = 0 is Table II's random column. The "
               "paper's N are those of COCO; its numbers are in the second table.", ""]
     rows = {"N = 0": "random_inpainters_gt_mask",
-            **{f"N = {n}": finetuned_row(n) for n in counts}}
+            **{f"N = {n}": finetuned_row(n).name for n in counts}}
     for metric in ("psnr", "ssim"):
         lines += _grid(metric, {k: (row, None) for k, row in rows.items()}, table, buckets)
     names = [f"N = {int(n) // 1000}k" if int(n) else "N = 0" for n in t3["psnr"]]
@@ -71,8 +72,8 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
               "the first 20k pairs (saturating up to 110k).", ""]
     for n in counts:
         lines.append(_claim(f"fine-tuned on {n} pairs > not fine-tuned",
-                            per_image[finetuned_row(n)], base))
-    gains = [sum(per_image[finetuned_row(n)]) / len(base) - sum(base) / len(base)
+                            per_image[finetuned_row(n).name], base))
+    gains = [sum(per_image[finetuned_row(n).name]) / len(base) - sum(base) / len(base)
              for n in counts]
     if gains[-1] > 0:
         lines.append(f"- share of the gain at N = {counts[-1]} reached with N = {counts[0]}: "
@@ -86,7 +87,7 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                    alpha_sweep: list[dict] | None = None, alpha: float = 0.03,
                    phi_figure: str | None = None) -> str:
     """``per_image``: each row's PSNR per test pair, in the order of ``image_buckets``.
-    ``figures``: the grid files of ``row_names.FIGURES`` (in reports/grids/) to show.
+    ``figures``: the grid files of ``rows.FIGURES`` (in reports/grids/) to show.
     ``alpha_sweep``: the rows of reports/alpha_sweep.json (see :func:`table_iv`);
     ``phi_figure``: the file of Fig. 3 (φ and the α bands), relative to reports/."""
     paper = paper_numbers()
@@ -168,26 +169,17 @@ def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
              "expansion loss). EdgeC = EdgeConnect's networks trained on random masks. "
              f"This run's joint model is trained {'with' if mask_expansion else 'without'}"
              " the mask expansion loss.", ""]
+    # every column of the table, made by this run or not; the external rows it made
+    rows = table_v_rows([*ROWS, *(row for row in map(row_named, table) if row.external)])
+    column = {row.name: ours if row.name == "joint" else row.table_v for row in rows}
     for metric in ("psnr", "ssim", "lpips", "fid"):
-        columns = {"OpenCV Telea": ("telea_pretrained_mask", None),
-                   "OpenCV NS": ("ns_pretrained_mask", None),
-                   "EdgeC": ("random_inpainters_pretrained_mask"
-                             if "random_inpainters_pretrained_mask" in table else None,
-                             t5[metric]["EdgeC"]),
-                   **{external_name(row): (row, None)
-                      for row in table if external_name(row) is not None},
-                   "w/o MEL": ("without_mel" if "without_mel" in table else None,
-                               t5[metric]["w/o MEL"]),
-                   ours: ("joint", t5[metric].get(ours))}
-        lines += _grid(metric, columns, table, buckets)
+        lines += _grid(metric, {column[row.name]: (row.name, t5[metric].get(column[row.name]))
+                                for row in rows}, table, buckets)
     lines += [f"Paper: {ours} beats every baseline on PSNR in every bucket, and w/o MEL.", ""]
-    baselines = [("without_mel", "w/o MEL"), ("random_inpainters_pretrained_mask", "EdgeC"),
-                 ("telea_pretrained_mask", "OpenCV Telea"),
-                 *((row, external_name(row))
-                   for row in per_image if external_name(row) is not None)]
-    for row, name in baselines:
-        if row in per_image:
-            lines.append(_claim(f"{ours} > {name}", per_image["joint"], per_image[row]))
+    for row in rows:
+        if row.name != "joint" and row.name in per_image:
+            lines.append(_claim(f"{ours} > {column[row.name]}", per_image["joint"],
+                                per_image[row.name]))
     return lines + [""]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from maskopt.core.io import atomic_path, read_json
 from maskopt.core.signed_distance import normalized_signed_distance
 from maskopt.evaluation.paper import PHI_ALPHAS, paper_markdown
-from maskopt.evaluation.row_names import FIGURES
+from maskopt.evaluation.rows import FIGURES
 from maskopt.pipeline.layout import REPORTS, STAGE_PARAMS
 from maskopt.pipeline.params import Params
 from maskopt.pipeline.tracking import open_stage_run, pick_params

@@ -8,8 +8,8 @@ import torch
 
 from maskopt.core.imaging import tensor_to_rgb
 from maskopt.data.synthesize import BUCKETS, bucket_name
-from maskopt.evaluation.evaluate import describe_row
 from maskopt.evaluation.paper_numbers import paper_numbers
+from maskopt.evaluation.rows import row_named
 
 BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]
 
@@ -36,7 +36,7 @@ def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[in
              " Columns are mask-ratio buckets (% of the image covered by the object).",
              "Rows marked *paper* are the numbers of Shimosato & Ukita on COCO at 256 px, "
              "for reference; they are not ours.", "", "## Rows", ""]
-    lines += [f"- `{row}`: {describe_row(row, mask_expansion)}" for row in table]
+    lines += [f"- `{row}`: {row_named(row).describe(mask_expansion)}" for row in table]
     lines += ["", "A segmenter's mask is the segment that overlaps M_G most; where no "
               "segment overlaps, the row scores an empty mask (the input unchanged) and "
               "counts a fallback (see the mask table).", ""]

@@ -11,19 +11,17 @@ from tqdm import tqdm
 from maskopt.core.device import pick_device
 from maskopt.core.io import atomic_path, write_json, write_png
 from maskopt.data.pairs import PairDataset
+from maskopt.evaluation.engine import Sources
 from maskopt.evaluation.evaluate import (
     GRID_FIRST_COLUMN,
     compare_rows,
-    evaluate_external,
     evaluate_pairs,
-    external_fills,
     flat_metrics,
     headline_metrics,
-    with_external_columns,
 )
 from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
-from maskopt.evaluation.row_names import external_name
+from maskopt.evaluation.rows import evaluation_rows
 from maskopt.models.build import INPAINTERS, load_model, restore
 from maskopt.models.inference import Networks
 from maskopt.pipeline.layout import (
@@ -44,30 +42,22 @@ GRIDS_PER_IMAGE = 4
 
 def evaluate(params: Params) -> dict:
     device = pick_device(params.train.device)
-    nets, without_mel, pretrained, random, finetuned = _trained_networks(params, device)
+    sources = _trained_networks(params, device)
+    nets = sources.segmenters["joint"]
     dataset = PairDataset(PAIRS / "test", nets.canny_sigma)
     e = params.evaluate
+    rows = evaluation_rows(e.dilations, list(params.finetune.pairs),
+                           list(e.external_inpainters), sources.names())
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["evaluate"]))
-    failures: dict[str, str] = {}
     with open_stage_run("evaluate", reads, pick_params(params.model_dump())) as run:
         shared = SharedNetworks(device)
         for name, reason in shared.unavailable.items():
             tqdm.write(f"evaluate: {name} unavailable: {reason}")
-        with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar:
-            with tempfile.TemporaryDirectory() as exported:
-                exported = Path(exported) if e.external_inpainters else None
-                table, per_image, grids = evaluate_pairs(nets, pretrained, dataset, e.dilations,
-                                                        shared, e.grid_pairs, bar, random,
-                                                        exported, finetuned, without_mel)
-                if exported is not None:
-                    rows, psnrs, failures = evaluate_external(e.external_inpainters, exported,
-                                                              dataset, shared)
-                    table.update(rows)
-                    per_image.update(psnrs)
-                    drawn = list(dataset.pairs.names[:len(grids["table_v"][GRID_FIRST_COLUMN])])
-                    grids["table_v"] = with_external_columns(grids["table_v"], {
-                        row: external_fills(external_name(row), exported, drawn)
-                        for row in rows})
+        with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar, \
+                tempfile.TemporaryDirectory() as workdir:
+            table, per_image, grids, failures = evaluate_pairs(
+                rows, sources, dataset, shared, e.grid_pairs, bar, e.external_inpainters,
+                Path(workdir))
         for why in failures.values():
             tqdm.write(f"evaluate: left out: {why}")
         comparisons = compare_rows(per_image)
@@ -85,19 +75,22 @@ def evaluate(params: Params) -> dict:
     return headline
 
 
-def _trained_networks(params: Params, device) -> tuple:
+def _trained_networks(params: Params, device) -> Sources:
     """The joint model, its w/o-MEL ablation, the pretrained and random-mask starting
-    points and the fine-tuned random-mask inpainters (Table III)."""
-    nets = Networks.load(JOINT_FILE, device)
+    points and the fine-tuned random-mask inpainters (Table III); the random-mask and
+    fine-tuned ones fill with the pretrained segmenter's classes, as the baselines get."""
+    joint = Networks.load(JOINT_FILE, device)
     without_mel = Networks.load(JOINT_WITHOUT_MEL_FILE, device, "train_joint_without_mel")
     pretrained, random = (Networks.load_pretrained(
         SEGMENTER_FILE, {kind: inpainter_file(kind, masks) for kind in INPAINTERS},
-        nets.canny_sigma, device, stage) for masks, stage in (
+        joint.canny_sigma, device, stage) for masks, stage in (
             ("object", "pretrain_inpainter"), ("random", "pretrain_inpainter_random")))
-    finetuned = {n: replace(random, image=restore(
+    finetuned = {f"finetuned_{n}": replace(random, image=restore(
         load_model(finetuned_file(n), f"finetune_inpainter@{n}")["networks"]["generator"],
         source=str(finetuned_file(n))).to(device).eval()) for n in params.finetune.pairs}
-    return nets, without_mel, pretrained, random, finetuned
+    segmenters = {"joint": joint, "pretrained": pretrained, "without_mel": without_mel}
+    return Sources.of(segmenters, {**segmenters, "random": random, **finetuned},
+                      {"random": "pretrained", **{name: "pretrained" for name in finetuned}})
 
 
 def _write_reports(headline: dict, metrics: dict, markdown: str, per_image: dict,
