@@ -338,3 +338,16 @@ def test_an_alpha_experiment_in_a_temp_copy_lands_in_the_workspace_store_and_the
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_per_bucket_plots_draw_the_rows_the_row_table_marks():
+    from maskopt.evaluation.rows import ROWS, evaluation_rows
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    rows = evaluation_rows(params["evaluate"]["dilations"], [], [], {
+        row.mask for row in ROWS} | {row.inpainter for row in ROWS})
+    marked = {f"reports/plots/buckets/{row.name}.json" for row in rows if row.plotted}
+    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    for title in ("PSNR per mask-ratio bucket", "SSIM per mask-ratio bucket"):
+        y = next(plot[title]["y"] for plot in plots if title in plot)
+        assert set(y) == marked, title

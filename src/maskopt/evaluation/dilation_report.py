@@ -8,6 +8,7 @@ from pathlib import Path
 from maskopt.core.io import atomic_path
 from maskopt.evaluation.dilation import LEARNED
 from maskopt.evaluation.image_metrics import ALL
+from maskopt.evaluation.markdown import interval
 
 NAMES = {"pretrained": "pretrained inpainters", "joint": "joint + MEL inpainters",
          "telea": "OpenCV Telea"}
@@ -15,10 +16,6 @@ NAMES = {"pretrained": "pretrained inpainters", "joint": "joint + MEL inpainters
 
 def inpainter_name(inpainter: str) -> str:
     return NAMES.get(inpainter, f"external {inpainter}")
-
-
-def _interval(c: dict) -> str:
-    return f"{c['mean_difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
 
 
 def dilation_markdown(report: dict, plot_file: str) -> str:
@@ -43,7 +40,7 @@ def dilation_markdown(report: dict, plot_file: str) -> str:
         c = comparison[ALL]
         lines.append(f"| {inpainter_name(inpainter)} | {best[inpainter]} px | "
                      f"{test[inpainter][str(best[inpainter])]:.2f} | "
-                     f"{test[inpainter][LEARNED]:.2f} | {_interval(c)} | "
+                     f"{test[inpainter][LEARNED]:.2f} | {interval(c)} | "
                      f"{c['wins']}/{c['images']} | {'yes' if c['holds'] else 'no'} |")
     buckets = [b for b in next(iter(report["learned_vs_best"].values())) if b != ALL]
     lines += ["", "Per mask-ratio bucket (learned − fixed d*, dB [95 %]):", "",
@@ -51,7 +48,7 @@ def dilation_markdown(report: dict, plot_file: str) -> str:
               "|---|" + "---|" * len(buckets)]
     for inpainter, comparison in report["learned_vs_best"].items():
         lines.append(f"| {inpainter_name(inpainter)} | "
-                     + " | ".join(_interval(comparison[b]) for b in buckets) + " |")
+                     + " | ".join(interval(comparison[b]) for b in buckets) + " |")
     shares = report["shares"]
     lines += [
         "", "## The joint model against the practitioner's baseline", "",
@@ -61,7 +58,7 @@ def dilation_markdown(report: dict, plot_file: str) -> str:
         f"inpainters, fixed d* = {best['joint']} px) and the inpainters (the fixed mask "
         "filled by each).", "",
         "| difference | dB [95 %] | wins |", "|---|---|---|",
-        *(f"| {part} | {_interval(c)} | {c['wins']}/{c['images']} |"
+        *(f"| {part} | {interval(c)} | {c['wins']}/{c['images']} |"
           for part, c in shares.items()),
         "", "## PSNR against d", "",
         f"![PSNR against d]({plot_file})", "",

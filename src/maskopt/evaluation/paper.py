@@ -8,31 +8,24 @@ whose rows this run did not make says so instead of showing numbers.
 
 from __future__ import annotations
 
+from maskopt.evaluation.markdown import cell, header, line
 from maskopt.evaluation.paper_numbers import paper_numbers
 from maskopt.evaluation.rows import ROWS, finetuned_row, row_named, table_v_rows
 from maskopt.evaluation.statistics import paired_comparison
 
-DIGITS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2}
 PHI_ALPHAS = (0.01, 0.03, 0.05, 0.07)  # the paper's Table IV
-
-
-def _cell(ours, paper, metric: str) -> str:
-    digits = DIGITS[metric]
-    mine = "–" if ours is None else f"{ours:.{digits}f}"
-    return mine if paper is None else f"{mine} ({paper:.{digits}f})"
 
 
 def _grid(metric: str, columns: dict[str, tuple[str | None, list | None]], table: dict,
           buckets: list[str]) -> list[str]:
     """Rows: the buckets of one metric; columns: name → (our row, the paper's numbers)."""
-    lines = [f"| {metric.upper()} | " + " | ".join(columns) + " |",
-             "|---|" + "---|" * len(columns)]
+    lines = header([metric.upper(), *columns])
     for i, bucket in enumerate(buckets):
         cells = []
         for row, paper in columns.values():
             ours = table.get(row, {}).get(bucket, {}).get(metric) if row else None
-            cells.append(_cell(ours, None if paper is None else paper[i], metric))
-        lines.append(f"| {bucket} % | " + " | ".join(cells) + " |")
+            cells.append(cell(ours, None if paper is None else paper[i], metric))
+        lines.append(line([f"{bucket} %", *cells]))
     return lines + [""]
 
 
@@ -62,9 +55,8 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
     for metric in ("psnr", "ssim"):
         lines += _grid(metric, {k: (row, None) for k, row in rows.items()}, table, buckets)
     names = [f"N = {int(n) // 1000}k" if int(n) else "N = 0" for n in t3["psnr"]]
-    lines += ["The paper's PSNR:", "", "| PSNR | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
-    lines += [f"| {bucket} % | " + " | ".join(f"{v[i]:.2f}" for v in t3["psnr"].values()) + " |"
+    lines += ["The paper's PSNR:", "", *header(["PSNR", *names])]
+    lines += [line([f"{bucket} %", *(f"{v[i]:.2f}" for v in t3["psnr"].values())])
               for i, bucket in enumerate(buckets)]
     lines.append("")
     base = per_image["random_inpainters_gt_mask"]
@@ -191,14 +183,13 @@ def table_iv(t4: dict, sweep: list[dict], alpha: float, table: dict) -> list[str
     ours = {float(row["alpha"]): row for row in sweep}
     mine = table.get("joint", {}).get("all")
     alphas = sorted(set(ours) | {float(a) for a in t4["psnr"]} | {float(alpha)})
-    lines += ["| | " + " | ".join(f"α = {a:g}" for a in alphas) + " |",
-              "|---|" + "---|" * len(alphas)]
+    lines += header(["", *(f"α = {a:g}" for a in alphas)])
     for metric in ("psnr", "ssim"):
         cells = []
         for a in alphas:
             theirs = next((v for k, v in t4[metric].items() if float(k) == a), None)
-            cells.append(_cell(ours.get(a, {}).get(metric), theirs, metric))
-        lines.append(f"| {metric.upper()} | " + " | ".join(cells) + " |")
+            cells.append(cell(ours.get(a, {}).get(metric), theirs, metric))
+        lines.append(line([metric.upper(), *cells]))
     lines.append("")
     if ours:
         made = sorted({f"commit {row.get('commit', 'not recorded')}, seed {row.get('seed', 0)}"

@@ -8,6 +8,7 @@ import torch
 
 from maskopt.core.imaging import tensor_to_rgb
 from maskopt.data.synthesize import BUCKETS, bucket_name
+from maskopt.evaluation.markdown import DIGITS, header, line, number
 from maskopt.evaluation.paper_numbers import paper_numbers
 from maskopt.evaluation.rows import row_named
 
@@ -22,14 +23,9 @@ PAPER_TABLE_I_PSNR_0_10 = {int(d): v[0] for d, v in _PAPER["table_1"]["psnr"].it
 PAPER_TABLE_IV_MEAN_PSNR = {float(a): v for a, v in _PAPER["table_4"]["psnr"].items()}
 
 
-def _fmt(value, digits: int) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
 def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[int],
                     alpha: float, mask_expansion: bool, image_size: int,
                     comparisons: list[dict] | None = None) -> str:
-    digits = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2}
     joint = "joint + MEL" if mask_expansion else "joint w/o MEL"
     lines = [f"# Evaluation on the synthesized test pairs ({image_size} px)", "",
              f"Joint model: α = {alpha}, mask expansion loss {'on' if mask_expansion else 'off'}."
@@ -44,8 +40,8 @@ def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[in
         lines += ["## Paired comparisons (PSNR per image)", "",
                   "Wins: images where the first row scores higher. Interval: 95 % paired "
                   "bootstrap of the mean difference; a claim holds when it excludes 0.", "",
-                  "| claim | rows | mean difference (dB) | wins | 95 % interval | holds |",
-                  "|---|---|---|---|---|---|"]
+                  *header(["claim", "rows", "mean difference (dB)", "wins", "95 % interval",
+                           "holds"])]
         for c in comparisons:
             claim = c["claim"].replace("joint", joint, 1) if c["a"] == "joint" else c["claim"]
             lines.append(f"| {claim} | `{c['a']}` − `{c['b']}` | {c['mean_difference']:+.2f} | "
@@ -57,33 +53,31 @@ def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[in
         if metric in unavailable:
             lines += [f"Unavailable: {unavailable[metric]}", ""]
             continue
-        lines += ["| row | " + " | ".join(BUCKET_NAMES) + " | all |",
-                  "|---|" + "---|" * (len(BUCKET_NAMES) + 1)]
+        digits = DIGITS[metric]
+        lines += header(["row", *BUCKET_NAMES, "all"])
         for row, buckets in table.items():
-            cells = [_fmt(buckets.get(b, {}).get(metric), digits[metric])
-                     for b in [*BUCKET_NAMES, "all"]]
-            lines.append(f"| {row} | " + " | ".join(cells) + " |")
-        paper = PAPER_OURS[metric]
-        lines.append("| *paper: Ours* | " + " | ".join(_fmt(v, digits[metric]) for v in paper)
-                     + " | – |")
+            lines.append(line([row, *(number(buckets.get(b, {}).get(metric), digits)
+                                      for b in [*BUCKET_NAMES, "all"])]))
+        lines.append(line(["*paper: Ours*", *(number(v, digits) for v in PAPER_OURS[metric]),
+                           "–"]))
         if metric == "psnr":
-            lines.append("| *paper: w/o MEL* | " + " | ".join(
-                _fmt(v, 2) for v in PAPER_WITHOUT_MEL_PSNR) + " | – |")
+            lines.append(line(["*paper: w/o MEL*",
+                               *(number(v, 2) for v in PAPER_WITHOUT_MEL_PSNR), "–"]))
         lines.append("")
     lines += ["## Mask: how the removed region relates to the object", "",
-              "| row | coverage | precision | IoU | added area | expansion (px) | fallback rate |",
-              "|---|---|---|---|---|---|---|"]
+              *header(["row", "coverage", "precision", "IoU", "added area", "expansion (px)",
+                       "fallback rate"])]
     for row, buckets in table.items():
         m = buckets.get("all", {})
-        lines.append(f"| {row} | " + " | ".join(_fmt(m.get(f"mask_{k}"), 3) for k in
-                     ("coverage", "precision", "iou", "added_area", "expansion_px",
-                      "fallback_rate")) + " |")
+        lines.append(line([row, *(number(m.get(f"mask_{k}"), 3) for k in (
+            "coverage", "precision", "iou", "added_area", "expansion_px", "fallback_rate"))]))
     lines += ["", "## Table I: pretrained inpainters on the ground-truth mask grown by d px "
               "(PSNR, 0-10 % bucket)", "",
-              "| d | ours | *paper* |", "|---|---|---|"]
+              *header(["d", "ours", "*paper*"])]
     for d in dilations:
         ours = table.get(f"gt_d{d}", {}).get(BUCKET_NAMES[0], {}).get("psnr")
-        lines.append(f"| {d:+d} | {_fmt(ours, 2)} | {_fmt(PAPER_TABLE_I_PSNR_0_10.get(d), 2)} |")
+        lines.append(line([f"{d:+d}", number(ours, 2),
+                           number(PAPER_TABLE_I_PSNR_0_10.get(d), 2)]))
     lines += ["", "*paper* Table IV, mean PSNR over buckets by α: " + ", ".join(
         f"{a}: {v}" for a, v in PAPER_TABLE_IV_MEAN_PSNR.items())
               + ". Run the sweep with the README's `dvc exp run --queue` commands.", ""]
@@ -134,8 +128,8 @@ def labelled_grid(columns: dict[str, list[torch.Tensor]], tile: int = 128) -> np
     canvas = np.full((header + rows * (tile + 2), len(names) * (tile + 2), 3), 255, np.uint8)
     for c, name in enumerate(names):
         x = c * (tile + 2)
-        for i, line in enumerate(labels[name]):
-            cv2.putText(canvas, line, (x + 3, 15 + i * line_height), font, scale, (0, 0, 0), 1,
+        for i, text in enumerate(labels[name]):
+            cv2.putText(canvas, text, (x + 3, 15 + i * line_height), font, scale, (0, 0, 0), 1,
                         cv2.LINE_AA)
         for r, image in enumerate(columns[name]):
             img = image.expand(3, -1, -1) if image.shape[0] == 1 else image
