@@ -27,9 +27,11 @@ $(PLOTS_PAGE): $(VENV)/.installed
 	$(BIN)/python -m maskopt.pipeline.offline_plots $@
 
 # `dvc repro` with independent stages two at a time, one torch thread each
-# (src/maskopt/pipeline/repro.py); benchmarks/README.md compares it with plain `dvc repro`
+# (src/maskopt/pipeline/repro.py); benchmarks/README.md compares it with plain `dvc repro`.
+# The run is saved as DVC experiment `baseline`: what experiments on this machine are
+# compared with (README), since a commit's results may come from another CPU.
 pipeline: setup
-	$(BIN)/maskopt repro
+	$(BIN)/maskopt repro --baseline
 
 plots: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc plots show

@@ -351,3 +351,39 @@ def test_per_bucket_plots_draw_the_rows_the_row_table_marks():
     for title in ("PSNR per mask-ratio bucket", "SSIM per mask-ratio bucket"):
         y = next(plot[title]["y"] for plot in plots if title in plot)
         assert set(y) == marked, title
+
+
+def test_a_baseline_made_here_shows_alpha_and_only_alpha(project):
+    """`make pipeline` saves this machine's run as `baseline`; an α experiment compared
+    with it changes the joint model and leaves the rows α cannot reach at 0.00."""
+    project, env = project
+    run(["git", "add", "-A"], project, env)
+    run(["git", "commit", "-qm", "results", "--allow-empty"], project, env)
+    run(["maskopt", "repro", "--baseline"], project, env)
+    run(["maskopt", "repro", "--baseline"], project, env)  # a second one replaces it
+    run(["dvc", "exp", "run", "-S", "alpha=0.05", "-n", "alpha-5"], project, env)
+    diff = json.loads(run(["dvc", "exp", "diff", "baseline", "alpha-5", "--json"], project,
+                          env))
+    changed = diff["metrics"].get("reports/metrics.json", {})  # tiny: the joint model may
+    assert "psnr.starting_point" not in changed  # find nothing at either α; these never move
+    assert "psnr.telea_pretrained_mask" not in changed
+    assert diff["params"]["params.yaml"]["alpha"]["diff"] == pytest.approx(0.02)
+    same = run(["maskopt", "compare", "baseline", "baseline"], project, env)
+    assert same.count("+0.00 [+0.00, +0.00]") == 6 and "| yes |" not in same
+    versus = run(["maskopt", "compare", "baseline", "alpha-5"], project, env)
+    lines = {tuple(cell.strip() for cell in line.split("|")[1:3]): line
+             for line in versus.splitlines() if line.startswith("| ")}
+    assert "+0.00 [+0.00, +0.00]" in lines[("starting_point", "PSNR")]
+    assert ("joint", "SSIM") in lines
+    empty_tree = run(["git", "hash-object", "-t", "tree", "/dev/null"], project, env).strip()
+    bare = run(["git", "commit-tree", empty_tree, "-m", "nothing"], project, env).strip()
+    failed = subprocess.run(["maskopt", "compare", bare], cwd=project, env=env,
+                            capture_output=True, text=True)
+    assert failed.returncode == 2 and len(failed.stderr.strip().splitlines()) == 1
+    assert f"{bare}: has no reports/per_pair.json" in failed.stderr
+    command = next(line.split("#")[0].split() for line in
+                   (ROOT / "README.md").read_text().splitlines() if "dvc exp show" in line)
+    show = run(["dvc", *(arg.strip("'") for arg in command[1:])], project,
+               {**env, "COLUMNS": "120"})
+    assert "baseline" in show and "alpha-5" in show and "alpha" in show
+    assert "…" not in show and max(map(len, show.splitlines())) <= 120, show

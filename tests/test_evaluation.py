@@ -277,3 +277,29 @@ def test_long_column_names_wrap_inside_their_tile():
     long = labelled_grid({"random_inpainters_pretrained_mask": [tile]}, tile=64)
     assert long.shape[1] == short.shape[1] == 66
     assert long.shape[0] > short.shape[0]  # more header lines, none wider than the tile
+
+
+def test_compare_pairs_the_headline_rows_of_two_runs():
+    from maskopt.core.errors import MaskoptError
+    from maskopt.evaluation.compare import compare_markdown, compare_runs
+
+    rng = np.random.default_rng(0)
+    names = [f"{i:07d}" for i in range(50)]
+
+    def run(joint_shift):
+        base = {row: list(20 + rng.normal(0, 1, 50)) for row in ("starting_point", "joint")}
+        psnr = {**base, "joint": [v + joint_shift for v in base["joint"]]}
+        return {"names": names, "psnr": psnr, "ssim": {k: [v / 30 for v in vs]
+                                                        for k, vs in psnr.items()}}
+
+    a = run(0.0)
+    b = {**a, "psnr": {**a["psnr"], "joint": [v + 0.5 + rng.normal(0, 0.3)
+                                              for v in a["psnr"]["joint"]]}}
+    by = {(c["row"], c["metric"]): c for c in compare_runs(a, b)}
+    assert by[("starting_point", "psnr")]["low"] == by[("starting_point", "psnr")]["high"] == 0
+    joint = by[("joint", "psnr")]
+    assert 0 < joint["low"] < joint["mean_difference"] < joint["high"] and joint["wins"] > 40
+    text = compare_markdown("baseline", "alpha-0p05", list(by.values()))
+    assert "| starting_point | PSNR | +0.00 [+0.00, +0.00] | 0/50 | no |" in text
+    with pytest.raises(MaskoptError, match="different test pairs"):
+        compare_runs(a, {**b, "names": names[::-1]})

@@ -62,7 +62,11 @@ def test_joint_model_is_registered_and_loads_as_pyfunc(trained_project, monkeypa
     assert len(versions) == 1
     run = mlflow.get_run(versions[0].run_id)
     assert run.info.run_name == "workspace/train_joint" and run.data.params["alpha"] == "0.03"
-    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}/{versions[0].version}")
+    tags = versions[0].tags
+    assert tags["alpha"] == "0.03" and tags["experiment"] == "workspace"
+    assert tags["precision"] in ("bf16", "fp32") and tags["commit"]
+    assert run.data.tags["maskopt.precision"] == tags["precision"]
+    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}@workspace")
     remover = model.unwrap_python_model().remover
     fixed_detections(remover, [[4.0, 4.0, 20.0, 20.0]])
     photo = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
@@ -71,6 +75,22 @@ def test_joint_model_is_registered_and_loads_as_pyfunc(trained_project, monkeypa
     assert Path(trained_project / "models/joint.pt").exists()
     with pytest.raises(Exception, match="exactly one"):
         model.predict({"image": photo})
+
+
+def test_an_experiment_has_one_parent_spanning_its_stages(trained_project):
+    """The w/o-MEL ablation trains with other params, but belongs to the same experiment."""
+    mlflow.set_tracking_uri(f"sqlite:///{trained_project}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["maskopt"], output_format="list")
+    parents = [r for r in runs if "maskopt.parent" in r.data.tags]
+    children = [r for r in runs if "maskopt.stage" in r.data.tags]
+    assert len(parents) == 1, [p.data.params for p in parents]
+    parent = parents[0]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert "train_joint_without_mel" in {c.data.tags["maskopt.stage"] for c in children}
+    assert parent.data.params["train.mask_expansion"] == "True"
+    assert parent.data.tags["maskopt.precision"] in ("bf16", "fp32")
+    assert parent.info.start_time <= min(c.info.start_time for c in children)
+    assert parent.info.end_time >= max(c.info.end_time for c in children)
 
 
 def test_stages_started_together_share_one_store_experiment_and_parent(tmp_path):

@@ -143,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("-n", "--name", default=None,
                        help="save the result as this DVC experiment (`dvc exp save`), "
                             "as `dvc exp run -n` does")
+    repro.add_argument("--baseline", action="store_true",
+                       help="save the result as experiment `baseline`, replacing an "
+                            "earlier one: what later experiments on this machine are "
+                            "compared with (`make pipeline`)")
+    compare = commands.add_parser(
+        "compare", help="per-pair PSNR/SSIM differences of the headline rows between two "
+                        "runs, with 95 %% intervals")
+    compare.add_argument("a", nargs="?", default="baseline",
+                         help="DVC revision or experiment (default: %(default)s)")
+    compare.add_argument("b", nargs="?", default="workspace",
+                         help="DVC revision or experiment (default: the workspace)")
     return parser
 
 
@@ -306,8 +317,18 @@ def serve_command(args) -> int:
 def repro_command(args) -> int:
     from maskopt.pipeline.repro import repro
 
+    if args.baseline and args.name:
+        raise MaskoptError("--baseline names the experiment `baseline`; drop --name")
     return repro(args.targets, args.jobs, args.cores, args.force, args.overrides,
-                 args.name)
+                 "baseline" if args.baseline else args.name, replace=args.baseline)
+
+
+def compare_command(args) -> int:
+    from maskopt.evaluation.compare import compare_markdown, compare_runs, read_per_pair
+
+    comparisons = compare_runs(read_per_pair(args.a), read_per_pair(args.b))
+    print(compare_markdown(args.a, args.b, comparisons))
+    return 0
 
 
 def info_command(args) -> int:
@@ -342,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(_negative_values_joined(argv))
     try:
         commands = {"remove": remove_command, "mask": mask_command, "serve": serve_command,
-                    "info": info_command, "repro": repro_command}
+                    "info": info_command, "repro": repro_command, "compare": compare_command}
         return commands[args.command](args)
     except MaskoptError as exc:
         print(f"error: {exc}", file=sys.stderr)

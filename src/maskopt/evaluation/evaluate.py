@@ -47,8 +47,11 @@ class RowResults:
                                                for k, v in mean_metrics(rows).items()})
         return out
 
-    def per_image_psnr(self) -> list[float]:
-        return list(self.images.values[ALL]["psnr"])
+    def per_image(self, metric: str) -> list[float]:
+        return list(self.images.values[ALL][metric])
+
+
+PER_IMAGE = ("psnr", "ssim")  # kept per image: the paired comparisons' metrics
 
 
 def _score(results: dict, batch: Batch, mask_of: dict[str, str]) -> None:
@@ -69,7 +72,7 @@ def _score(results: dict, batch: Batch, mask_of: dict[str, str]) -> None:
 def evaluate_pairs(rows: list[Row], sources: Sources, dataset, shared: SharedNetworks,
                    grid_pairs: int = 8, progress=None, external: dict[str, str] | None = None,
                    workdir: Path | None = None) -> tuple[dict, dict, dict, dict]:
-    """Return ({row: {bucket: metrics}}, {row: per-image PSNR in dataset order},
+    """Return ({row: {bucket: metrics}}, {metric: {row: per image, in dataset order}},
     {figure: {column: images}}, {row: why it failed}) over the whole test split. The
     figures are :data:`FIGURES`, drawn from the first ``grid_pairs`` pairs (Fig. 1:
     the first). External rows run ``external[name]`` in ``workdir``; one that fails
@@ -91,7 +94,8 @@ def evaluate_pairs(rows: list[Row], sources: Sources, dataset, shared: SharedNet
         _draw(drawn, fills, grid_pairs)
     kept = [row for row in rows if row.name not in failures]
     table = {row.name: results[row.name].summary() for row in kept}
-    per_image = {row.name: results[row.name].per_image_psnr() for row in kept}
+    per_image = {metric: {row.name: results[row.name].per_image(metric) for row in kept}
+                 for metric in PER_IMAGE}
     return table, per_image, figure_columns(kept, drawn), failures
 
 

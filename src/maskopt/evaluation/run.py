@@ -60,7 +60,7 @@ def evaluate(params: Params) -> dict:
                 Path(workdir))
         for why in failures.values():
             tqdm.write(f"evaluate: left out: {why}")
-        comparisons = compare_rows(per_image)
+        comparisons = compare_rows(per_image["psnr"])
         metrics = flat_metrics(table, shared.unavailable)
         if failures:
             metrics["external_failures"] = failures
@@ -69,8 +69,9 @@ def evaluate(params: Params) -> dict:
         headline = headline_metrics(table)
         markdown = tables_markdown(table, shared.unavailable, e.dilations, params.alpha,
                                    params.train.mask_expansion, nets.image_size, comparisons)
-        _write_reports(headline, metrics, markdown, per_image, list(dataset.pairs.buckets),
-                       plot_rows(table, e.dilations), grids)
+        _write_reports(headline, metrics, markdown, {
+            "names": list(dataset.pairs.names), "buckets": list(dataset.pairs.buckets),
+            **per_image}, plot_rows(table, e.dilations), grids)
         _log_reports(run, headline, metrics, shared.unavailable)
     return headline
 
@@ -93,10 +94,11 @@ def _trained_networks(params: Params, device) -> Sources:
                       {"random": "pretrained", **{name: "pretrained" for name in finetuned}})
 
 
-def _write_reports(headline: dict, metrics: dict, markdown: str, per_image: dict,
-                   buckets: list[str], plots: tuple[dict, dict], grids: dict) -> None:
-    """reports/: the headline and all metrics, the tables, each row's PSNR per pair
-    (the paper_report stage tests the claims on them), the plots' points and the grids."""
+def _write_reports(headline: dict, metrics: dict, markdown: str, per_pair: dict,
+                   plots: tuple[dict, dict], grids: dict) -> None:
+    """reports/: the headline and all metrics, the tables, each row's PSNR and SSIM per
+    pair with the pairs' names and buckets (the paper_report stage and `maskopt compare`
+    test claims on them), the plots' points and the grids."""
     write_json(REPORTS / "metrics.json", headline)
     write_json(REPORTS / "evaluation.json", metrics)
     with atomic_path(REPORTS / "tables.md") as tmp:
@@ -104,7 +106,7 @@ def _write_reports(headline: dict, metrics: dict, markdown: str, per_image: dict
     figures = {figure: [f"{figure}_{start:03d}.png" for start in range(
         0, len(columns.get(GRID_FIRST_COLUMN, [])), GRIDS_PER_IMAGE)]
         for figure, columns in grids.items()}
-    write_json(REPORTS / "per_pair.json", {"buckets": buckets, "psnr": per_image})
+    write_json(REPORTS / "per_pair.json", per_pair)
     per_bucket, per_dilation = plots
     with atomic_path(REPORTS / "plots") as folder:
         for row, points in per_bucket.items():
@@ -120,11 +122,14 @@ def _write_reports(headline: dict, metrics: dict, markdown: str, per_image: dict
 
 
 def _log_reports(run, headline: dict, metrics: dict, unavailable: dict) -> None:
-    numeric = {k: float(v) for k, v in flatten(metrics).items()
-               if not k.startswith("unavailable") and _is_number(v)}
-    run.log_metrics(numeric)
-    run.log_metrics({f"headline.{k}": v for k, v in flatten(headline).items()})
+    """Headline metrics on the stage's run and the experiment's parent, the paired
+    comparisons' mean differences, and every row × bucket as one table (not hundreds
+    of metric keys: the runs table compares what matters)."""
+    run.log_metrics({k: float(v) for k, v in flatten(headline).items()})
     run.log_parent_metrics({k: float(v) for k, v in flatten(headline).items()})
+    run.log_metrics({f"comparison.{name}": c["mean_difference"]
+                     for name, c in metrics.get("comparisons", {}).items()})
+    run.log_table(results_table(metrics), "evaluation_table.json")
     run.set_tags({f"unavailable.{k}": v for k, v in unavailable.items()})
     run.log_artifact(REPORTS / "metrics.json")
     run.log_artifact(REPORTS / "evaluation.json")
@@ -135,9 +140,14 @@ def _log_reports(run, headline: dict, metrics: dict, unavailable: dict) -> None:
         run.log_artifact(path, "grids")
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+def results_table(metrics: dict) -> dict[str, list]:
+    """evaluation.json's {row: {metric: {bucket: value}}} as columns of one table, a
+    line per row and bucket (what MLflow's artifact view shows as a table)."""
+    rows = {row: by_metric for row, by_metric in metrics.items()
+            if row not in ("unavailable", "comparisons", "external_failures")}
+    names = sorted({m for by_metric in rows.values() for m in by_metric})
+    lines = sorted({(row, bucket) for row, by_metric in rows.items()
+                    for by_bucket in by_metric.values() for bucket in by_bucket},
+                   key=lambda line: (list(rows).index(line[0]), line[1]))
+    return {"row": [r for r, _ in lines], "bucket": [b for _, b in lines],
+            **{m: [rows[r].get(m, {}).get(b) for r, b in lines] for m in names}}

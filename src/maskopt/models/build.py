@@ -156,7 +156,8 @@ def describe_model(path: str | Path) -> str:
         steps = ", ".join(f"{k} {v}" for k, v in profile.get("steps", {}).items())
         lines.append(f"  trained on: {profile.get('data_source')} data, "
                      f"{profile.get('image_size')} px, {profile.get('train_pairs')} pairs, "
-                     f"seed {profile.get('seed')}; steps: {steps}")
+                     f"seed {profile.get('seed')}, "
+                     f"{profile.get('precision', 'precision not recorded')}; steps: {steps}")
         if profile.get("data_source") == "sample":
             lines.append("  note: the synthetic sample profile, a demo of the method; "
                          "real photos need the COCO profile (params-coco.yaml)")

@@ -20,6 +20,7 @@ runs an experiment as `dvc exp run -S KEY=VALUE -n NAME` does, stages side by si
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -234,14 +235,19 @@ def jobs_and_cores(jobs: int | None, cores: int | None) -> tuple[int, int]:
 
 def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
           force: bool = False, overrides: list[str] | None = None,
-          name: str | None = None) -> int:
+          name: str | None = None, replace: bool = False) -> int:
     """Run the pipeline (or ``targets`` and their upstream). ``overrides`` (KEY=VALUE)
     change params.yaml first, as `dvc exp run -S` does; ``name`` names the MLflow parent
     run and, once every stage is done, saves the workspace as DVC experiment ``name``
-    (`dvc exp save`), so that `dvc exp show` lists it as if `dvc exp run -n` ran it."""
+    (`dvc exp save`), so that `dvc exp show` lists it as if `dvc exp run -n` ran it;
+    ``replace`` lets it replace an experiment of that name (the machine's baseline)."""
     dvc = _dvc()
+    if name and replace and not _has_commit():  # a baseline is optional: not in git, none
+        print("not a git checkout with a commit: the run is not saved as experiment "
+              f"{name}", flush=True)
+        name = None
     if name:
-        _check_new_experiment(name)
+        _check_new_experiment(name, replace)
     if overrides:
         set_params(PARAMS_FILE, overrides)
     upstream = stage_graph(dvc, targets)
@@ -259,18 +265,46 @@ def repro(targets: list[str], jobs: int | None = None, cores: int | None = None,
     if failed or not name:
         return failed
     print(f"saving the workspace as experiment {name} (dvc exp save)", flush=True)
-    return subprocess.run([dvc, "exp", "save", "-n", name]).returncode
+    saved = subprocess.run([dvc, "exp", "save", "-n", name, *(["--force"] if replace else [])
+                            ]).returncode
+    notice = precision_notice(name)
+    if notice:
+        print(notice, flush=True)
+    return saved
 
 
-def _check_new_experiment(name: str) -> None:
+def precision_notice(name: str) -> str | None:
+    """One line when the committed results were trained in another precision than this
+    run (a bf16 CPU against an fp32 one moves every number): compare with ``name``."""
+    report = "reports/train/train_joint.json"
+    here = Path(report)
+    committed = subprocess.run(["git", "show", f"HEAD:{report}"], capture_output=True,
+                               text=True)
+    if not here.exists() or committed.returncode:
+        return None
+    ours = json.loads(here.read_text()).get("precision")
+    theirs = json.loads(committed.stdout).get("precision", "an unrecorded precision")
+    if ours == theirs:
+        return None
+    return (f"note: the committed results were trained in {theirs}, this run in {ours}: "
+            f"every number differs by that alone. Compare experiments with `{name}`, "
+            f"made here (`dvc exp diff {name}`, `maskopt compare {name}`), not with "
+            "`dvc metrics diff` against the commit.")
+
+
+def _has_commit() -> bool:
+    return subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"],
+                          capture_output=True).returncode == 0
+
+
+def _check_new_experiment(name: str, replace: bool = False) -> None:
     """Fail before hours of training, not at `dvc exp save`: it needs a commit to hang
-    the experiment on and a name no experiment has."""
-    head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True)
-    if head.returncode:
+    the experiment on and a name no experiment has (unless it may be replaced)."""
+    if not _has_commit():
         raise MaskoptError("--name needs a git commit to save the experiment on; commit first")
     refs = subprocess.run(["git", "for-each-ref", "refs/exps", "--format=%(refname)"],
                           capture_output=True, text=True).stdout.split()
-    if any(ref.rsplit("/", 1)[-1] == name for ref in refs):
+    if not replace and any(ref.rsplit("/", 1)[-1] == name for ref in refs):
         raise MaskoptError(f"experiment {name!r} exists: pick another name, or remove it "
                            f"with `dvc exp remove {name}`")
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -89,6 +90,21 @@ def experiment_name() -> str:
     return os.environ.get("DVC_EXP_NAME") or "workspace"
 
 
+def model_alias(name: str | None = None) -> str:
+    """The registered model's alias for experiment ``name`` (default: this one):
+    ``models:/maskopt-joint@<alias>`` loads that experiment's newest joint model."""
+    alias = re.sub(r"[^\w-]", "-", name or experiment_name())
+    # MLflow reserves "latest" and "v<N>" (version numbers)
+    return f"exp-{alias}" if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias) \
+        else alias
+
+
+def model_version_tags(alpha: float, precision: str) -> dict[str, str]:
+    """What tells registered joint models apart in the registry."""
+    return {"alpha": str(alpha), "experiment": experiment_name(),
+            "commit": git_commit() or "unknown", "precision": precision}
+
+
 def flatten(params: Mapping, prefix: str = "") -> dict[str, str]:
     """{'a': {'b': 1}} → {'a.b': '1'}, the form MLflow's params table shows."""
     flat = {}
@@ -137,6 +153,13 @@ class StageRun:
             import mlflow
 
             mlflow.log_artifact(str(path), folder)
+
+    def log_table(self, columns: Mapping[str, list], name: str) -> None:
+        """A table (column → values) as a JSON artifact MLflow's UI shows as a table."""
+        if self.active:
+            import mlflow
+
+            mlflow.log_table(dict(columns), name)
 
     def log_image(self, image, name: str) -> None:
         """Log an H×W×3 uint8 array as a PNG artifact."""
@@ -199,9 +222,11 @@ def _experiment_and_parent(uri: str, name: str, key_params: Mapping | None,
 
 @contextmanager
 def open_stage_run(stage: str, params: Mapping, key_params: Mapping | None = None,
-                   enabled: bool = True) -> Iterator[StageRun]:
+                   enabled: bool = True, precision: str | None = None) -> Iterator[StageRun]:
     """A child MLflow run ``<experiment>/<stage>`` logging ``params``, under the
-    experiment's parent run, which carries ``key_params`` (see :data:`KEY_PARAMS`)."""
+    experiment's parent run, which carries ``key_params`` (see :data:`KEY_PARAMS`).
+    ``precision`` (a training stage's "bf16" or "fp32") tags both. The parent's end
+    time follows its last child's, so it spans the experiment."""
     if not enabled:
         yield StageRun()
         return
@@ -214,10 +239,14 @@ def open_stage_run(stage: str, params: Mapping, key_params: Mapping | None = Non
     commit = git_commit()
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    if precision:
+        tags["maskopt.precision"] = precision
     try:
         mlflow.set_tracking_uri(uri)
         with _store_setup_lock():
             client, parent = _experiment_and_parent(uri, name, key_params, tags)
+            if precision:  # the parent may have been made by a stage that trains nothing
+                client.set_tag(parent, "maskopt.precision", precision)
     except Exception as exc:  # noqa: BLE001 - any store failure, reported before training
         raise MaskoptError(f"MLflow store {uri} cannot be used ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else ''}); set "
@@ -228,3 +257,4 @@ def open_stage_run(stage: str, params: Mapping, key_params: Mapping | None = Non
         for start in range(0, len(flat), 90):  # MLflow takes at most 100 params per call
             mlflow.log_params(dict(list(flat.items())[start:start + 90]))
         yield StageRun(client, run.info.run_id, parent)
+    client.set_terminated(parent, end_time=int(1000 * time.time()))

@@ -1,7 +1,7 @@
 """The joint model as an MLflow pyfunc model, so the UI's model registry can say which
 weights belong to which α and a user can load the chosen version:
 
-    model = mlflow.pyfunc.load_model("models:/maskopt-joint/3")
+    model = mlflow.pyfunc.load_model("models:/maskopt-joint@baseline")
     clean = model.predict({"image": rgb, "category": "person"})  # H×W×3 uint8
 
 The model's artifact is the joint model file itself (models/joint.pt); loading builds
@@ -33,14 +33,21 @@ class JointRemoverModel(mlflow.pyfunc.PythonModel):
         return self.remover(image, **chosen).image
 
 
-def log_joint_model(model_file: str | Path, registered_name: str) -> None:
+def log_joint_model(model_file: str | Path, registered_name: str,
+                    tags: dict[str, str] | None = None, alias: str | None = None) -> None:
     """Log ``model_file`` in the active run as a pyfunc model, registered as a new
-    version of ``registered_name``. Requirements are given, not inferred: inference
+    version of ``registered_name`` with ``tags`` and, when given, the ``alias`` (which
+    then points at this version). Requirements are given, not inferred: inference
     would load the model and pip-freeze the environment, for minutes."""
     from importlib.metadata import version
 
-    mlflow.pyfunc.log_model(
+    info = mlflow.pyfunc.log_model(
         name="joint_model", python_model=JointRemoverModel(),
         artifacts={"joint": str(model_file)}, registered_model_name=registered_name,
         pip_requirements=[f"maskopt=={version('maskopt')}", f"torch=={version('torch')}",
                           f"torchvision=={version('torchvision')}"])
+    client = mlflow.MlflowClient()
+    for key, value in (tags or {}).items():
+        client.set_model_version_tag(registered_name, info.registered_model_version, key, value)
+    if alias:
+        client.set_registered_model_alias(registered_name, alias, info.registered_model_version)

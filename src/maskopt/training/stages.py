@@ -41,11 +41,21 @@ from maskopt.pipeline.layout import (
     inpainter_file,
 )
 from maskopt.pipeline.params import Params
-from maskopt.pipeline.tracking import open_stage_run, pick_params
+from maskopt.pipeline.tracking import (
+    model_alias,
+    model_version_tags,
+    open_stage_run,
+    pick_params,
+)
 from maskopt.training import distributed
 from maskopt.training.checkpoint import fingerprint
 from maskopt.training.loop import make_loader, train
-from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
+from maskopt.training.tasks import (
+    InpainterTask,
+    JointTask,
+    SegmentationTask,
+    training_bf16,
+)
 
 MASK_KINDS = ("object", "random")  # what the inpainters are pretrained on
 REGISTERED_MODEL = "maskopt-joint"  # in MLflow's model registry, one version per run
@@ -61,12 +71,12 @@ def _prepare(params: Params) -> distributed.Context:
     return ctx
 
 
-def training_profile(params: Params, train_pairs: int) -> dict:
+def training_profile(params: Params, train_pairs: int, precision: str) -> dict:
     """How a model file was trained, stored in it (``maskopt info`` prints it, ``maskopt
     remove`` warns when the data were the synthetic sample)."""
     t = params.train
     return {"data_source": params.data.source, "image_size": params.synthesize.image_size,
-            "train_pairs": train_pairs, "seed": params.seed,
+            "train_pairs": train_pairs, "seed": params.seed, "precision": precision,
             "steps": {"segmentation": t.segmentation.steps, "inpainter": t.inpainter.steps,
                       "joint": t.joint.steps}}
 
@@ -103,15 +113,20 @@ def training_pairs(params: Params, masks: str = "object", first: int | None = No
 
 
 def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: int,
-               upstream: list[Path], save, dataset=None) -> dict:
+               upstream: list[Path], save, dataset=None, experiment: Params | None = None
+               ) -> dict:
+    """``experiment``: the params of the experiment the stage belongs to, where the
+    stage changes them (the w/o-MEL ablation): its MLflow parent is that experiment's."""
     ctx = _prepare(params)
     dumped = params.model_dump()
     config = pick_params(dumped, tuple(STAGE_PARAMS[name.split("@")[0]]))  # what it depends on
     settings = pick_params(dumped, tuple(RUN_ONLY))  # logged; a change keeps the checkpoint
     dataset = training_pairs(params) if dataset is None else dataset
+    precision = "bf16" if training_bf16(params, ctx) else "fp32"
     try:
-        with open_stage_run(name, {**config, **settings}, pick_params(dumped),
-                            enabled=ctx.is_main) as run:
+        with open_stage_run(name, {**config, **settings},
+                            pick_params((experiment or params).model_dump()),
+                            enabled=ctx.is_main, precision=precision) as run:
             task = task_factory(ctx, dataset)
             loader = make_loader(dataset, ctx, batch_size, params.train.workers, params.seed)
             checkpoint = CHECKPOINTS / f"{name.replace('@', '_')}.pt"
@@ -120,8 +135,9 @@ def _run_stage(name: str, params: Params, task_factory, steps: int, batch_size: 
                             checkpoint_every=params.train.checkpoint_every,
                             log_every=params.train.log_every, run=run, desc=name)
             if ctx.is_main:
-                save(task, run, training_profile(params, len(dataset)))
+                save(task, run, training_profile(params, len(dataset), precision))
                 curve = summary.pop("curve")
+                summary["precision"] = precision
                 grid = task.grid(_grid_batch(dataset, params.train.grid_pairs, ctx.device))
                 _finish(name, summary, curve, grid, run, ctx)
                 # The model is out: a later run (new code, new inputs) starts afresh.
@@ -213,7 +229,7 @@ def train_joint(params: Params, without_mel: bool = False) -> dict:
     """Joint training with the mask expansion loss as ``train.mask_expansion`` says, or
     (``without_mel``) the paper's "w/o MEL" ablation beside it, from the same pretrained
     networks and params: stage ``train_joint_without_mel`` → models/joint_without_mel.pt."""
-    name, model_file = "train_joint", JOINT_FILE
+    name, model_file, experiment = "train_joint", JOINT_FILE, params
     if without_mel:
         name, model_file = "train_joint_without_mel", JOINT_WITHOUT_MEL_FILE
         params = params.model_copy(update={"train": params.train.model_copy(
@@ -250,8 +266,10 @@ def train_joint(params: Params, without_mel: bool = False) -> dict:
         if run.active and not without_mel:  # the registry holds the models users run
             from maskopt.removal.mlflow_model import log_joint_model  # imports mlflow's pyfunc
 
-            log_joint_model(JOINT_FILE, REGISTERED_MODEL)
+            log_joint_model(JOINT_FILE, REGISTERED_MODEL,
+                            model_version_tags(params.alpha, profile["precision"]),
+                            model_alias())
 
     schedule = params.train.joint
     return _run_stage(name, params, factory, schedule.steps, schedule.batch_size, upstream,
-                      save)
+                      save, experiment=experiment)
