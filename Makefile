@@ -33,7 +33,9 @@ $(PLOTS_PAGE): $(VENV)/.installed
 pipeline: setup
 	$(BIN)/maskopt repro --baseline
 
+# the α charts from the α experiments there are (scripts/alpha_sweep.py --no-run)
 plots: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/alpha_sweep.py --no-run > /dev/null
 	PATH="$(CURDIR)/$(BIN):$$PATH" dvc plots show
 
 # MLflow's UI on this project's store, on 127.0.0.1 only, opened in the model-training view

@@ -263,6 +263,10 @@ def test_plots_page_draws_every_chart_with_the_network_cut(project, tmp_path):
     plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
     charts = [p for p in plots if isinstance(p, dict)]  # the rest are images
     assert dom.count('class="marks"') == len(charts), "a chart did not draw"
+    for chart in charts:  # the axis titles are dvc.yaml's labels, not "x" and "y"
+        (plot,) = chart.values()
+        for label in (plot["x_label"], plot["y_label"]):
+            assert label.replace("'", "&#39;") in dom or label in dom, label
     for image in (p for p in plots if isinstance(p, str)):  # copied beside the page
         assert image.replace("/", "_") in dom, f"{image} is not on the page"
     assert "Error" not in dom.split("</style>")[-1]  # vega-embed writes errors into the page
@@ -318,6 +322,10 @@ def test_an_alpha_experiment_in_a_temp_copy_lands_in_the_workspace_store_and_the
         assert "psnr.joint" in parent.data.metrics
     versions = client.search_model_versions("name = 'maskopt-joint'")
     assert len(versions) >= 2  # one per experiment
+    assert len(client.search_runs([experiment.experiment_id],  # the ablation's stage too
+                                  "tags.`maskopt.parent` = 'alpha-0p05'")) == 1
+    version = client.get_model_version_by_alias("maskopt-joint", "alpha-0p05")
+    assert version.tags["alpha"] == "0.05" and version.tags["experiment"] == "alpha-0p05"
 
     port = _free_port()
     server = subprocess.Popen(
@@ -346,11 +354,14 @@ def test_per_bucket_plots_draw_the_rows_the_row_table_marks():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     rows = evaluation_rows(params["evaluate"]["dilations"], [], [], {
         row.mask for row in ROWS} | {row.inpainter for row in ROWS})
-    marked = {f"reports/plots/buckets/{row.name}.json" for row in rows if row.plotted}
-    plots = yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
-    for title in ("PSNR per mask-ratio bucket", "SSIM per mask-ratio bucket"):
-        y = next(plot[title]["y"] for plot in plots if title in plot)
-        assert set(y) == marked, title
+    marked = [row.plotted for row in rows if row.plotted]
+    plots = {title: plot for entry in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+             for title, plot in entry.items()}
+    for metric in ("PSNR", "SSIM"):
+        (series,) = plots[f"{metric} per mask-ratio bucket"]["y"].values()
+        assert series == marked, metric
+    for title, plot in plots.items():  # every axis says what it shows
+        assert plot.get("x_label") and plot.get("y_label"), title
 
 
 def test_a_baseline_made_here_shows_alpha_and_only_alpha(project):

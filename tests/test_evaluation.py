@@ -179,7 +179,9 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     assert "joint + MEL beats the paper's starting point" in tables
     dilation = json.loads(Path("reports/plots/dilation.json").read_text())
     assert [p["d"] for p in dilation] == [-2, 0, 2, 4, 6, 8]
-    assert Path("reports/plots/buckets/joint.json").exists()
+    by_bucket = json.loads(Path("reports/plots/psnr_by_bucket.json").read_text())
+    assert {"joint model", "starting point", "pretrained inpainters, exact GT mask"} <= set(
+        by_bucket[0])  # each plotted row a series, by its name
     assert sorted(p.name for p in Path("reports/grids").iterdir())[0] == "figure_1_000.png"
     paper = Path("reports/paper.md").read_text()
     for figure in ("figure_1", "pairs", "table_v"):

@@ -18,7 +18,7 @@ from maskopt.core.device import pick_device
 from maskopt.core.io import atomic_path, write_json
 from maskopt.data.pairs import PairDataset
 from maskopt.evaluation.dilation import LEARNED, OWN_INPAINTERS, dilation_report, sweep
-from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot
+from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot, inpainter_name
 from maskopt.models.build import INPAINTERS
 from maskopt.models.inference import Networks
 from maskopt.pipeline.layout import (
@@ -87,9 +87,11 @@ def fixed_dilation_report(pretrained: Networks, joint: Networks, test, dilations
 
 
 def fixed_dilation_points(report: dict) -> list[dict]:
-    """`dvc plots` rows: test PSNR against d per inpainter, the learned mask's as lines."""
+    """`dvc plots` rows: test PSNR against d per own inpainter (on the pretrained mask
+    grown by d), and the same inpainter on the learned mask as a flat line."""
     test = report["psnr"]["test"]
     own = [k for k in test if k in OWN_INPAINTERS]
-    return [{"d": d, **{k: round(test[k][str(d)], 4) for k in own},
-             **{f"learned_{k}": round(test[k][LEARNED], 4) for k in own}}
+    return [{"d": d, **{f"{inpainter_name(k)}, pretrained mask + d": round(test[k][str(d)], 4)
+                        for k in own},
+             **{f"{inpainter_name(k)}, learned mask": round(test[k][LEARNED], 4) for k in own}}
             for d in report["dilations"]]

@@ -89,21 +89,29 @@ def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[in
 
 
 def plot_rows(table: dict, dilations: list[int]) -> tuple[dict[str, list[dict]], list[dict]]:
-    """Data for `dvc plots`: per row, PSNR/SSIM per bucket (x = the bucket's middle mask
-    ratio in %); and PSNR/SSIM against the dilation d of the GT mask, with Telea's PSNR
-    on the exact GT mask beside it."""
+    """Data for `dvc plots`: per metric (PSNR, SSIM), a line per bucket (x = the bucket's
+    middle mask ratio in %) with a field per plotted row, named by its series; and PSNR
+    against the dilation d of the GT mask, with Telea's PSNR on the exact GT mask
+    beside it."""
     middles = {bucket_name(low): round(50 * (low + high)) for low, high in BUCKETS}
-    per_bucket = {row: [{"mask_ratio_pct": middles[b], "bucket": b,
-                         "psnr": round(buckets[b]["psnr"], 4), "ssim": round(buckets[b]["ssim"], 4)}
-                        for b in BUCKET_NAMES if b in buckets]
-                  for row, buckets in table.items()}
+    series = {name: row_named(name).plotted for name in table if row_named(name).plotted}
+    by_bucket = {metric: [{"mask_ratio_pct": middles[b], "bucket": b,
+                           **{label: round(table[name][b][metric], 4)
+                              for name, label in series.items() if b in table[name]}}
+                          for b in BUCKET_NAMES]
+                 for metric in ("psnr", "ssim")}
     telea = table.get("telea_gt_mask", {}).get("all", {})
-    per_dilation = [{"d": d, "psnr": round(table[f"gt_d{d}"]["all"]["psnr"], 4),
+    per_dilation = [{"d": d, DILATED: round(table[f"gt_d{d}"]["all"]["psnr"], 4),
                      "ssim": round(table[f"gt_d{d}"]["all"]["ssim"], 4),
                      # a flat line: Telea on the exact GT mask, the level to beat
-                     **({"telea_gt_mask_psnr": round(telea["psnr"], 4)} if telea else {})}
+                     **({TELEA_EXACT: round(telea["psnr"], 4)} if telea else {})}
                     for d in dilations if f"gt_d{d}" in table]
-    return per_bucket, per_dilation
+    return by_bucket, per_dilation
+
+
+# the series of the dilation plot (dvc.yaml names them)
+DILATED = "pretrained inpainters, GT mask grown by d"
+TELEA_EXACT = "OpenCV Telea, exact GT mask"
 
 
 def _label_lines(name: str, width: int, font, scale: float) -> list[str]:

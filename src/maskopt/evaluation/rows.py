@@ -3,8 +3,8 @@
 Everything that shows a row reads it from here: the evaluate stage (which rows it
 fills and scores), tables.md, the grids, reports/metrics.json, paper.md's Table V and
 the fixed-dilation sweep. Adding a row is one line in :data:`ROWS`; a claim about it
-is one line in :data:`COMPARISONS`; a row drawn by `dvc plots` is also listed in
-dvc.yaml's per-bucket plots (a test keeps the two the same).
+is one line in :data:`COMPARISONS`; a row drawn by `dvc plots` (its series name in
+``plotted``) is also listed in dvc.yaml's per-bucket plots (a test keeps them equal).
 
 Masks: "joint" and "without_mel" are the jointly trained segmenters' (with and
 without the mask expansion loss), "pretrained" the pretrained segmenter's — each the
@@ -32,7 +32,7 @@ class Row:
     grid: str | None = None  # its column in reports/grids/pairs_*.png
     table_v: str | None = None  # its column in Table V and Fig. 4 (the paper's name)
     headline: bool = False  # in reports/metrics.json (`dvc metrics diff`)
-    plotted: bool = False  # in dvc.yaml's per-bucket plots
+    plotted: str | None = None  # its series in dvc.yaml's per-bucket plots
 
     @property
     def external(self) -> str | None:
@@ -48,11 +48,12 @@ class Row:
 ROWS = (
     Row("starting_point", "pretrained", "pretrained", "paper's starting point (pretrained "
         "segmenter's mask, pretrained inpainters)", grid="starting point", headline=True,
-        plotted=True),
+        plotted="starting point"),
     Row("joint_inpainters_pretrained_mask", "pretrained", "joint",
         "{joint} inpainters, pretrained segmenter's mask"),
     Row("telea_pretrained_mask", "pretrained", "telea", "OpenCV Telea, pretrained segmenter's "
-        "mask", grid="Telea, pretr. mask", table_v="OpenCV Telea", headline=True, plotted=True),
+        "mask", grid="Telea, pretr. mask", table_v="OpenCV Telea", headline=True,
+        plotted="Telea, pretrained mask"),
     Row("ns_pretrained_mask", "pretrained", "ns", "OpenCV Navier-Stokes, pretrained "
         "segmenter's mask", table_v="OpenCV NS"),
     Row("telea_gt_mask", "gt", "telea", "OpenCV Telea, ground-truth mask"),
@@ -63,12 +64,12 @@ ROWS = (
     Row("random_inpainters_pretrained_mask", "pretrained", "random",
         "inpainters trained on random masks, pretrained segmenter's mask", table_v="EdgeC"),
     Row("telea_joint_mask", "joint", "telea", "OpenCV Telea, {joint} segmenter's mask",
-        grid="Telea, joint mask", plotted=True),
+        grid="Telea, joint mask", plotted="Telea, joint mask"),
     Row("ns_joint_mask", "joint", "ns", "OpenCV Navier-Stokes, {joint} segmenter's mask"),
     Row("without_mel", "without_mel", "without_mel", "joint w/o MEL (its segmenter's mask, "
         "its inpainters; Table V's ablation)", table_v="w/o MEL"),
     Row("joint", "joint", "joint", "{joint} (its segmenter's mask, its inpainters)",
-        grid="joint", table_v="Ours", headline=True, plotted=True),
+        grid="joint", table_v="Ours", headline=True, plotted="joint model"),
 )
 
 # (row A, row B, the claim "A beats B" in words): paired per-image PSNR comparisons.
@@ -90,7 +91,7 @@ def grown_gt_row(d: int) -> Row:
     """Table I: the pretrained inpainters on M_G grown by d px."""
     return Row(f"gt_d{d}", "gt", "pretrained", f"pretrained inpainters, ground-truth mask "
                f"{'grown' if d >= 0 else 'eroded'} by {abs(d)} px (Table I)", grow=d,
-               plotted=d == 0)
+               plotted="pretrained inpainters, exact GT mask" if d == 0 else None)
 
 
 def finetuned_row(pairs: int) -> Row:

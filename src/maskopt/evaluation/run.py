@@ -107,10 +107,10 @@ def _write_reports(headline: dict, metrics: dict, markdown: str, per_pair: dict,
         0, len(columns.get(GRID_FIRST_COLUMN, [])), GRIDS_PER_IMAGE)]
         for figure, columns in grids.items()}
     write_json(REPORTS / "per_pair.json", per_pair)
-    per_bucket, per_dilation = plots
+    by_bucket, per_dilation = plots
     with atomic_path(REPORTS / "plots") as folder:
-        for row, points in per_bucket.items():
-            write_json(folder / "buckets" / f"{row}.json", points)
+        for metric, points in by_bucket.items():
+            write_json(folder / f"{metric}_by_bucket.json", points)
         write_json(folder / "dilation.json", per_dilation)
     with atomic_path(REPORTS / "grids") as folder:
         folder.mkdir()
