@@ -66,3 +66,10 @@ def to_device(batch: dict, device: torch.device) -> dict:
             return [move(v) for v in value]
         return value
     return move(batch)
+
+
+def pin_threads(threads: int) -> None:
+    """torch's CPU threads (0: its default). Another count rounds sums differently, so a
+    stage that pins them gives the same numbers under `make pipeline` and `dvc exp run`."""
+    if threads:
+        torch.set_num_threads(threads)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from maskopt.core.device import pick_device
+from maskopt.core.device import pick_device, pin_threads
 from maskopt.core.io import atomic_path, write_json
 from maskopt.data.pairs import PairDataset
 from maskopt.evaluation.dilation import LEARNED, OWN_INPAINTERS, dilation_report, sweep
@@ -41,6 +41,7 @@ POINTS = REPORTS / "fixed_dilation_points.json"  # what `dvc plots` draws
 
 def fixed_dilation(params: Params) -> dict:
     device = pick_device(params.train.device)
+    pin_threads(params.train.threads)
     joint = Networks.load(JOINT_FILE, device)
     pretrained = Networks.load_pretrained(
         SEGMENTER_FILE, {kind: inpainter_file(kind) for kind in INPAINTERS},

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from maskopt.core.device import pick_device
+from maskopt.core.device import pick_device, pin_threads
 from maskopt.core.io import atomic_path, write_json, write_png
 from maskopt.data.pairs import PairDataset
 from maskopt.evaluation.engine import Sources
@@ -42,6 +42,7 @@ GRIDS_PER_IMAGE = 4
 
 def evaluate(params: Params) -> dict:
     device = pick_device(params.train.device)
+    pin_threads(params.train.threads)
     sources = _trained_networks(params, device)
     nets = sources.segmenters["joint"]
     dataset = PairDataset(PAIRS / "test", nets.canny_sigma)

@@ -64,9 +64,9 @@ STAGE_PARAMS: dict[str, list[str]] = {
     "train_joint_without_mel": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                                 "synthesize.image_size", "train.joint", "train.d_lr_ratio"],
     "evaluate": ["alpha", "evaluate.dilations", "evaluate.external_inpainters",
-                 "finetune.pairs", "train.device", "train.mask_expansion"],
+                 "finetune.pairs", "train.device", "train.mask_expansion", "train.threads"],
     "fixed_dilation": ["alpha", "evaluate.fixed_dilations", "evaluate.external_inpainters",
-                       "train.device"],
+                       "train.device", "train.threads"],
     "paper_report": ["alpha", "evaluate.dilations", "synthesize.image_size",
                      "train.mask_expansion"],
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from maskopt.core.device import to_device
+from maskopt.core.device import pin_threads, to_device
 from maskopt.core.errors import MaskoptError
 from maskopt.core.io import write_json, write_png
 from maskopt.data.pairs import FirstPairs, PairDataset, batches
@@ -63,8 +63,7 @@ REGISTERED_MODEL = "maskopt-joint"  # in MLflow's model registry, one version pe
 
 def _prepare(params: Params) -> distributed.Context:
     ctx = distributed.setup(params.train.device)
-    if params.train.threads:
-        torch.set_num_threads(params.train.threads)
+    pin_threads(params.train.threads)
     torch.manual_seed(params.seed + ctx.rank)
     if params.inpainter.vgg_weights == "random":
         warnings.filterwarnings("once", message=".*random VGG19.*")
