@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,8 @@ COCO_ONLY = {
     "synthesize.blur_sigma", "synthesize.image_size", "synthesize.max_truncation",
     "synthesize.min_mask_ratio", "synthesize.min_person_area", "synthesize.person_scale",
     "synthesize.validation_images", "synthesize.workers", "train.cache_pairs",
-    "train.checkpoint_every", "train.inpainter.lr", "train.inpainter.steps",
+    "train.amp", "train.cpu_kernels", "train.checkpoint_every", "train.inpainter.lr",
+    "train.inpainter.steps",
     "train.joint.batch_size", "train.joint.lr", "train.joint.steps", "train.log_every",
     "train.segmentation.batch_size", "train.segmentation.lr", "train.segmentation.optimizer",
     "train.segmentation.steps", "train.segmentation.weight_decay", "train.threads",
@@ -132,3 +134,29 @@ def test_each_stage_reads_the_params_dvc_yaml_lists_for_it():
     assert listed.keys() == STAGE_PARAMS.keys()
     for name, keys in STAGE_PARAMS.items():
         assert sorted(listed[name]) == sorted(set(keys)), name
+
+
+def test_the_launcher_pins_the_kernels_the_params_name(tmp_path, monkeypatch):
+    """A stage started through maskopt.pipeline.launch runs on the kernels of
+    train.cpu_kernels, whatever the shell had set (torch reports what it uses)."""
+    import subprocess
+    import sys
+
+    from maskopt.pipeline.launch import stage_environment
+
+    assert stage_environment("native", {"ATEN_CPU_CAPABILITY": "avx512", "A": "1"}) == {"A": "1"}
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os, torch\nprint(os.environ.get('ONEDNN_MAX_CPU_ISA'), "
+                     "torch.backends.cpu.get_cpu_capability())\n")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    done = subprocess.run([sys.executable, "-m", "maskopt.pipeline.launch", str(probe)],
+                          cwd=tmp_path, capture_output=True, text=True, check=True,
+                          env={**os.environ, "ATEN_CPU_CAPABILITY": "default"})
+    assert done.stdout.split() == ["AVX2", "AVX2"]
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "params.yaml").write_text("train: {cpu_kernels: avx1024}\n")
+    failed = subprocess.run([sys.executable, "-m", "maskopt.pipeline.launch", str(probe)],
+                            cwd=broken, capture_output=True, text=True)
+    assert failed.returncode == 1 and "cpu_kernels" in failed.stderr

@@ -34,9 +34,9 @@ def finetuned_file(pairs: int) -> Path:
     return MODELS / "finetuned" / f"inpainter_image_{pairs}.pt"
 
 
-# train.threads: another thread count rounds sums differently, and a few hundred steps
-# from scratch make that another model
-_TRAINING = ["seed", "train.device", "train.amp", "train.threads"]
+# train.threads, train.cpu_kernels: another thread count or other kernels round sums
+# differently, and a few hundred steps from scratch make that another model
+_TRAINING = ["seed", "train.device", "train.cpu_kernels", "train.amp", "train.threads"]
 STAGE_PARAMS: dict[str, list[str]] = {
     "download": ["seed", "data.source", "data.root", "data.downloads", "data.max_images",
                  "data.coco_base_url", "data.coco_checksums", "sample"],
@@ -64,9 +64,10 @@ STAGE_PARAMS: dict[str, list[str]] = {
     "train_joint_without_mel": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                                 "synthesize.image_size", "train.joint", "train.d_lr_ratio"],
     "evaluate": ["alpha", "evaluate.dilations", "evaluate.external_inpainters",
-                 "finetune.pairs", "train.device", "train.mask_expansion", "train.threads"],
+                 "finetune.pairs", "train.device", "train.cpu_kernels", "train.mask_expansion",
+                 "train.threads"],
     "fixed_dilation": ["alpha", "evaluate.fixed_dilations", "evaluate.external_inpainters",
-                       "train.device", "train.threads"],
+                       "train.device", "train.cpu_kernels", "train.threads"],
     "paper_report": ["alpha", "evaluate.dilations", "synthesize.image_size",
                      "train.mask_expansion"],
 }

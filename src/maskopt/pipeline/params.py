@@ -213,7 +213,10 @@ class SegmentationSchedule(StageSchedule):
 
 class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True                                    # bf16 autocast where fast (device.py)
+    amp: bool = False                                   # bf16 autocast where fast (device.py)
+    # avx2: the same CPU kernels on every x86-64 CPU, so fp32 runs agree bit for bit;
+    # native: each library's fastest for the CPU (pipeline/launch.py)
+    cpu_kernels: Literal["avx2", "native"] = "avx2"
     workers: int = Field(default=0, ge=0)               # data loader processes per rank
     cache_pairs: bool = True                            # keep loaded pairs in loader memory
     threads: int = Field(default=1, ge=0)               # torch CPU threads (0: torch's default)
