@@ -184,6 +184,7 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
         by_bucket[0])  # each plotted row a series, by its name
     assert sorted(p.name for p in Path("reports/grids").iterdir())[0] == "figure_1_000.png"
     paper = Path("reports/paper.md").read_text()
+    assert "The paper's SSIM:" in paper  # Table III's second half
     for figure in ("figure_1", "pairs", "table_v"):
         assert Path(f"reports/grids/{figure}_000.png").exists()
     assert "![Fig. 1](grids/figure_1_000.png)" in paper

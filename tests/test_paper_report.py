@@ -43,3 +43,18 @@ def test_table_four_has_every_alpha_of_the_sweep_and_the_papers():
     assert "| SSIM | – (0.951) | 0.757 (0.954) | 0.743 (0.949) | – (0.949) |" in text
     assert "commit abc1234, seed 0). Best α there by PSNR: 0.03" in text
     assert "not run" in "\n".join(table_iv(paper_numbers()["table_4"], [], 0.03, {}))
+
+
+def test_table_v_claims_are_tested_in_every_bucket_on_psnr_and_ssim():
+    rows = {"joint": 20.0, "telea_pretrained_mask": 19.0, "without_mel": 20.5}
+    image_buckets = [b for b in BUCKETS for _ in range(5)]
+    per_image = {row: [v + 0.01 * i for i in range(20)] for row, v in rows.items()}
+    ssim = {row: [v / 40 for v in values] for row, values in per_image.items()}
+    text = paper_markdown(_table(rows), per_image, image_buckets, [0], True, 64,
+                          per_image_ssim=ssim)
+    psnr_table = text.split("Ours − baseline, PSNR per test pair")[1].split("\n\n")[1]
+    telea = next(line for line in psnr_table.splitlines() if line.startswith("| OpenCV Telea"))
+    assert telea.count("+1.00 [+1.00, +1.00] ✓") == 5  # all pairs and each of 4 buckets
+    mel = next(line for line in psnr_table.splitlines() if line.startswith("| w/o MEL"))
+    assert mel.count("-0.50 [-0.50, -0.50]") == 5 and "✓" not in mel
+    assert "Ours − baseline, SSIM per test pair" in text

@@ -8,7 +8,7 @@ whose rows this run did not make says so instead of showing numbers.
 
 from __future__ import annotations
 
-from maskopt.evaluation.markdown import cell, header, line
+from maskopt.evaluation.markdown import cell, header, interval, line
 from maskopt.evaluation.paper_numbers import paper_numbers
 from maskopt.evaluation.rows import ROWS, finetuned_row, row_named, table_v_rows
 from maskopt.evaluation.statistics import paired_comparison
@@ -55,10 +55,11 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
     for metric in ("psnr", "ssim"):
         lines += _grid(metric, {k: (row, None) for k, row in rows.items()}, table, buckets)
     names = [f"N = {int(n) // 1000}k" if int(n) else "N = 0" for n in t3["psnr"]]
-    lines += ["The paper's PSNR:", "", *header(["PSNR", *names])]
-    lines += [line([f"{bucket} %", *(f"{v[i]:.2f}" for v in t3["psnr"].values())])
-              for i, bucket in enumerate(buckets)]
-    lines.append("")
+    for metric, digits in (("psnr", 2), ("ssim", 3)):
+        lines += [f"The paper's {metric.upper()}:", "", *header([metric.upper(), *names])]
+        lines += [line([f"{bucket} %", *(f"{v[i]:.{digits}f}" for v in t3[metric].values())])
+                  for i, bucket in enumerate(buckets)]
+        lines.append("")
     base = per_image["random_inpainters_gt_mask"]
     lines += ["Paper: fine-tuning helps in every bucket, and most of the gain comes with "
               "the first 20k pairs (saturating up to 110k).", ""]
@@ -77,11 +78,13 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                    dilations: list[int], mask_expansion: bool, image_size: int,
                    figures: dict[str, list[str]] | None = None,
                    alpha_sweep: list[dict] | None = None, alpha: float = 0.03,
-                   phi_figure: str | None = None) -> str:
+                   phi_figure: str | None = None,
+                   per_image_ssim: dict[str, list[float]] | None = None) -> str:
     """``per_image``: each row's PSNR per test pair, in the order of ``image_buckets``.
     ``figures``: the grid files of ``rows.FIGURES`` (in reports/grids/) to show.
     ``alpha_sweep``: the rows of reports/alpha_sweep.json (see :func:`table_iv`);
-    ``phi_figure``: the file of Fig. 3 (φ and the α bands), relative to reports/."""
+    ``phi_figure``: the file of Fig. 3 (φ and the α bands), relative to reports/.
+    ``per_image_ssim``: as ``per_image``, SSIM (Table V's claims test it too)."""
     paper = paper_numbers()
     buckets = paper["buckets"]
     figures = figures or {}
@@ -100,7 +103,8 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
     lines += table_iv(paper["table_4"], alpha_sweep or [], alpha, table)
     if phi_figure:
         lines += _figure_3(phi_figure, image_size)
-    lines += _table_v(paper["table_5"], table, per_image, mask_expansion, buckets)
+    lines += _table_v(paper["table_5"], table, per_image, mask_expansion, buckets,
+                      image_buckets, per_image_ssim)
     lines += _figure("Fig. 4 — Table V's rows on the same test pairs (columns named as the "
                      "rows above; each baseline fills the pretrained mask)",
                      figures.get("table_v"))
@@ -152,7 +156,8 @@ def _figure_3(phi_figure: str, image_size: int) -> list[str]:
 
 
 def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
-             buckets: list[str]) -> list[str]:
+             buckets: list[str], image_buckets: list[str],
+             per_image_ssim: dict | None) -> list[str]:
     ours = "Ours" if mask_expansion else "joint, MEL off"
     lines = [f"## Table V — {t5['caption']}", "",
              "Every column inpaints the pretrained segmenter's selected segment (the "
@@ -172,7 +177,35 @@ def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
         if row.name != "joint" and row.name in per_image:
             lines.append(_claim(f"{ours} > {column[row.name]}", per_image["joint"],
                                 per_image[row.name]))
+    baselines = [(column[row.name], row.name) for row in rows
+                 if row.name != "joint" and row.name in per_image]
+    for metric, values in (("PSNR", per_image), ("SSIM", per_image_ssim)):
+        if values and "joint" in values:
+            lines += ["", *_bucket_claims(f"{ours} − baseline, {metric} per test pair",
+                                          values, baselines, image_buckets, buckets)]
+    lines += ["", "LPIPS and FID are compared by their means only: FID is a statistic of "
+              "the whole set, not of a pair, and LPIPS is not kept per pair."]
     return lines + [""]
+
+
+def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[tuple],
+                   image_buckets: list[str], buckets: list[str]) -> list[str]:
+    """A paired interval per baseline and bucket (✓: it holds, the interval above 0)."""
+    lines = [f"{title} (mean difference [95 %]):", "",
+             *header(["baseline", "all", *(f"{b} %" for b in buckets)])]
+    for name, row in baselines:
+        cells = []
+        for bucket in [None, *buckets]:
+            pick = (lambda v: v) if bucket is None else (
+                lambda v, b=bucket: _by_bucket(v, image_buckets, b))
+            a, b = pick(values["joint"]), pick(values[row])
+            if not a:
+                cells.append("–")
+                continue
+            c = paired_comparison(a, b)
+            cells.append(interval(c) + (" ✓" if c["holds"] else ""))
+        lines.append(line([name, *cells]))
+    return lines
 
 
 def table_iv(t4: dict, sweep: list[dict], alpha: float, table: dict) -> list[str]:

@@ -14,7 +14,7 @@ from maskopt.evaluation.rows import row_named
 
 BUCKET_NAMES = [bucket_name(low) for low, _ in BUCKETS]
 
-# The paper's numbers (Shimosato & Ukita, COCO at 256 px), for comparison only.
+# The paper's numbers (Shimosato & Ukita, on COCO), for comparison only.
 _PAPER = paper_numbers()
 PAPER_OURS = {metric: values["Ours"] for metric, values in _PAPER["table_5"].items()
               if isinstance(values, dict)}
@@ -30,7 +30,7 @@ def tables_markdown(table: dict, unavailable: dict[str, str], dilations: list[in
     lines = [f"# Evaluation on the synthesized test pairs ({image_size} px)", "",
              f"Joint model: α = {alpha}, mask expansion loss {'on' if mask_expansion else 'off'}."
              " Columns are mask-ratio buckets (% of the image covered by the object).",
-             "Rows marked *paper* are the numbers of Shimosato & Ukita on COCO at 256 px, "
+             "Rows marked *paper* are the numbers of Shimosato & Ukita on COCO, "
              "for reference; they are not ours.", "", "## Rows", ""]
     lines += [f"- `{row}`: {row_named(row).describe(mask_expansion)}" for row in table]
     lines += ["", "A segmenter's mask is the segment that overlaps M_G most; where no "
