@@ -26,6 +26,7 @@ def line(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def interval(c: dict) -> str:
+def interval(c: dict, digits: int = 2) -> str:
     """A paired comparison's mean difference and 95 % interval."""
-    return f"{c['mean_difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]"
+    return (f"{c['mean_difference']:+.{digits}f} [{c['low']:+.{digits}f}, "
+            f"{c['high']:+.{digits}f}]")

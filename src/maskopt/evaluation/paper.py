@@ -8,7 +8,7 @@ whose rows this run did not make says so instead of showing numbers.
 
 from __future__ import annotations
 
-from maskopt.evaluation.markdown import cell, header, interval, line
+from maskopt.evaluation.markdown import DIGITS, cell, header, interval, line
 from maskopt.evaluation.paper_numbers import paper_numbers
 from maskopt.evaluation.rows import ROWS, finetuned_row, row_named, table_v_rows
 from maskopt.evaluation.statistics import paired_comparison
@@ -182,14 +182,15 @@ def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
     for metric, values in (("PSNR", per_image), ("SSIM", per_image_ssim)):
         if values and "joint" in values:
             lines += ["", *_bucket_claims(f"{ours} − baseline, {metric} per test pair",
-                                          values, baselines, image_buckets, buckets)]
+                                          values, baselines, image_buckets, buckets,
+                                          DIGITS[metric.lower()])]
     lines += ["", "LPIPS and FID are compared by their means only: FID is a statistic of "
               "the whole set, not of a pair, and LPIPS is not kept per pair."]
     return lines + [""]
 
 
 def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[tuple],
-                   image_buckets: list[str], buckets: list[str]) -> list[str]:
+                   image_buckets: list[str], buckets: list[str], digits: int) -> list[str]:
     """A paired interval per baseline and bucket (✓: it holds, the interval above 0)."""
     lines = [f"{title} (mean difference [95 %]):", "",
              *header(["baseline", "all", *(f"{b} %" for b in buckets)])]
@@ -203,7 +204,7 @@ def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[t
                 cells.append("–")
                 continue
             c = paired_comparison(a, b)
-            cells.append(interval(c) + (" ✓" if c["holds"] else ""))
+            cells.append(interval(c, digits) + (" ✓" if c["holds"] else ""))
         lines.append(line([name, *cells]))
     return lines
 
