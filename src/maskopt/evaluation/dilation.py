@@ -85,12 +85,14 @@ def sweep(pretrained: Networks, joint: Networks, dataset, dilations: list[int],
         table.buckets += list(batch.pairs["bucket"])
     outside = [row for row, _, _ in rows.values() if row.external]
     failed = run_external(outside, external, workdir) if outside else {}
-    for pairs, fills in external_fills([row for row in outside if row.name not in failed],
-                                       dataset, workdir):
+    ran = [row for row in outside if row.name not in failed]
+    for pairs, fills in external_fills(ran, dataset, workdir, failed):
         for name, filled in fills.items():
             _, inpainter, key = rows[name]
             table.add(inpainter, key, filled, pairs["target"])
     failures = {rows[name][1]: why for name, why in failed.items()}
+    for inpainter in failures:  # what was scored before its results stopped reading back
+        table.values.pop(inpainter, None)
     return table, failures
 
 

@@ -124,17 +124,15 @@ def _export(folder: Path | None, names: list[str], images, masks, key: str) -> N
 
 def run_external(rows: list[Row], commands: dict[str, str], exported: Path) -> dict[str, str]:
     """Run each external inpainter of ``rows`` (``commands``: name → command line) once
-    over everything exported; {row: why it failed} for those that failed (left out, the
-    other rows stay)."""
+    over everything exported; {row: why it failed} for those whose command failed (left
+    out, the other rows stay; :func:`external_fills` adds those whose results do not
+    read back)."""
     failures, outcome = {}, {}
     for row in rows:
         if row.external and row.external not in outcome:
             try:
                 run_inpainter(row.external, commands[row.external], exported,
                               exported / "results" / row.external)
-                for mask in sorted((exported / "masks").glob("*.png")):  # each one readable
-                    _read_fill(row.external, exported, exported / "results" / row.external,
-                               mask.stem)
                 outcome[row.external] = None
             except MaskoptError as exc:
                 outcome[row.external] = str(exc)
@@ -143,16 +141,26 @@ def run_external(rows: list[Row], commands: dict[str, str], exported: Path) -> d
     return failures
 
 
-def external_fills(rows: list[Row], dataset, exported: Path) -> Iterator[tuple[dict, dict]]:
+def external_fills(rows: list[Row], dataset, exported: Path,
+                   failures: dict[str, str]) -> Iterator[tuple[dict, dict]]:
     """(pairs, {row: fills}) batch by batch for the external rows that ran: each result
-    read back and composited with the exported input outside its mask."""
+    read back and composited with the exported input outside its mask. A result that
+    is missing or unreadable adds its row to ``failures`` (with every row of the same
+    inpainter), whose fills stop there: the caller drops what it scored of them."""
     for pairs in batches(dataset, BATCH):
         fills = {}
         for row in rows:
+            if row.name in failures:
+                continue
             key, results = mask_key(row), exported / "results" / row.external
-            fills[row.name] = torch.stack([
-                rgb_to_tensor(_read_fill(row.external, exported, results, f"{name}__{key}"))
-                for name in pairs["name"]])
+            try:
+                fills[row.name] = torch.stack([rgb_to_tensor(_read_fill(
+                    row.external, exported, results, f"{name}__{key}"))
+                    for name in pairs["name"]])
+            except MaskoptError as exc:
+                failures.update({other.name: str(exc) for other in rows
+                                 if other.external == row.external})
+                fills = {k: v for k, v in fills.items() if k not in failures}
         yield pairs, fills
 
 

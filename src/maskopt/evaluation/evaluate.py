@@ -88,7 +88,7 @@ def evaluate_pairs(rows: list[Row], sources: Sources, dataset, shared: SharedNet
     outside = [row for row in rows if row.external]
     failures = run_external(outside, external or {}, workdir) if outside else {}
     ran = [row for row in outside if row.name not in failures]
-    for pairs, fills in external_fills(ran, dataset, workdir):
+    for pairs, fills in external_fills(ran, dataset, workdir, failures):
         for name, filled in fills.items():
             results[name].images.update(filled, pairs["target"], pairs["bucket"])
         _draw(drawn, fills, grid_pairs)

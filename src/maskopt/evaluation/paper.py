@@ -197,9 +197,9 @@ def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[t
     for name, row in baselines:
         cells = []
         for bucket in [None, *buckets]:
-            pick = (lambda v: v) if bucket is None else (
-                lambda v, b=bucket: _by_bucket(v, image_buckets, b))
-            a, b = pick(values["joint"]), pick(values[row])
+            a, b = values["joint"], values[row]
+            if bucket is not None:
+                a, b = (_by_bucket(v, image_buckets, bucket) for v in (a, b))
             if not a:
                 cells.append("–")
                 continue

@@ -94,7 +94,7 @@ def plot_rows(table: dict, dilations: list[int]) -> tuple[dict[str, list[dict]],
     against the dilation d of the GT mask, with Telea's PSNR on the exact GT mask
     beside it."""
     middles = {bucket_name(low): round(50 * (low + high)) for low, high in BUCKETS}
-    series = {name: row_named(name).plotted for name in table if row_named(name).plotted}
+    series = {name: label for name in table if (label := row_named(name).plotted)}
     by_bucket = {metric: [{"mask_ratio_pct": middles[b], "bucket": b,
                            **{label: round(table[name][b][metric], 4)
                               for name, label in series.items() if b in table[name]}}
