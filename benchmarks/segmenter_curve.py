@@ -17,12 +17,11 @@ from __future__ import annotations
 import time
 import warnings
 
-import numpy as np
 import torch
 from inpainter_curve import curve_arguments, evaluation_points
 
-from maskopt.data.pairs import FirstPairs, PairDataset, batches
-from maskopt.evaluation.masks import mask_metrics, selected_masks
+from maskopt.data.pairs import FirstPairs, PairDataset
+from maskopt.evaluation.masks import mask_quality
 from maskopt.models.build import build, segmenter_config
 from maskopt.models.selection import box_margin
 from maskopt.training.distributed import Context
@@ -30,26 +29,12 @@ from maskopt.training.loop import make_loader
 from maskopt.training.tasks import SegmentationTask
 
 
-@torch.no_grad()
-def mask_quality(segmenter, pairs, margin: float) -> tuple[float, float, float]:
-    """Mean coverage, precision and the share of pairs with no overlapping segment."""
-    rows, missed = [], []
-    for batch in batches(pairs, 16):
-        masks, miss, _ = selected_masks(segmenter, batch["image"], batch["mask"], margin)
-        rows += [mask_metrics(m[0].numpy() > 0.5, g[0].numpy() > 0.5)
-                 for m, g in zip(masks, batch["mask"], strict=True)]
-        missed += miss.tolist()
-    segmenter.train()
-    return (float(np.mean([r["coverage"] for r in rows])),
-            float(np.mean([r["precision"] for r in rows])), float(np.mean(missed)))
-
-
 def main() -> None:
     args, params = curve_arguments(__doc__.splitlines()[0], 1000, 250)
     ctx = Context(0, 1, 0, torch.device("cpu"))
     train = PairDataset("data/pairs/train", params.inpainter.canny_sigma, flip=True,
                         seed=params.seed, cache=params.train.cache_pairs)
-    seen = FirstPairs(PairDataset("data/pairs/train", params.inpainter.canny_sigma), 100)
+    first = FirstPairs(PairDataset("data/pairs/train", params.inpainter.canny_sigma), 100)
     test = PairDataset("data/pairs/test", params.inpainter.canny_sigma)
     tax = train.taxonomy
     with warnings.catch_warnings():
@@ -66,11 +51,13 @@ def main() -> None:
     for step in evaluation_points(task, loader, args.steps, args.every):
         paused = time.perf_counter()
         training = paused - started - evaluating
-        seen_cov, seen_prec, _ = mask_quality(task.segmenter, seen, margin)
-        cov, prec, missed = mask_quality(task.segmenter, test, margin)
+        seen = mask_quality(task.segmenter, first, margin)
+        held = mask_quality(task.segmenter, test, margin)
+        task.segmenter.train()
         evaluating += time.perf_counter() - paused
-        print(f"| {step} | {training:.0f} | {seen_cov:.3f} | {seen_prec:.3f} | {cov:.3f} | "
-              f"{prec:.3f} | {missed:.2f} |", flush=True)
+        print(f"| {step} | {training:.0f} | {seen['coverage']:.3f} | {seen['precision']:.3f} | "
+              f"{held['coverage']:.3f} | {held['precision']:.3f} | {held['no_segment']:.2f} |",
+              flush=True)
 
 if __name__ == "__main__":
     main()

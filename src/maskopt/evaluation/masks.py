@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from maskopt.data.pairs import batches
 from maskopt.models.selection import PANOPTIC_SCORE, selected_mask
 
 
@@ -49,6 +50,21 @@ def selected_masks(segmenter, images: torch.Tensor, gt_masks: torch.Tensor,
         masks.append(torch.zeros_like(gt_masks[b, 0]) if soft is None else soft)
     return (torch.stack(masks)[:, None], torch.tensor(missed, device=images.device),
             out.semantic_logits)
+
+
+def mask_quality(segmenter, pairs, margin: float, batch_size: int = 16) -> dict[str, float]:
+    """Mean coverage and precision of the selected masks over ``pairs``, and the share
+    of pairs with no overlapping segment: how far a segmenter has learned the person.
+    Leaves the segmenter in eval mode."""
+    rows, missed = [], []
+    for batch in batches(pairs, batch_size):
+        masks, miss, _ = selected_masks(segmenter, batch["image"], batch["mask"], margin)
+        rows += [mask_metrics(m[0].numpy() > 0.5, g[0].numpy() > 0.5)
+                 for m, g in zip(masks, batch["mask"], strict=True)]
+        missed += miss.tolist()
+    means = mean_metrics(rows)
+    return {"coverage": means["coverage"], "precision": means["precision"],
+            "no_segment": float(np.mean(missed))}
 
 
 def mean_metrics(rows: list[dict[str, float]]) -> dict[str, float]:

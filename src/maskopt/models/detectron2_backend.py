@@ -66,6 +66,9 @@ class Detectron2PanopticFPN(nn.Module):
                  anchor_sizes: list[int] | None = None, freeze_at: int = 0,
                  stem_stride: int = 4, **_ignored):
         super().__init__()
+        if weights == "sample-zoo":
+            raise MaskoptError("segmenter.weights: sample-zoo is a torchvision-backend "
+                               "segmenter; use segmenter.backend: torchvision with it")
         if stem_stride != 4:
             raise MaskoptError("the detectron2 backend keeps ResNet's stem: segmenter.stem_stride "
                                f"must be 4 (got {stem_stride})")

@@ -33,6 +33,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.core.errors import MaskoptError
 from maskopt.models.coco_weights import load_coco_maskrcnn
+from maskopt.models.zoo_weights import load_zoo_segmenter
 from maskopt.models.detections import (
     Detections,
     SegmenterOutput,
@@ -120,15 +121,16 @@ class PanopticFPN(nn.Module):
 
     def __init__(self, num_thing_classes: int, num_semantic_classes: int, *, depth: int = 50,
                  fpn_channels: int = 256, image_size: int = 256,
-                 weights: Literal["none", "imagenet", "coco"] = "none",
+                 weights: Literal["none", "sample-zoo", "imagenet", "coco"] = "none",
                  box_batch_size: int = 512, detections_per_image: int = 100,
                  score_threshold: float = 0.05, load_weights: bool = True,
                  thing_category_ids: list[int] | None = None, grown_box_margin: float = 0.0,
                  proposals: dict[str, int] | None = None,
                  anchor_sizes: list[int] | None = None, freeze_at: int = 0,
                  stem_stride: Literal[2, 4] = 4):
-        """``weights`` picks the norms (GroupNorm from scratch, frozen BN for pretrained
-        starts) and, when ``load_weights``, loads them; restoring a saved model passes
+        """``weights`` picks the norms (GroupNorm from scratch and for the sample's zoo,
+        which was trained from scratch; frozen BN for ImageNet or COCO starts) and, when
+        ``load_weights``, loads them; restoring a saved model passes
         ``load_weights=False`` so nothing is downloaded. ``thing_category_ids`` are the
         COCO category ids of thing labels 1..K, needed to take the class rows of the
         COCO weights. ``grown_box_margin`` (a fraction of the image side) adds the mask
@@ -145,11 +147,11 @@ class PanopticFPN(nn.Module):
         _check_shape(depth, weights, fpn_channels, stem_stride)
         self.grown_box_margin = grown_box_margin * image_size
         self.num_semantic_classes = num_semantic_classes
-        backbone = _resnet_fpn(depth, fpn_channels, pretrained=weights != "none",
+        scratch = weights in ("none", "sample-zoo")
+        backbone = _resnet_fpn(depth, fpn_channels, pretrained=not scratch,
                                load=load_weights and weights == "imagenet",
                                stem_pool=stem_stride == 4)
         _freeze(backbone, freeze_at)
-        scratch = weights == "none"
         anchors = _anchor_generator(anchor_sizes, image_size)
         mask_head = MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1,
                                   norm_layer=group_norm if scratch else None)
@@ -179,6 +181,12 @@ class PanopticFPN(nn.Module):
             if thing_category_ids is None or len(thing_category_ids) != num_thing_classes:
                 raise MaskoptError("COCO weights need the COCO category id of every thing class")
             self.weights_report = load_coco_maskrcnn(self, thing_category_ids)
+        if weights == "sample-zoo" and load_weights:
+            self.weights_report = load_zoo_segmenter(self, {
+                "num_thing_classes": num_thing_classes,
+                "num_semantic_classes": num_semantic_classes, "depth": depth,
+                "fpn_channels": fpn_channels, "image_size": image_size,
+                "anchor_sizes": anchor_sizes, "stem_stride": stem_stride})
 
     # -- pieces ---------------------------------------------------------------------
 

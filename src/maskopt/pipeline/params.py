@@ -104,7 +104,9 @@ class SegmenterParams(_Section):
     backend: Literal["torchvision", "detectron2"] = "torchvision"
     depth: Literal[18, 34, 50, 101] = 18                # paper: 50
     fpn_channels: int = Field(default=64, ge=32)        # paper: 256
-    weights: Literal["none", "imagenet", "coco"] = "none"
+    # none: from scratch; sample-zoo: the sample's pretrained segmenter (make zoo);
+    # imagenet / coco: torchvision's published weights (downloaded once)
+    weights: Literal["none", "sample-zoo", "imagenet", "coco"] = "none"
     # backbone stages kept fixed: 2 = stem and res2 (detectron2's FREEZE_AT, for COCO or
     # ImageNet weights: params-coco.yaml); 0 = train all (from scratch)
     freeze_at: int = Field(default=0, ge=0, le=5)
