@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 from alpha_sweep import run_sweep  # scripts/ is on sys.path when this runs as a script
+from seeds import experiment_file
 
 REPORT = Path("reports/fixed_dilation.json")
 OUT = Path("reports/fixed_dilation_seeds.md")
@@ -30,19 +30,9 @@ NAMES = {"pretrained": "pretrained inpainters", "joint": "joint inpainters",
          "telea": "OpenCV Telea"}
 
 
-def git(*args: str) -> str:
-    done = subprocess.run(["git", *args], capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"git {' '.join(args)} failed: {done.stderr}")
-    return done.stdout
-
-
 def experiment_report(name: str) -> dict | None:
-    refs = [r for r in git("for-each-ref", "refs/exps", "--format=%(refname)").split()
-            if r.endswith(f"/{name}")]
-    if not refs:
-        return None
-    return json.loads(git("show", f"{refs[-1]}:{REPORT}"))
+    text = experiment_file(name, str(REPORT))
+    return None if text is None else json.loads(text)
 
 
 def cell(c: dict) -> str:

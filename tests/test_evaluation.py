@@ -154,7 +154,7 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     assert headline["psnr"]["telea_pretrained_mask"] == pytest.approx(
         saved["telea_pretrained_mask"]["psnr"]["all"], abs=1e-4)
     assert headline["mask"]["coverage"] == saved["joint"]["mask_coverage"]["all"]
-    for row in ("joint", "starting_point", "gt_d0", "gt_d-2", "telea_pretrained_mask",
+    for row in ("joint", "starting_point", "gt_d0", "gt_d-1", "telea_pretrained_mask",
                 "ns_pretrained_mask", "telea_joint_mask", "telea_gt_mask"):
         assert 0 < saved[row]["psnr"]["all"] <= 100
     # baselines get the mask of the row they are compared with
@@ -174,11 +174,11 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     assert "paper: Ours" in tables and "fallback rate" in tables
     assert "`starting_point`: paper's starting point (pretrained segmenter's mask, " \
            "pretrained inpainters)" in tables
-    assert "`gt_d-2`: pretrained inpainters, ground-truth mask eroded by 2 px" in tables
+    assert "`gt_d-1`: pretrained inpainters, ground-truth mask eroded by 1 px" in tables
     assert "| joint beats the paper's starting point" not in tables  # named with MEL
     assert "joint + MEL beats the paper's starting point" in tables
     dilation = json.loads(Path("reports/plots/dilation.json").read_text())
-    assert [p["d"] for p in dilation] == [-2, 0, 2, 4, 6, 8]
+    assert [p["d"] for p in dilation] == [-1, 0, 1, 2, 3, 4]
     by_bucket = json.loads(Path("reports/plots/psnr_by_bucket.json").read_text())
     assert {"joint model", "starting point", "pretrained inpainters, exact GT mask"} <= set(
         by_bucket[0])  # each plotted row a series, by its name
@@ -244,8 +244,8 @@ def test_fig_4_columns_put_external_inpainters_before_ours():
     from maskopt.evaluation.rows import evaluation_rows
 
     have = {"pretrained", "joint", "without_mel", "gt", "random"}
-    rows = evaluation_rows([-2, 0, 2], [], ["lama"], have)
-    image = torch.zeros(3, 8, 8)
+    rows = evaluation_rows([-2, -1, 0, 1, 2], [], ["lama"], have)
+    image = torch.zeros(3, 128, 128)  # the paper's 2 px at 256 px: 1 px here
     drawn = defaultdict(lambda: [image, image])
     columns = figure_columns(rows, drawn)
     lama = "external_lama_pretrained_mask"
@@ -255,7 +255,7 @@ def test_fig_4_columns_put_external_inpainters_before_ours():
     assert list(columns["pairs"]) == [
         "input I", "pretrained mask", "joint mask", "starting point", "Telea, pretr. mask",
         "Telea, joint mask", "joint", "ground truth I_G"]
-    assert list(columns["figure_1"])[1:4] == ["mask gt_d-2", "mask gt_d0", "mask gt_d2"]
+    assert list(columns["figure_1"])[1:4] == ["mask gt_d-1", "mask gt_d0", "mask gt_d1"]
     assert len(columns["table_v"][lama]) == 2 and len(columns["figure_1"]["gt_d0"]) == 1
 
 

@@ -58,3 +58,31 @@ def test_table_v_claims_are_tested_in_every_bucket_on_psnr_and_ssim():
     mel = next(line for line in psnr_table.splitlines() if line.startswith("| w/o MEL"))
     assert mel.count("-0.50 [-0.50, -0.50]") == 5 and "✓" not in mel
     assert "Ours − baseline, SSIM per test pair" in text
+
+
+def test_table_one_maps_the_papers_d_and_each_claim_shows_the_other_seeds():
+    rows = {"gt_d0": 20.0, "gt_d-1": 17.0, "joint": 18.0, "telea_pretrained_mask": 18.5}
+    image_buckets = [b for b in BUCKETS for _ in range(5)]
+    per_image = {row: [v + 0.01 * i for i in range(20)] for row, v in rows.items()}
+    rerun = {"gt_d0": 19.0, "gt_d-1": 18.5, "joint": 18.0, "telea_pretrained_mask": 18.25}
+    text = paper_markdown(_table(rows), per_image, image_buckets, [-1, 0], True, 128,
+                          reruns=[{"seed": 1, "table": _table(rerun)}])
+    paper = paper_numbers()["table_1"]["psnr"]
+    assert "d = -1 here ↔ -2 at 256 px, d = +0 here ↔ +0 at 256 px" in text
+    assert f"| 0-10 % | 17.00 ({paper['-2'][0]:.2f}) | 20.00 ({paper['0'][0]:.2f}) |" in text
+    eroded = next(line for line in text.splitlines() if "beats it eroded by 1 px" in line)
+    assert "mean difference +3.00 dB" in eroded and "Other seeds: +0.50 (seed 1)." in eroded
+    telea = next(line for line in text.splitlines() if line.startswith("- Ours > OpenCV Telea"))
+    assert "mean difference -0.50 dB" in telea and "Other seeds: -0.25 (seed 1)." in telea
+    alone = paper_markdown(_table(rows), per_image, image_buckets, [-1, 0], True, 128)
+    assert "No run with another seed is recorded" in alone and "Other seeds" not in alone
+
+
+def test_a_rerun_differs_only_in_its_seed_or_in_settings_that_change_no_result():
+    from maskopt.evaluation.paper_report import rerun_params
+    from maskopt.pipeline.params import Params
+
+    base = rerun_params(Params())
+    assert rerun_params(Params.model_validate({"seed": 1})) == base
+    assert rerun_params(Params.model_validate({"train": {"log_every": 5}})) == base
+    assert rerun_params(Params.model_validate({"alpha": 0.05})) != base

@@ -37,7 +37,8 @@ def test_project_params_load_with_paper_weights():
 # The settings in which the COCO profile differs from the sample; every other one is
 # the same in both files (params-coco.yaml is a whole profile, applied with `cp`).
 COCO_ONLY = {
-    "data.source", "evaluate.fixed_dilations", "evaluate.grid_pairs", "finetune.pairs",
+    "data.source", "evaluate.dilations", "evaluate.fixed_dilations", "evaluate.grid_pairs",
+    "finetune.pairs",
     "finetune.steps", "inpainter.blocks", "inpainter.canny_sigma", "inpainter.class_channels",
     "inpainter.vgg_weights", "inpainter.width", "loss.lambda_if", "loss.lambda_is",
     "segmenter.box_batch_size", "segmenter.depth", "segmenter.detections_per_image",
@@ -102,7 +103,8 @@ def test_coco_profile_follows_the_paper_where_it_speaks():
         ({"data__source": "imagenet"}, "data.source: Input should be 'sample' or 'coco'"),
         ({"synthesize__blur_sgma": 1.0}, "synthesize.blur_sgma: unknown key"),
         ({"synthesize__workers": "many"}, "synthesize.workers"),
-        ({"segmenter__freeze_at": 2}, "segmenter.freeze_at: would keep randomly initialised"),
+        ({"segmenter__weights": "none", "segmenter__freeze_at": 2},
+         "segmenter.freeze_at: would keep randomly initialised"),
     ],
 )
 def test_invalid_params_fail_with_one_line_naming_the_key(tmp_path, override, fragment):

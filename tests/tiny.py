@@ -6,6 +6,7 @@ TINY = {
     "synthesize.image_size": 32,
     "synthesize.validation_images": 4, "synthesize.min_pairs": 1,
     "segmenter.depth": 18, "segmenter.fpn_channels": 32, "segmenter.box_batch_size": 16,
+    "segmenter.weights": "none",  # the sample's zoo is made for its 128 px
     "segmenter.detections_per_image": 5,
     "inpainter.width": 4, "inpainter.blocks": 1, "inpainter.vgg_weights": "random",
     "train.workers": 0, "train.threads": 1, "train.checkpoint_every": 2, "train.log_every": 1,

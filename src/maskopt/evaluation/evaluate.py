@@ -25,14 +25,14 @@ from maskopt.evaluation.engine import (
 )
 from maskopt.evaluation.image_metrics import ALL, BucketMetrics, SharedNetworks
 from maskopt.evaluation.masks import mask_metrics, mean_metrics
-from maskopt.evaluation.rows import COMPARISONS, FIGURES, ROWS, Row, table_v_rows
+from maskopt.evaluation.rows import FIGURES, ROWS, Row, comparisons, pixels_here, table_v_rows
 from maskopt.evaluation.statistics import paired_comparison
 
 
-def compare_rows(per_image: dict[str, list[float]]) -> list[dict]:
+def compare_rows(per_image: dict[str, list[float]], image_size: int) -> list[dict]:
     """The paired comparisons whose rows were evaluated."""
     return [{"a": a, "b": b, "claim": claim, **paired_comparison(per_image[a], per_image[b])}
-            for a, b, claim in COMPARISONS if a in per_image and b in per_image]
+            for a, b, claim in comparisons(image_size) if a in per_image and b in per_image]
 
 
 @dataclass
@@ -116,15 +116,17 @@ def figure_columns(rows: list[Row], drawn: dict[str, list]) -> dict[str, dict[st
     pairs: the masks and the rows with a ``grid`` column, labelled so (short forms of
     their descriptions). table_v: Fig. 4 of the paper, Table V's rows side by side,
     labelled with the row names. figure_1: Fig. 1 of the paper, the GT mask eroded by
-    2 px, exact and grown by 2 px with the pretrained inpainters' fills (those that
-    were evaluated), on the first pair."""
+    the paper's 2 px (at 256 px, scaled to the pairs' side), exact and grown by as much,
+    with the pretrained inpainters' fills (those that were evaluated), on the first
+    pair."""
     first, last = {GRID_FIRST_COLUMN: drawn["input"]}, {"ground truth I_G": drawn["target"]}
     pairs = {**first, "pretrained mask": drawn["mask pretrained"],
              "joint mask": drawn["mask joint"],
              **{row.grid: drawn[row.name] for row in rows if row.grid}, **last}
     table_v = {**first, "pretrained mask": drawn["mask pretrained"],
                **{row.name: drawn[row.name] for row in table_v_rows(rows)}, **last}
-    shown = [f"gt_d{d}" for d in (-2, 0, 2) if f"gt_d{d}" in {row.name for row in rows}]
+    step = pixels_here(2, drawn["input"][0].shape[-1])
+    shown = [f"gt_d{d}" for d in (-step, 0, step) if f"gt_d{d}" in {row.name for row in rows}]
     figure_1 = {**first, **{f"mask {name}": drawn[f"mask {name}"] for name in shown},
                 **{name: drawn[name] for name in shown}, **last}
     figures = {"pairs": pairs, "table_v": table_v, "figure_1": figure_1}

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from maskopt.evaluation.markdown import DIGITS, cell, header, interval, line
 from maskopt.evaluation.paper_numbers import paper_numbers
-from maskopt.evaluation.rows import ROWS, finetuned_row, row_named, table_v_rows
+from maskopt.evaluation.rows import (
+    PAPER_SIDE,
+    ROWS,
+    finetuned_row,
+    pixels_here,
+    row_named,
+    table_v_rows,
+)
 from maskopt.evaluation.statistics import paired_comparison
 
 PHI_ALPHAS = (0.01, 0.03, 0.05, 0.07)  # the paper's Table IV
@@ -29,18 +36,37 @@ def _grid(metric: str, columns: dict[str, tuple[str | None, list | None]], table
     return lines + [""]
 
 
-def _claim(text: str, a: list[float], b: list[float]) -> str:
+def _claim(text: str, a: list[float], b: list[float], rerun: str = "") -> str:
     c = paired_comparison(a, b)
     return (f"- {text}: mean difference {c['mean_difference']:+.2f} dB, wins "
             f"{c['wins']}/{c['images']}, 95 % interval [{c['low']:+.2f}, {c['high']:+.2f}] — "
-            f"{'holds' if c['holds'] else 'does not hold'} here.")
+            f"{'holds' if c['holds'] else 'does not hold'} here."
+            + (f" Other seeds: {rerun}." if rerun else ""))
+
+
+class Reruns:
+    """The same comparisons in other runs of these params with another seed (their own
+    data and training; reports/seeds.json): how far a rerun moves a claim."""
+
+    def __init__(self, runs: list[dict] | None):
+        self.runs = runs or []  # [{"seed": n, "table": {row: {bucket: {metric: v}}}}]
+
+    def of(self, a: str, b: str, bucket: str = "all", metric: str = "psnr") -> str:
+        """``a`` − ``b`` (their means) in each other run, e.g. "+0.12 (seed 1), …"."""
+        cells = []
+        for run in self.runs:
+            x, y = (run["table"].get(r, {}).get(bucket, {}).get(metric) for r in (a, b))
+            if x is not None and y is not None:
+                cells.append(f"{x - y:+.{DIGITS[metric]}f} (seed {run['seed']})")
+        return ", ".join(cells)
 
 
 def _by_bucket(values: list[float], image_buckets: list[str], bucket: str) -> list[float]:
     return [v for v, b in zip(values, image_buckets, strict=True) if b == bucket]
 
 
-def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> list[str]:
+def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str],
+               reruns: Reruns) -> list[str]:
     lines = [f"## Table III — {t3['caption']}", ""]
     counts = sorted(int(row.inpainter.removeprefix("finetuned_"))
                     for row in map(row_named, table) if row.inpainter.startswith("finetuned_"))
@@ -65,7 +91,8 @@ def _table_iii(t3: dict, table: dict, per_image: dict, buckets: list[str]) -> li
               "the first 20k pairs (saturating up to 110k).", ""]
     for n in counts:
         lines.append(_claim(f"fine-tuned on {n} pairs > not fine-tuned",
-                            per_image[finetuned_row(n).name], base))
+                            per_image[finetuned_row(n).name], base,
+                            reruns.of(finetuned_row(n).name, "random_inpainters_gt_mask")))
     gains = [sum(per_image[finetuned_row(n).name]) / len(base) - sum(base) / len(base)
              for n in counts]
     if gains[-1] > 0:
@@ -79,13 +106,17 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                    figures: dict[str, list[str]] | None = None,
                    alpha_sweep: list[dict] | None = None, alpha: float = 0.03,
                    phi_figure: str | None = None,
-                   per_image_ssim: dict[str, list[float]] | None = None) -> str:
+                   per_image_ssim: dict[str, list[float]] | None = None,
+                   reruns: list[dict] | None = None) -> str:
     """``per_image``: each row's PSNR per test pair, in the order of ``image_buckets``.
     ``figures``: the grid files of ``rows.FIGURES`` (in reports/grids/) to show.
     ``alpha_sweep``: the rows of reports/alpha_sweep.json (see :func:`table_iv`);
     ``phi_figure``: the file of Fig. 3 (φ and the α bands), relative to reports/.
-    ``per_image_ssim``: as ``per_image``, SSIM (Table V's claims test it too)."""
+    ``per_image_ssim``: as ``per_image``, SSIM (Table V's claims test it too).
+    ``reruns``: reports/seeds.json, the same params' runs with other seeds (see
+    :class:`Reruns`), whose differences are printed beside each claim."""
     paper = paper_numbers()
+    other = Reruns(reruns)
     buckets = paper["buckets"]
     figures = figures or {}
     lines = ["# The paper's tables, reproduced on this run", "",
@@ -93,18 +124,28 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
              f"number in brackets ({paper['source']}). Different data and scale: compare "
              "the shape of each result, not the values. Claims are tested on PSNR per test "
              "pair: mean difference, wins, paired bootstrap 95 % interval; a claim holds "
-             "when the interval excludes 0.", ""]
-    lines += _table_i(paper["table_1"], table, per_image, dilations, buckets)
-    lines += _figure("Fig. 1 — the same hole filled with the GT mask eroded by 2 px, exact "
-                     "and grown by 2 px (pretrained inpainters; the first test pair)",
+             "when the interval excludes 0.", "",
+             "Beside each claim: the same difference in runs of these params with another "
+             "seed (their own scenes, pairs and training; `scripts/seeds.py`), the noise "
+             "of a rerun. A claim whose interval excludes 0 while another seed's "
+             "difference has the other sign is not shown by this run alone."
+             if other.runs else "No run with another seed is recorded "
+             "(reports/seeds.json, `scripts/seeds.py`): the claims below have no rerun "
+             "noise beside them.", ""]
+    lines += _table_i(paper["table_1"], table, per_image, dilations, buckets, image_size,
+                      other)
+    step = pixels_here(2, image_size)
+    lines += _figure(f"Fig. 1 — the same hole filled with the GT mask eroded by {step} px, "
+                     f"exact and grown by {step} px (the paper's 2 px at {PAPER_SIDE} px; "
+                     "pretrained inpainters; the first test pair)",
                      figures.get("figure_1"))
-    lines += _table_ii(paper["table_2"], table, per_image, image_buckets, buckets)
-    lines += _table_iii(paper["table_3"], table, per_image, buckets)
+    lines += _table_ii(paper["table_2"], table, per_image, image_buckets, buckets, other)
+    lines += _table_iii(paper["table_3"], table, per_image, buckets, other)
     lines += table_iv(paper["table_4"], alpha_sweep or [], alpha, table)
     if phi_figure:
         lines += _figure_3(phi_figure, image_size)
     lines += _table_v(paper["table_5"], table, per_image, mask_expansion, buckets,
-                      image_buckets, per_image_ssim)
+                      image_buckets, per_image_ssim, other)
     lines += _figure("Fig. 4 — Table V's rows on the same test pairs (columns named as the "
                      "rows above; each baseline fills the pretrained mask)",
                      figures.get("table_v"))
@@ -112,21 +153,34 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
 
 
 def _table_i(t1: dict, table: dict, per_image: dict, dilations: list[int],
-             buckets: list[str]) -> list[str]:
-    lines = [f"## Table I — {t1['caption']}", ""]
+             buckets: list[str], image_size: int, reruns: Reruns) -> list[str]:
+    lines = [f"## Table I — {t1['caption']}", "",
+             f"The paper's d is in pixels of COCO-sized images; at {image_size} px it is "
+             f"scaled by {image_size} / {PAPER_SIDE}: "
+             + ", ".join(f"d = {d:+d} here ↔ {paper_d(d, image_size):+g} at {PAPER_SIDE} px"
+                         for d in dilations) + ". Each column is headed by this run's d; "
+             "the paper's cell is that of the matching d at 256 px, where it has one.", ""]
     for metric in ("psnr", "ssim"):
-        columns = {f"d = {d:+d}": (f"gt_d{d}", t1[metric].get(str(d))) for d in dilations}
+        columns = {f"d = {d:+d}": (f"gt_d{d}", t1[metric].get(f"{paper_d(d, image_size):g}"))
+                   for d in dilations}
         lines += _grid(metric, columns, table, buckets)
-    if "gt_d0" in per_image and "gt_d-2" in per_image:
-        lines += ["Paper: a mask 2 px too small is far worse than the exact one, and growing "
-                  "it costs little.", "",
-                  _claim("the exact GT mask beats it eroded by 2 px", per_image["gt_d0"],
-                         per_image["gt_d-2"]), ""]
+    eroded = f"gt_d{pixels_here(-2, image_size)}"
+    if "gt_d0" in per_image and eroded in per_image:
+        lines += ["Paper: a mask 2 px too small (at 256 px) is far worse than the exact one, "
+                  "and growing it costs little.", "",
+                  _claim(f"the exact GT mask beats it eroded by "
+                         f"{-pixels_here(-2, image_size)} px", per_image["gt_d0"],
+                         per_image[eroded], reruns.of("gt_d0", eroded)), ""]
     return lines
 
 
+def paper_d(d: int, image_size: int) -> float:
+    """This run's d in the paper's pixels (at 256 px)."""
+    return d * PAPER_SIDE / image_size
+
+
 def _table_ii(t2: dict, table: dict, per_image: dict, image_buckets: list[str],
-              buckets: list[str]) -> list[str]:
+              buckets: list[str], reruns: Reruns) -> list[str]:
     lines = [f"## Table II — {t2['caption']}", ""]
     if "random_inpainters_gt_mask" not in table:
         return lines + ["Not in this run: the random-mask inpainters were not evaluated.", ""]
@@ -138,11 +192,13 @@ def _table_ii(t2: dict, table: dict, per_image: dict, image_buckets: list[str],
     obj, rnd = per_image["gt_d0"], per_image["random_inpainters_gt_mask"]
     lines += ["Paper: object-mask training beats random-mask training in every bucket, "
               "and the gap grows with the mask ratio (0.24 dB at 0–10 %, 1.40 dB at "
-              "30–40 %).", "", _claim("object > random masks, all pairs", obj, rnd)]
+              "30–40 %).", "", _claim("object > random masks, all pairs", obj, rnd,
+                                      reruns.of("gt_d0", "random_inpainters_gt_mask"))]
     for bucket in buckets:
         a, b = _by_bucket(obj, image_buckets, bucket), _by_bucket(rnd, image_buckets, bucket)
         if a:
-            lines.append(_claim(f"object > random masks, {bucket} %", a, b))
+            lines.append(_claim(f"object > random masks, {bucket} %", a, b,
+                                reruns.of("gt_d0", "random_inpainters_gt_mask", bucket)))
     return lines + [""]
 
 
@@ -157,7 +213,7 @@ def _figure_3(phi_figure: str, image_size: int) -> list[str]:
 
 def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
              buckets: list[str], image_buckets: list[str],
-             per_image_ssim: dict | None) -> list[str]:
+             per_image_ssim: dict | None, reruns: Reruns) -> list[str]:
     ours = "Ours" if mask_expansion else "joint, MEL off"
     lines = [f"## Table V — {t5['caption']}", "",
              "Every column inpaints the pretrained segmenter's selected segment (the "
@@ -176,24 +232,28 @@ def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
     for row in rows:
         if row.name != "joint" and row.name in per_image:
             lines.append(_claim(f"{ours} > {column[row.name]}", per_image["joint"],
-                                per_image[row.name]))
+                                per_image[row.name], reruns.of("joint", row.name)))
     baselines = [(column[row.name], row.name) for row in rows
                  if row.name != "joint" and row.name in per_image]
     for metric, values in (("PSNR", per_image), ("SSIM", per_image_ssim)):
         if values and "joint" in values:
             lines += ["", *_bucket_claims(f"{ours} − baseline, {metric} per test pair",
                                           values, baselines, image_buckets, buckets,
-                                          DIGITS[metric.lower()])]
+                                          metric.lower(), reruns)]
     lines += ["", "LPIPS and FID are compared by their means only: FID is a statistic of "
               "the whole set, not of a pair, and LPIPS is not kept per pair."]
     return lines + [""]
 
 
 def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[tuple],
-                   image_buckets: list[str], buckets: list[str], digits: int) -> list[str]:
-    """A paired interval per baseline and bucket (✓: it holds, the interval above 0)."""
+                   image_buckets: list[str], buckets: list[str], metric: str,
+                   reruns: Reruns) -> list[str]:
+    """A paired interval per baseline and bucket (✓: it holds, the interval above 0),
+    and the difference on all pairs in the other seeds' runs."""
+    digits = DIGITS[metric]
     lines = [f"{title} (mean difference [95 %]):", "",
-             *header(["baseline", "all", *(f"{b} %" for b in buckets)])]
+             *header(["baseline", "all", *(f"{b} %" for b in buckets),
+                      "all, other seeds"])]
     for name, row in baselines:
         cells = []
         for bucket in [None, *buckets]:
@@ -205,7 +265,7 @@ def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[t
                 continue
             c = paired_comparison(a, b)
             cells.append(interval(c, digits) + (" ✓" if c["holds"] else ""))
-        lines.append(line([name, *cells]))
+        lines.append(line([name, *cells, reruns.of("joint", row, metric=metric) or "–"]))
     return lines
 
 

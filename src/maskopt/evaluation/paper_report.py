@@ -12,13 +12,14 @@ from maskopt.core.io import atomic_path, read_json
 from maskopt.core.signed_distance import normalized_signed_distance
 from maskopt.evaluation.paper import PHI_ALPHAS, paper_markdown
 from maskopt.evaluation.rows import FIGURES
-from maskopt.pipeline.layout import REPORTS, STAGE_PARAMS
+from maskopt.pipeline.layout import REPORTS, RUN_ONLY, STAGE_PARAMS
 from maskopt.pipeline.params import Params
 from maskopt.pipeline.tracking import open_stage_run, pick_params
 
 EVALUATION = REPORTS / "evaluation.json"
 PER_PAIR = REPORTS / "per_pair.json"
 ALPHA_SWEEP = REPORTS / "alpha_sweep.json"  # scripts/alpha_sweep.py writes it; in git
+SEEDS = REPORTS / "seeds.json"  # scripts/seeds.py writes it; in git
 PAPER = REPORTS / "paper.md"
 FIGURE_3 = REPORTS / "figure_3.png"
 
@@ -72,10 +73,27 @@ def phi_plot(size: int, path: Path) -> None:
         figure.savefig(tmp, format="png")
 
 
+def rerun_params(params: Params) -> dict:
+    """What must be equal for a run to be a rerun of this one: every param (dotted) but
+    the seed and those that change no result (pipeline.layout.RUN_ONLY)."""
+    def leaves(section: dict, prefix: str = "") -> dict:
+        found = {}
+        for key, value in section.items():
+            found |= (leaves(value, f"{prefix}{key}.") if isinstance(value, dict) and value
+                      else {f"{prefix}{key}": value})
+        return found
+
+    return {k: v for k, v in leaves(params.model_dump(mode="json")).items()
+            if k != "seed" and k not in RUN_ONLY}
+
+
 def paper_report(params: Params) -> dict:
     evaluation = read_json(EVALUATION)
     per_pair = read_json(PER_PAIR)
     sweep = read_json(ALPHA_SWEEP) if ALPHA_SWEEP.exists() else []
+    # runs of other seeds, with this run's params apart from the seed
+    reruns = [run for run in (read_json(SEEDS) if SEEDS.exists() else [])
+              if run["seed"] != params.seed and run["params"] == rerun_params(params)]
     figures = {figure: sorted(p.name for p in (REPORTS / "grids").glob(f"{figure}_*.png"))
                for figure in FIGURES}
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["paper_report"]))
@@ -84,7 +102,7 @@ def paper_report(params: Params) -> dict:
         text = paper_markdown(rows_by_bucket(evaluation), per_pair["psnr"], per_pair["buckets"],
                               params.evaluate.dilations, params.train.mask_expansion,
                               params.synthesize.image_size, figures, sweep, params.alpha,
-                              FIGURE_3.name, per_pair.get("ssim"))
+                              FIGURE_3.name, per_pair.get("ssim"), reruns)
         with atomic_path(PAPER) as tmp:
             tmp.write_text(text)
         run.log_artifact(PAPER)

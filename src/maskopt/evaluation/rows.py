@@ -3,7 +3,7 @@
 Everything that shows a row reads it from here: the evaluate stage (which rows it
 fills and scores), tables.md, the grids, reports/metrics.json, paper.md's Table V and
 the fixed-dilation sweep. Adding a row is one line in :data:`ROWS`; a claim about it
-is one line in :data:`COMPARISONS`; a row drawn by `dvc plots` (its series name in
+is one line in :func:`comparisons`; a row drawn by `dvc plots` (its series name in
 ``plotted``) is also listed in dvc.yaml's per-bucket plots (a test keeps them equal).
 
 Masks: "joint" and "without_mel" are the jointly trained segmenters' (with and
@@ -72,23 +72,37 @@ ROWS = (
         grid="joint", table_v="Ours", headline=True, plotted="joint model"),
 )
 
-# (row A, row B, the claim "A beats B" in words): paired per-image PSNR comparisons.
-COMPARISONS = [
-    ("joint", "starting_point", "joint beats the paper's starting point"),
-    ("joint", "telea_pretrained_mask", "joint beats OpenCV Telea on the pretrained mask"),
-    ("joint", "telea_joint_mask", "joint inpainters beat OpenCV Telea on the same mask"),
-    ("gt_d0", "telea_gt_mask", "pretrained inpainters beat OpenCV Telea on the GT mask"),
-    ("gt_d0", "gt_d-2", "the exact GT mask beats the GT mask eroded by 2 px"),
-    ("gt_d0", "random_inpainters_gt_mask",
-     "inpainters trained on object masks beat those trained on random masks (GT mask)"),
-    ("joint", "random_inpainters_pretrained_mask",
-     "joint beats random-mask inpainters on the pretrained mask (EdgeC)"),
-    ("joint", "without_mel", "joint beats joint training without the mask expansion loss"),
-]
+# The paper gives its mask sizes in pixels of COCO-sized images: Table I's d and Fig.
+# 1's ±2 px. A run of another side scales them by side / PAPER_SIDE (128 px: ±1 px).
+PAPER_SIDE = 256
+
+
+def pixels_here(paper_px: int, image_size: int) -> int:
+    """The paper's ``paper_px`` in this run's pixels, at least one whole pixel."""
+    px = round(abs(paper_px) * image_size / PAPER_SIDE)
+    return (1 if paper_px > 0 else -1) * max(1, px) if paper_px else 0
+
+
+def comparisons(image_size: int) -> list[tuple[str, str, str]]:
+    """(row A, row B, the claim "A beats B" in words): the paired per-image comparisons."""
+    eroded = pixels_here(-2, image_size)
+    return [
+        ("joint", "starting_point", "joint beats the paper's starting point"),
+        ("joint", "telea_pretrained_mask", "joint beats OpenCV Telea on the pretrained mask"),
+        ("joint", "telea_joint_mask", "joint inpainters beat OpenCV Telea on the same mask"),
+        ("gt_d0", "telea_gt_mask", "pretrained inpainters beat OpenCV Telea on the GT mask"),
+        ("gt_d0", f"gt_d{eroded}", f"the exact GT mask beats the GT mask eroded by "
+         f"{-eroded} px (the paper's 2 px at {PAPER_SIDE} px)"),
+        ("gt_d0", "random_inpainters_gt_mask",
+         "inpainters trained on object masks beat those trained on random masks (GT mask)"),
+        ("joint", "random_inpainters_pretrained_mask",
+         "joint beats random-mask inpainters on the pretrained mask (EdgeC)"),
+        ("joint", "without_mel", "joint beats joint training without the mask expansion loss"),
+    ]
 
 
 def grown_gt_row(d: int) -> Row:
-    """Table I: the pretrained inpainters on M_G grown by d px."""
+    """Table I: the pretrained inpainters on M_G grown by d px (of this run's pairs)."""
     return Row(f"gt_d{d}", "gt", "pretrained", f"pretrained inpainters, ground-truth mask "
                f"{'grown' if d >= 0 else 'eroded'} by {abs(d)} px (Table I)", grow=d,
                plotted="pretrained inpainters, exact GT mask" if d == 0 else None)

@@ -61,7 +61,7 @@ def evaluate(params: Params) -> dict:
                 Path(workdir))
         for why in failures.values():
             tqdm.write(f"evaluate: left out: {why}")
-        comparisons = compare_rows(per_image["psnr"])
+        comparisons = compare_rows(per_image["psnr"], nets.image_size)
         metrics = flat_metrics(table, shared.unavailable)
         if failures:
             metrics["external_failures"] = failures

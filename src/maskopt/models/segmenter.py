@@ -33,13 +33,13 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.core.errors import MaskoptError
 from maskopt.models.coco_weights import load_coco_maskrcnn
-from maskopt.models.zoo_weights import load_zoo_segmenter
 from maskopt.models.detections import (
     Detections,
     SegmenterOutput,
     enlarge_boxes,
 )
 from maskopt.models.roi_align import CpuMultiScaleRoIAlign
+from maskopt.models.zoo_weights import load_zoo_segmenter
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
