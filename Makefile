@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 PLOTS_PAGE := .dvc/plots/offline.html
 
-.PHONY: setup pipeline test lint plots ui
+.PHONY: setup pipeline test lint plots ui zoo
 setup: $(VENV)/.installed $(PLOTS_PAGE)
 
 # uv installs the same packages as pip, several times faster (benchmarks/README.md). It reads
@@ -32,6 +32,11 @@ $(PLOTS_PAGE): $(VENV)/.installed
 # compared with (README), since a commit's results may come from another CPU.
 pipeline: setup
 	$(BIN)/maskopt repro --baseline
+
+# the sample's pretrained segmenter, src/maskopt/zoo/ (zoo/recipe.yaml; about 50 min on
+# 2 CPU cores, resumable): what segmenter.weights: sample-zoo starts from
+zoo: setup
+	$(BIN)/python -m maskopt.pipeline.launch -m maskopt.training.zoo
 
 # the α charts from the α experiments there are (scripts/alpha_sweep.py --no-run)
 plots: setup

@@ -7,13 +7,15 @@ Trains PanopticFPN with the pretrain stage's own task (params.yaml, with any
 evaluate stage does (its mask on the box grown by the joint model's margin), and prints
 its coverage of M_G and its precision on the first 100 training pairs (what the
 sample's step count is chosen from) and on the test pairs (reported beside them, not
-chosen on). Needs `dvc repro synthesize`.
+chosen on), from step 0 (the start: the zoo's weights with segmenter.weights:
+sample-zoo). Needs `dvc repro synthesize`.
 
     .venv/bin/python benchmarks/segmenter_curve.py --steps 2000 --every 250 [-S k=v ...]
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import warnings
 
@@ -48,7 +50,8 @@ def main() -> None:
     print("| step | seconds | coverage, train | precision, train | coverage, test | "
           "precision, test | no segment, test |\n|---|---|---|---|---|---|---|")
     started, evaluating = time.perf_counter(), 0.0
-    for step in evaluation_points(task, loader, args.steps, args.every):
+    # step 0: where it starts (the zoo's weights, with segmenter.weights: sample-zoo)
+    for step in itertools.chain([0], evaluation_points(task, loader, args.steps, args.every)):
         paused = time.perf_counter()
         training = paused - started - evaluating
         seen = mask_quality(task.segmenter, first, margin)
