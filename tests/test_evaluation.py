@@ -129,7 +129,10 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
     assert {id(nets) for nets, _ in calls} == {id(joint), id(pretrained)}
 
 
-def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, monkeypatch):
+def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, monkeypatch,
+                                                               tmp_path):
+    from test_edgeconnect import write_checkpoints
+
     from maskopt.evaluation import image_metrics
     from maskopt.evaluation.fixed_dilation_run import fixed_dilation
     from maskopt.evaluation.paper_report import paper_report
@@ -141,9 +144,14 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     monkeypatch.setattr(image_metrics, "default_fid_features", offline)
     stand_in = f"{sys.executable} {Path(__file__).with_name('stand_in_inpainter.py')} " \
                "--image {images} --mask {masks} --output {output}"
-    params = tiny_params(**{"evaluate.external_inpainters": {"stand_in": stand_in}})
+    write_checkpoints(tmp_path)  # EdgeConnect's files, random weights
+    params = tiny_params(**{"evaluate.external_inpainters": {"stand_in": stand_in},
+                            "evaluate.edgeconnect_weights": str(tmp_path)})
     headline = evaluate(params)
     paper_report(params)  # the next stage: reports/paper.md from what evaluate wrote
+    paper = Path("reports/paper.md").read_text()
+    assert "| PSNR | OpenCV Telea | OpenCV NS | random-mask nets | EdgeC |" in paper
+    assert "- Ours > EdgeC: mean difference" in paper
     fixed_headline = fixed_dilation(params)  # the stage beside evaluate
     assert json.loads(Path("reports/metrics.json").read_text()) == headline
     saved = json.loads(Path("reports/evaluation.json").read_text())
@@ -155,6 +163,7 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
         saved["telea_pretrained_mask"]["psnr"]["all"], abs=1e-4)
     assert headline["mask"]["coverage"] == saved["joint"]["mask_coverage"]["all"]
     for row in ("joint", "starting_point", "gt_d0", "gt_d-1", "telea_pretrained_mask",
+                "edgeconnect_pretrained_mask",
                 "ns_pretrained_mask", "telea_joint_mask", "telea_gt_mask"):
         assert 0 < saved[row]["psnr"]["all"] <= 100
     # baselines get the mask of the row they are compared with
@@ -195,13 +204,15 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     # the claims are tested on the same per-pair PSNRs evaluate wrote
     per_pair = json.loads(Path("reports/per_pair.json").read_text())
     assert len(per_pair["buckets"]) == len(per_pair["psnr"]["joint"]) == 8
-    # Fig. 1: one pair; input, the masks and fills of d = -2, 0, 2, the target
+    # Fig. 1: one pair; input, the masks and fills of d = -1, 0, 1 (the paper's ±2 px at
+    # 256 px, whole pixels at 32), the target
     figure_1 = np.asarray(Image.open("reports/grids/figure_1_000.png"))
     assert figure_1.shape[1] == 8 * 130 and figure_1.shape[0] < 2 * 130
-    # Fig. 4: input, mask, Telea, NS, EdgeC, the external one, w/o MEL, Ours, target
+    # Fig. 4: input, mask, Telea, NS, random-mask nets, EdgeC, the external one, w/o MEL,
+    # Ours, target
     assert {"random_inpainters_pretrained_mask", "without_mel",
             "external_stand_in_pretrained_mask"} <= set(saved)
-    assert np.asarray(Image.open("reports/grids/table_v_000.png")).shape[1] == 9 * 130
+    assert np.asarray(Image.open("reports/grids/table_v_000.png")).shape[1] == 10 * 130
     assert_fixed_dilation_report(saved, fixed_headline)
 
 

@@ -32,7 +32,8 @@ def test_table_two_says_when_its_rows_were_not_made():
     per_image = {row: [v] * 4 for row, v in rows.items()}
     text = paper_markdown(_table(rows), per_image, BUCKETS, [-2, 0], False, 64)
     assert "Not in this run: the random-mask inpainters were not evaluated." in text
-    assert "| PSNR | OpenCV Telea | OpenCV NS | EdgeC | w/o MEL | joint, MEL off |" in text
+    assert "| PSNR | OpenCV Telea | OpenCV NS | random-mask nets | EdgeC | w/o MEL | " \
+           "joint, MEL off |" in text
 
 
 def test_table_four_has_every_alpha_of_the_sweep_and_the_papers():

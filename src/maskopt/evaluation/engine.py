@@ -9,8 +9,8 @@ run once over every image and mask they need, after the project's own rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +33,25 @@ BATCH = 8
 class Sources:
     """segmenters: mask name → the networks whose segmenter selects it ("gt" is M_G).
     inpainters: inpainter name → (its networks, the mask name whose segmenter's classes
-    guide it)."""
+    guide it). fillers: inpainter name → a network that fills (images, masks) alone,
+    with no class guide (EdgeConnect's published one)."""
 
     segmenters: dict[str, Networks]
     inpainters: dict[str, tuple[Networks, str]]
     device: torch.device | str = "cpu"
+    fillers: dict[str, Callable] = field(default_factory=dict)
 
     @classmethod
     def of(cls, segmenters: dict[str, Networks], inpainters: dict[str, Networks],
-           classes_from: dict[str, str]) -> Sources:
+           classes_from: dict[str, str], fillers: dict[str, Callable] | None = None
+           ) -> Sources:
         """Each inpainter guided by ``classes_from[name]``'s classes, else by its own name's."""
         return cls(segmenters, {name: (nets, classes_from.get(name, name))
                                 for name, nets in inpainters.items()},
-                   next(iter(segmenters.values())).device)
+                   next(iter(segmenters.values())).device, fillers or {})
 
     def names(self) -> set[str]:
-        return {*self.segmenters, "gt", *self.inpainters}
+        return {*self.segmenters, "gt", *self.inpainters, *self.fillers}
 
 
 @dataclass
@@ -98,6 +101,8 @@ def fill_rows(rows: list[Row], sources: Sources, dataset, export_to: Path | None
                 _export(export_to, pairs["name"], images, mask, mask_key(row))
             elif row.inpainter in OPENCV:
                 fills[row.name] = opencv_inpaint(images, mask, row.inpainter)
+            elif row.inpainter in sources.fillers:
+                fills[row.name] = sources.fillers[row.inpainter](images, mask)
             else:
                 nets, guide = sources.inpainters[row.inpainter]
                 fills[row.name] = inpaint(nets, images, mask, classes[guide])

@@ -219,7 +219,10 @@ def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
              "Every column inpaints the pretrained segmenter's selected segment (the "
              "paper feeds PanopticFPN's mask to every baseline), except ours, which uses "
              "its own learned mask, as does w/o MEL (joint training without the mask "
-             "expansion loss). EdgeC = EdgeConnect's networks trained on random masks. "
+             "expansion loss). EdgeC = EdgeConnect's published networks "
+             "(`evaluate.edgeconnect_weights`; \"–\" where none were given); random-mask "
+             "nets = maskopt's own three inpainters trained on random masks, as many steps "
+             "as the object-mask ones. "
              f"This run's joint model is trained {'with' if mask_expansion else 'without'}"
              " the mask expansion loss.", ""]
     # every column of the table, made by this run or not; the external rows it made

@@ -10,7 +10,8 @@ Masks: "joint" and "without_mel" are the jointly trained segmenters' (with and
 without the mask expansion loss), "pretrained" the pretrained segmenter's — each the
 segment that overlaps M_G most, the paper's protocol — and "gt" is M_G. Inpainters:
 a network set ("pretrained", "joint", "without_mel", "random" = trained on random
-masks, "finetuned_N"), OpenCV's "telea" or "ns", or "external:NAME".
+masks, "finetuned_N"), OpenCV's "telea" or "ns", EdgeConnect's published networks
+"edgeconnect" (when evaluate.edgeconnect_weights names them), or "external:NAME".
 """
 
 from __future__ import annotations
@@ -57,12 +58,16 @@ ROWS = (
     Row("ns_pretrained_mask", "pretrained", "ns", "OpenCV Navier-Stokes, pretrained "
         "segmenter's mask", table_v="OpenCV NS"),
     Row("telea_gt_mask", "gt", "telea", "OpenCV Telea, ground-truth mask"),
-    # the paper's baselines: inpainters trained on random masks (Table II's first column on
-    # the GT mask; Table V's "EdgeC" on the pretrained segmenter's mask)
+    # maskopt's own three inpainters trained on random masks: Table II's first column on the
+    # GT mask, and on the pretrained mask the sample's stand-in for Table V's EdgeC
     Row("random_inpainters_gt_mask", "gt", "random",
         "inpainters trained on random masks, ground-truth mask"),
     Row("random_inpainters_pretrained_mask", "pretrained", "random",
-        "inpainters trained on random masks, pretrained segmenter's mask", table_v="EdgeC"),
+        "inpainters trained on random masks, pretrained segmenter's mask",
+        table_v="random-mask nets"),
+    Row("edgeconnect_pretrained_mask", "pretrained", "edgeconnect", "EdgeConnect's "
+        "published networks (evaluate.edgeconnect_weights), pretrained segmenter's mask",
+        table_v="EdgeC"),
     Row("telea_joint_mask", "joint", "telea", "OpenCV Telea, {joint} segmenter's mask",
         grid="Telea, joint mask", plotted="Telea, joint mask"),
     Row("ns_joint_mask", "joint", "ns", "OpenCV Navier-Stokes, {joint} segmenter's mask"),
@@ -96,7 +101,9 @@ def comparisons(image_size: int) -> list[tuple[str, str, str]]:
         ("gt_d0", "random_inpainters_gt_mask",
          "inpainters trained on object masks beat those trained on random masks (GT mask)"),
         ("joint", "random_inpainters_pretrained_mask",
-         "joint beats random-mask inpainters on the pretrained mask (EdgeC)"),
+         "joint beats random-mask inpainters on the pretrained mask"),
+        ("joint", "edgeconnect_pretrained_mask",
+         "joint beats EdgeConnect's published networks on the pretrained mask (EdgeC)"),
         ("joint", "without_mel", "joint beats joint training without the mask expansion loss"),
     ]
 

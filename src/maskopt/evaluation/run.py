@@ -23,6 +23,7 @@ from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
 from maskopt.evaluation.rows import evaluation_rows
 from maskopt.models.build import INPAINTERS, load_model, restore
+from maskopt.models.edgeconnect import load_edgeconnect
 from maskopt.models.inference import Networks
 from maskopt.pipeline.layout import (
     JOINT_FILE,
@@ -91,8 +92,11 @@ def _trained_networks(params: Params, device) -> Sources:
         load_model(finetuned_file(n), f"finetune_inpainter@{n}")["networks"]["generator"],
         source=str(finetuned_file(n))).to(device).eval()) for n in params.finetune.pairs}
     segmenters = {"joint": joint, "pretrained": pretrained, "without_mel": without_mel}
+    weights = params.evaluate.edgeconnect_weights  # Table V's EdgeC, where a user has it
+    fillers = {"edgeconnect": load_edgeconnect(weights, device)} if weights else {}
     return Sources.of(segmenters, {**segmenters, "random": random, **finetuned},
-                      {"random": "pretrained", **{name: "pretrained" for name in finetuned}})
+                      {"random": "pretrained", **{name: "pretrained" for name in finetuned}},
+                      fillers)
 
 
 def _write_reports(headline: dict, metrics: dict, markdown: str, per_pair: dict,

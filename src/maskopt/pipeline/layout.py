@@ -64,6 +64,7 @@ STAGE_PARAMS: dict[str, list[str]] = {
     "train_joint_without_mel": [*_TRAINING, "alpha", "loss", "inpainter", "segmenter",
                                 "synthesize.image_size", "train.joint", "train.d_lr_ratio"],
     "evaluate": ["alpha", "evaluate.dilations", "evaluate.external_inpainters",
+                 "evaluate.edgeconnect_weights",
                  "finetune.pairs", "train.device", "train.cpu_kernels", "train.mask_expansion",
                  "train.threads"],
     "fixed_dilation": ["alpha", "evaluate.fixed_dilations", "evaluate.external_inpainters",

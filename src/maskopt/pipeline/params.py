@@ -242,6 +242,9 @@ class EvaluateParams(_Section):
     # name -> command of an external inpainter (maskopt.evaluation.external), scored on
     # the pretrained segmenter's mask like the paper's baselines (Table V)
     external_inpainters: dict[str, str] = Field(default_factory=dict)
+    # a folder of EdgeConnect's published checkpoints (EdgeModel_gen.pth,
+    # InpaintingModel_gen.pth): Table V's EdgeC; null leaves its column "–"
+    edgeconnect_weights: str | None = None
 
     @field_validator("fixed_dilations")
     @classmethod
