@@ -208,11 +208,11 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     # 256 px, whole pixels at 32), the target
     figure_1 = np.asarray(Image.open("reports/grids/figure_1_000.png"))
     assert figure_1.shape[1] == 8 * 130 and figure_1.shape[0] < 2 * 130
-    # Fig. 4: input, mask, Telea, NS, random-mask nets, EdgeC, the external one, w/o MEL,
-    # Ours, target
+    # Fig. 4: input, mask, Telea, NS, random-mask nets, EdgeC, the external one, w/o MEL's
+    # mask and fill, Ours' mask and fill, target
     assert {"random_inpainters_pretrained_mask", "without_mel",
             "external_stand_in_pretrained_mask"} <= set(saved)
-    assert np.asarray(Image.open("reports/grids/table_v_000.png")).shape[1] == 10 * 130
+    assert np.asarray(Image.open("reports/grids/table_v_000.png")).shape[1] == 12 * 130
     assert_fixed_dilation_report(saved, fixed_headline)
 
 
@@ -262,7 +262,8 @@ def test_fig_4_columns_put_external_inpainters_before_ours():
     lama = "external_lama_pretrained_mask"
     assert list(columns["table_v"]) == [
         "input I", "pretrained mask", "telea_pretrained_mask", "ns_pretrained_mask",
-        "random_inpainters_pretrained_mask", lama, "without_mel", "joint", "ground truth I_G"]
+        "random_inpainters_pretrained_mask", lama, "without_mel mask", "without_mel",
+        "joint mask", "joint", "ground truth I_G"]
     assert list(columns["pairs"]) == [
         "input I", "pretrained mask", "joint mask", "starting point", "Telea, pretr. mask",
         "Telea, joint mask", "joint", "ground truth I_G"]

@@ -115,7 +115,7 @@ def figure_columns(rows: list[Row], drawn: dict[str, list]) -> dict[str, dict[st
 
     pairs: the masks and the rows with a ``grid`` column, labelled so (short forms of
     their descriptions). table_v: Fig. 4 of the paper, Table V's rows side by side,
-    labelled with the row names. figure_1: Fig. 1 of the paper, the GT mask eroded by
+    labelled with the row names, each learned mask before its fill. figure_1: Fig. 1 of the paper, the GT mask eroded by
     the paper's 2 px (at 256 px, scaled to the pairs' side), exact and grown by as much,
     with the pretrained inpainters' fills (those that were evaluated), on the first
     pair."""
@@ -123,8 +123,12 @@ def figure_columns(rows: list[Row], drawn: dict[str, list]) -> dict[str, dict[st
     pairs = {**first, "pretrained mask": drawn["mask pretrained"],
              "joint mask": drawn["mask joint"],
              **{row.grid: drawn[row.name] for row in rows if row.grid}, **last}
-    table_v = {**first, "pretrained mask": drawn["mask pretrained"],
-               **{row.name: drawn[row.name] for row in table_v_rows(rows)}, **last}
+    table_v = {**first, "pretrained mask": drawn["mask pretrained"]}
+    for row in table_v_rows(rows):  # the joint models' own masks before their fills
+        if row.mask != "pretrained":
+            table_v[f"{row.mask} mask"] = drawn[f"mask {row.mask}"]
+        table_v[row.name] = drawn[row.name]
+    table_v.update(last)
     step = pixels_here(2, drawn["input"][0].shape[-1])
     shown = [f"gt_d{d}" for d in (-step, 0, step) if f"gt_d{d}" in {row.name for row in rows}]
     figure_1 = {**first, **{f"mask {name}": drawn[f"mask {name}"] for name in shown},

@@ -147,7 +147,8 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
     lines += _table_v(paper["table_5"], table, per_image, mask_expansion, buckets,
                       image_buckets, per_image_ssim, other)
     lines += _figure("Fig. 4 — Table V's rows on the same test pairs (columns named as the "
-                     "rows above; each baseline fills the pretrained mask)",
+                     "rows above; each baseline fills the pretrained mask, w/o MEL and ours "
+                     "their own learned masks, shown before their fills)",
                      figures.get("table_v"))
     return "\n".join(lines)
 
