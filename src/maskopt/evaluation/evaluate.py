@@ -115,10 +115,10 @@ def figure_columns(rows: list[Row], drawn: dict[str, list]) -> dict[str, dict[st
 
     pairs: the masks and the rows with a ``grid`` column, labelled so (short forms of
     their descriptions). table_v: Fig. 4 of the paper, Table V's rows side by side,
-    labelled with the row names, each learned mask before its fill. figure_1: Fig. 1 of the paper, the GT mask eroded by
-    the paper's 2 px (at 256 px, scaled to the pairs' side), exact and grown by as much,
-    with the pretrained inpainters' fills (those that were evaluated), on the first
-    pair."""
+    labelled with the row names, each learned mask before its fill. figure_1: Fig. 1
+    of the paper, the GT mask eroded by the paper's 2 px (at 256 px, scaled to the
+    pairs' side), exact and grown by as much, with the pretrained inpainters' fills
+    (those that were evaluated), on the first pair."""
     first, last = {GRID_FIRST_COLUMN: drawn["input"]}, {"ground truth I_G": drawn["target"]}
     pairs = {**first, "pretrained mask": drawn["mask pretrained"],
              "joint mask": drawn["mask joint"],

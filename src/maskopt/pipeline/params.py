@@ -227,7 +227,7 @@ class TrainParams(_Section):
     grid_pairs: int = Field(default=6, ge=1)            # training pairs in reports/train/*.png
     d_lr_ratio: float = Field(default=0.1, gt=0)        # discriminator lr / generator lr
     # the sample's schedules; params-coco.yaml has the paper's (docs/method.md)
-    segmentation: SegmentationSchedule = SegmentationSchedule(steps=300, lr=1e-3, batch_size=8)
+    segmentation: SegmentationSchedule = SegmentationSchedule(steps=100, lr=1e-4, batch_size=8)
     inpainter: StageSchedule = StageSchedule(steps=250, lr=3e-4, batch_size=8)
     joint: StageSchedule = StageSchedule(steps=100, lr=1e-4, batch_size=8)
     mask_expansion: bool = True                         # False: the paper's "w/o MEL" ablation

@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def build_zoo(recipe_path: Path, work: Path, out: Path) -> dict:
     """Make the zoo segmenter in ``out``; return its record."""
-    started = time.perf_counter()
+    started, commit = time.perf_counter(), _commit()  # the code that trains, not a later one
     recipe = yaml.safe_load(recipe_path.read_text())
     params = zoo_params(load_params("params.yaml"), recipe["params"])
     if params.data.source != "sample" or params.segmenter.weights != "sample-zoo":
@@ -152,7 +152,7 @@ def build_zoo(recipe_path: Path, work: Path, out: Path) -> dict:
     record = {
         "file": SAMPLE_SEGMENTER, "sha256": sha256_of(path.read_bytes()),
         "bytes": path.stat().st_size, "precision": "fp16 (trained in fp32)",
-        "commit": _commit(), "command": "make zoo", "recipe": recipe,
+        "commit": commit, "command": "make zoo", "recipe": recipe,
         "train_pairs": len(training), "held_out_pairs": len(held_out),
         "machine": {"cpu": _cpu(), "threads": torch.get_num_threads(),
                     "kernels": params.train.cpu_kernels},
