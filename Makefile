@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 PLOTS_PAGE := .dvc/plots/offline.html
 
-.PHONY: setup pipeline test lint plots ui zoo
+.PHONY: setup pipeline test lint plots ui zoo iopaint
 setup: $(VENV)/.installed $(PLOTS_PAGE)
 
 # uv installs the same packages as pip, several times faster (benchmarks/README.md). It reads
@@ -37,6 +37,13 @@ pipeline: setup
 # 2 CPU cores, resumable): what segmenter.weights: sample-zoo starts from
 zoo: setup
 	$(BIN)/python -m maskopt.pipeline.launch -m maskopt.training.zoo
+
+# IOPaint (LaMa, ZITS, MAT, LDM, MI-GAN) in its own environment: it pins numpy, pillow
+# and fastapi below maskopt's. The presets for evaluate.external_inpainters: docs/pipeline.md
+IOPAINT_VENV ?= .venv-iopaint
+iopaint:
+	$(PYTHON) -m venv $(IOPAINT_VENV)
+	$(IOPAINT_VENV)/bin/pip install --quiet iopaint
 
 # the α charts from the α experiments there are (scripts/alpha_sweep.py --no-run)
 plots: setup
