@@ -129,8 +129,10 @@ def figure_columns(rows: list[Row], drawn: dict[str, list]) -> dict[str, dict[st
             table_v[f"{row.mask} mask"] = drawn[f"mask {row.mask}"]
         table_v[row.name] = drawn[row.name]
     table_v.update(last)
-    step = pixels_here(2, drawn["input"][0].shape[-1])
-    shown = [f"gt_d{d}" for d in (-step, 0, step) if f"gt_d{d}" in {row.name for row in rows}]
+    names = {row.name for row in rows}
+    # Fig. 1's ±2 px at 256 px, in the pairs' pixels; nothing drawn (no grid pairs): none
+    step = pixels_here(2, drawn["input"][0].shape[-1]) if drawn["input"] else None
+    shown = [] if step is None else [f"gt_d{d}" for d in (-step, 0, step) if f"gt_d{d}" in names]
     figure_1 = {**first, **{f"mask {name}": drawn[f"mask {name}"] for name in shown},
                 **{name: drawn[name] for name in shown}, **last}
     figures = {"pairs": pairs, "table_v": table_v, "figure_1": figure_1}
