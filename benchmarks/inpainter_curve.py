@@ -53,13 +53,16 @@ def test_psnr(nets: Networks, test: PairDataset) -> tuple[float, float]:
     return sum(ours) / len(ours), sum(telea) / len(telea)
 
 
-def curve_arguments(description: str, steps: int, every: int) -> tuple:
+def curve_arguments(description: str, steps: int, every: int, extra=None) -> tuple:
     """(args, params) of a learning-curve script: ``--steps``, ``--every`` and ``-S``
-    overrides of params.yaml; sets torch's threads and seed from the params."""
+    overrides of params.yaml (``extra`` adds a script's own arguments to the parser);
+    sets torch's threads and seed from the params."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--steps", type=int, default=steps)
     parser.add_argument("--every", type=int, default=every)
     parser.add_argument("-S", dest="overrides", action="append", default=[])
+    if extra:
+        extra(parser)
     args = parser.parse_args()
     params = with_overrides(load_params("params.yaml"), args.overrides)
     if params.train.threads:

@@ -153,6 +153,25 @@ def test_stem_stride_two_doubles_every_feature_map_and_keeps_input_coordinates()
         PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE, stem_stride=8)
 
 
+def test_mask_resolution_and_head_width_set_the_mask_grid_and_train():
+    torch.manual_seed(0)
+    fine = PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
+                       box_batch_size=32, detections_per_image=10, mask_resolution=28,
+                       mask_head_channels=64)
+    images = torch.rand(2, 3, SIZE, SIZE)
+    _, targets = _targets()
+    losses = fine.train()(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())
+    features = fine.eval().features(images)
+    boxes = [torch.tensor([[24.0, 20.0, 36.0, 44.0]])] * 2
+    probs = fine.mask_probs(features, boxes, [torch.tensor([1])] * 2, [(SIZE, SIZE)] * 2)
+    assert probs[0].shape == (1, 1, 56, 56)  # twice the RoIAlign grid
+    assert fine.roi_heads.mask_head[0][0].out_channels == 64
+    assert _small_segmenter().eval().mask_probs(
+        _small_segmenter().features(images), boxes, [torch.tensor([1])] * 2,
+        [(SIZE, SIZE)] * 2)[0].shape == (1, 1, 28, 28)  # Mask R-CNN's default
+
+
 def test_segmenter_refuses_sizes_not_divisible_by_32():
     with pytest.raises(MaskoptError, match="multiple of 32"):
         _small_segmenter().eval()(torch.rand(1, 3, 48, 48))

@@ -79,14 +79,24 @@ def test_table_one_maps_the_papers_d_and_each_claim_shows_the_other_seeds():
     assert "No run with another seed is recorded" in alone and "Other seeds" not in alone
 
 
-def test_a_rerun_differs_only_in_its_seed_or_in_settings_that_change_no_result():
-    from maskopt.evaluation.paper_report import rerun_params
+def test_a_rerun_differs_only_in_its_seed_or_in_settings_that_change_no_claim():
+    from maskopt.evaluation.paper_report import is_rerun, rerun_params
     from maskopt.pipeline.params import Params
 
     base = rerun_params(Params())
     assert rerun_params(Params.model_validate({"seed": 1})) == base
     assert rerun_params(Params.model_validate({"train": {"log_every": 5}})) == base
+    # the fixed-dilation sweep is a stage of its own: paper.md's claims do not read it
+    assert rerun_params(Params.model_validate({"evaluate": {"fixed_dilations": [0]}})) == base
     assert rerun_params(Params.model_validate({"alpha": 0.05})) != base
+    this = Params.model_validate({"seed": 0})
+    assert is_rerun({"seed": 1, "params": base}, this)
+    assert not is_rerun({"seed": 0, "params": base}, this)  # itself
+    # a run recorded before a param existed did what its default does, and nothing else
+    older = {k: v for k, v in base.items() if k != "segmenter.mask_resolution"}
+    assert is_rerun({"seed": 1, "params": older}, this)
+    assert not is_rerun({"seed": 1, "params": older}, Params.model_validate(
+        {"segmenter": {"mask_resolution": 28}}))
 
 
 def test_table_v_notes_where_the_papers_own_cells_disagree():

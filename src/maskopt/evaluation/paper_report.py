@@ -12,9 +12,9 @@ from maskopt.core.io import atomic_path, read_json
 from maskopt.core.signed_distance import normalized_signed_distance
 from maskopt.evaluation.paper import PHI_ALPHAS, paper_markdown
 from maskopt.evaluation.rows import FIGURES
-from maskopt.pipeline.layout import REPORTS, RUN_ONLY, STAGE_PARAMS
+from maskopt.pipeline.layout import REPORTS, STAGE_PARAMS
 from maskopt.pipeline.params import Params
-from maskopt.pipeline.tracking import open_stage_run, pick_params
+from maskopt.pipeline.tracking import flatten, open_stage_run, pick_params
 
 EVALUATION = REPORTS / "evaluation.json"
 PER_PAIR = REPORTS / "per_pair.json"
@@ -73,18 +73,28 @@ def phi_plot(size: int, path: Path) -> None:
         figure.savefig(tmp, format="png")
 
 
-def rerun_params(params: Params) -> dict:
-    """What must be equal for a run to be a rerun of this one: every param (dotted) but
-    the seed and those that change no result (pipeline.layout.RUN_ONLY)."""
-    def leaves(section: dict, prefix: str = "") -> dict:
-        found = {}
-        for key, value in section.items():
-            found |= (leaves(value, f"{prefix}{key}.") if isinstance(value, dict) and value
-                      else {f"{prefix}{key}": value})
-        return found
+# the stages whose results paper.md's claims read; the others' params (the fixed
+# dilations, paper.md's own) change none of them
+CLAIM_STAGES = [stage for stage in STAGE_PARAMS if stage not in ("fixed_dilation",
+                                                                  "paper_report")]
 
-    return {k: v for k, v in leaves(params.model_dump(mode="json")).items()
-            if k != "seed" and k not in RUN_ONLY}
+
+def rerun_params(params: Params) -> dict[str, str]:
+    """What must be equal for a run to be a rerun of this one: every param (dotted, as
+    text) that a stage up to `evaluate` reads (pipeline.layout.STAGE_PARAMS), but the
+    seed."""
+    read = {key for stage in CLAIM_STAGES for key in STAGE_PARAMS[stage]} - {"seed"}
+    return {key: value for key, value in flatten(params.model_dump(mode="json")).items()
+            if any(key == r or key.startswith(f"{r}.") for r in read)}
+
+
+def is_rerun(run: dict, params: Params) -> bool:
+    """Whether a recorded run (reports/seeds.json) is a rerun of ``params`` with another
+    seed. A param added after the run was recorded counts as its default, which is
+    what the run did."""
+    recorded = {**rerun_params(Params()), **{k: str(v) for k, v in run["params"].items()}}
+    return run["seed"] != params.seed and all(
+        recorded.get(key) == value for key, value in rerun_params(params).items())
 
 
 def paper_report(params: Params) -> dict:
@@ -93,7 +103,7 @@ def paper_report(params: Params) -> dict:
     sweep = read_json(ALPHA_SWEEP) if ALPHA_SWEEP.exists() else []
     # runs of other seeds, with this run's params apart from the seed
     reruns = [run for run in (read_json(SEEDS) if SEEDS.exists() else [])
-              if run["seed"] != params.seed and run["params"] == rerun_params(params)]
+              if is_rerun(run, params)]
     figures = {figure: sorted(p.name for p in (REPORTS / "grids").glob(f"{figure}_*.png"))
                for figure in FIGURES}
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["paper_report"]))

@@ -36,7 +36,8 @@ def segmenter_config(params: Params, num_things: int, num_classes: int,
             "grown_box_margin": s.grown_box_margin,
             "proposals": {"training": s.proposals_train, "testing": s.proposals_test},
             "anchor_sizes": s.anchor_sizes, "freeze_at": s.freeze_at,
-            "stem_stride": s.stem_stride}
+            "stem_stride": s.stem_stride, "mask_resolution": s.mask_resolution,
+            "mask_head_channels": s.mask_head_channels}
 
 
 def inpainter_config(params: Params, kind: str, num_classes: int) -> dict:

@@ -17,8 +17,9 @@ import torch.nn.functional as F
 
 @dataclass
 class Detections:
-    """Instances found in one image. ``mask_probs`` are the mask head's N×1×28×28
-    probabilities inside ``boxes`` (xyxy, input pixels), without gradient."""
+    """Instances found in one image. ``mask_probs`` are the mask head's N×1×2r×2r
+    probabilities (r: the segmenter's mask_resolution) inside ``boxes`` (xyxy, input
+    pixels), without gradient."""
 
     boxes: torch.Tensor
     labels: torch.Tensor

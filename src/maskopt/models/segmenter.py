@@ -127,7 +127,8 @@ class PanopticFPN(nn.Module):
                  thing_category_ids: list[int] | None = None, grown_box_margin: float = 0.0,
                  proposals: dict[str, int] | None = None,
                  anchor_sizes: list[int] | None = None, freeze_at: int = 0,
-                 stem_stride: Literal[2, 4] = 4):
+                 stem_stride: Literal[2, 4] = 4, mask_resolution: int = 14,
+                 mask_head_channels: int | None = None):
         """``weights`` picks the norms (GroupNorm from scratch and for the sample's zoo,
         which was trained from scratch; frozen BN for ImageNet or COCO starts) and, when
         ``load_weights``, loads them; restoring a saved model passes
@@ -142,7 +143,10 @@ class PanopticFPN(nn.Module):
         res2: detectron2's FREEZE_AT, for a pretrained start; 0 from scratch).
         ``stem_stride``: 4 is ResNet's stem (conv + max pool); 2 drops the max pool, so
         every level has twice the resolution (P2 at 1/2): on 64 px inputs a limb is 2–3
-        px wide, and at 1/4 the mask head pools it from less than one cell."""
+        px wide, and at 1/4 the mask head pools it from less than one cell.
+        ``mask_resolution``: the mask head's RoIAlign grid; its masks are twice as fine
+        (14: Mask R-CNN's 28×28). ``mask_head_channels``: its convs' width (default
+        ``fpn_channels``)."""
         super().__init__()
         _check_shape(depth, weights, fpn_channels, stem_stride)
         self.grown_box_margin = grown_box_margin * image_size
@@ -153,7 +157,8 @@ class PanopticFPN(nn.Module):
                                stem_pool=stem_stride == 4)
         _freeze(backbone, freeze_at)
         anchors = _anchor_generator(anchor_sizes, image_size)
-        mask_head = MaskRCNNHeads(fpn_channels, [fpn_channels] * 4, 1,
+        head_channels = mask_head_channels or fpn_channels
+        mask_head = MaskRCNNHeads(fpn_channels, [head_channels] * 4, 1,
                                   norm_layer=group_norm if scratch else None)
         box_features = max(256, 4 * fpn_channels)
         maskrcnn = MaskRCNN(
@@ -161,9 +166,10 @@ class PanopticFPN(nn.Module):
             box_head=TwoMLPHead(fpn_channels * 7 * 7, box_features),
             box_predictor=FastRCNNPredictor(box_features, num_thing_classes + 1),
             mask_head=mask_head,
-            mask_predictor=MaskRCNNPredictor(fpn_channels, fpn_channels, num_thing_classes + 1),
+            mask_predictor=MaskRCNNPredictor(head_channels, head_channels,
+                                             num_thing_classes + 1),
             box_roi_pool=CpuMultiScaleRoIAlign(["0", "1", "2", "3"], 7, 2),
-            mask_roi_pool=CpuMultiScaleRoIAlign(["0", "1", "2", "3"], 14, 2),
+            mask_roi_pool=CpuMultiScaleRoIAlign(["0", "1", "2", "3"], mask_resolution, 2),
             box_batch_size_per_image=box_batch_size,
             box_detections_per_img=detections_per_image, box_score_thresh=score_threshold,
             **({"rpn_post_nms_top_n_train": proposals["training"],
@@ -186,7 +192,8 @@ class PanopticFPN(nn.Module):
                 "num_thing_classes": num_thing_classes,
                 "num_semantic_classes": num_semantic_classes, "depth": depth,
                 "fpn_channels": fpn_channels, "image_size": image_size,
-                "anchor_sizes": anchor_sizes, "stem_stride": stem_stride})
+                "anchor_sizes": anchor_sizes, "stem_stride": stem_stride,
+                "mask_head_channels": mask_head_channels})
 
     # -- pieces ---------------------------------------------------------------------
 
@@ -205,7 +212,8 @@ class PanopticFPN(nn.Module):
 
     def mask_probs(self, features: OrderedDict[str, torch.Tensor], boxes: list[torch.Tensor],
                    labels: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list:
-        """Mask head probabilities (n×1×28×28 per image) of ``labels`` inside ``boxes``."""
+        """Mask head probabilities (n×1×2r×2r per image, r = ``mask_resolution``) of
+        ``labels`` inside ``boxes``."""
         heads = self.roi_heads
         pooled = heads.mask_roi_pool(features, boxes, image_sizes)
         logits = heads.mask_predictor(heads.mask_head(pooled))
@@ -214,7 +222,7 @@ class PanopticFPN(nn.Module):
         return list(probs.sigmoid()[:, None].split([len(b) for b in boxes]))
 
     def grown_box_mask_loss(self, features, targets: list[dict], image_sizes) -> torch.Tensor:
-        """Mask R-CNN's mask loss (binary cross-entropy on the 28×28 grid) on each
+        """Mask R-CNN's mask loss (binary cross-entropy on its 2r×2r grid) on each
         ground-truth box grown by a random margin in [0, ``grown_box_margin``] px.
 
         Joint training and removal run the mask head on the selected box grown by

@@ -22,7 +22,7 @@ SAMPLE_SEGMENTER = "sample_segmenter.pt"
 # what decides the shape of the weights (and where the anchors sit): a zoo file made
 # with other values cannot start this segmenter
 SHAPE_KEYS = ("num_thing_classes", "num_semantic_classes", "depth", "fpn_channels",
-              "image_size", "anchor_sizes", "stem_stride")
+              "image_size", "anchor_sizes", "stem_stride", "mask_head_channels")
 
 
 def zoo_file(name: str = SAMPLE_SEGMENTER):

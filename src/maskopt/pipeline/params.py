@@ -134,6 +134,10 @@ class SegmenterParams(_Section):
     # 4: ResNet's stem (conv + max pool, P2 at 1/4 of the input); 2: without the max
     # pool, every feature map twice as fine (small inputs: limbs a few px wide)
     stem_stride: Literal[2, 4] = 4
+    # the mask head's RoIAlign grid (its mask is twice as fine): detectron2's 14 (28x28
+    # masks); channels of its four convs, null: fpn_channels (detectron2: 256)
+    mask_resolution: int = Field(default=14, ge=7, le=56)
+    mask_head_channels: int | None = Field(default=None, ge=16)
 
     @field_validator("fpn_channels")
     @classmethod
@@ -237,7 +241,7 @@ class EvaluateParams(_Section):
     dilations: list[int] = [-1, 0, 1, 2, 3, 4]  # px of the pairs (Table I: -2 … 8 at 256 px)
     # px the pretrained mask is grown by, against the learned mask (best d chosen on the
     # validation pairs: reports/fixed_dilation.md)
-    fixed_dilations: list[int] = [0, 1, 2, 3, 4, 5, 6, 7, 8]
+    fixed_dilations: list[int] = [0, 1, 2, 3, 4, 5, 6]
     grid_pairs: int = Field(default=8, ge=1)            # test pairs shown in reports/grids
     # name -> command of an external inpainter (maskopt.evaluation.external), scored on
     # the pretrained segmenter's mask like the paper's baselines (Table V)
