@@ -1,7 +1,8 @@
 """A stand-in for an external inpainter (tests only): fills each hole with the mean
 colour of the known pixels, in IOPaint's layout (--image DIR --mask DIR --output DIR)
 or, with --lama, LaMa's (one folder of NAME.png + NAME_mask.png; writes NAME_mask.png).
---skip NAME leaves that image out; --fail exits with an error."""
+--skip NAME leaves that image out; --fail exits with an error; --log FILE appends a
+line to FILE per run (how often a command was started)."""
 
 import argparse
 import sys
@@ -17,7 +18,11 @@ parser.add_argument("--lama")
 parser.add_argument("--output", required=True)
 parser.add_argument("--skip", default=None)
 parser.add_argument("--fail", action="store_true")
+parser.add_argument("--log", default=None)
 args = parser.parse_args()
+if args.log:
+    with open(args.log, "a") as log:
+        log.write("run\n")
 if args.fail:
     sys.exit("stand-in: failing as asked")
 out = Path(args.output)

@@ -112,6 +112,32 @@ def test_remove_with_an_external_inpainter_keeps_every_pixel_outside_the_mask(
                  "--inpainter", "no-such-inpainter {images}"]) == 2
 
 
+def test_remove_on_a_folder_runs_the_external_inpainter_once(cli_with_known_detections,
+                                                              tmp_path, capsys):
+    photos = scene_files(tmp_path / "photos", 3)
+    x, y = centre_of_first_box(60, 90, cli_with_known_detections.nets.image_size)
+    log = tmp_path / "runs.txt"
+    command = f"{sys.executable} {STAND_IN} --image {{images}} --mask {{masks}} " \
+              f"--output {{output}} --log {log}"
+    out = tmp_path / "clean"
+    assert main(["remove", str(tmp_path / "photos"), "--point", f"{x},{y}", "-o", str(out),
+                 "--inpainter", command, "--save-mask"]) == 0
+    assert log.read_text().splitlines() == ["run"]  # one run for the whole folder
+    for photo in photos:
+        clean = np.asarray(Image.open(out / f"{photo.stem}.png"))
+        hole = np.asarray(Image.open(out / f"{photo.stem}_mask.png")) > 127
+        original = np.asarray(Image.open(photo).convert("RGB"))
+        assert hole.any() and np.array_equal(clean[~hole], original[~hole])
+    # the inpainter leaves the second photo out: it is skipped by name, the others written
+    skipping = f"{command} --skip photo000001"
+    again = tmp_path / "again"
+    assert main(["remove", str(tmp_path / "photos"), "--point", f"{x},{y}", "-o", str(again),
+                 "--inpainter", skipping]) == 1
+    assert sorted(p.name for p in again.iterdir()) == ["scene0.png", "scene2.png"]
+    assert f"skipped {photos[1]}: external inpainter --inpainter: wrote no result" in \
+        capsys.readouterr().out
+
+
 # --- the page ------------------------------------------------------------------------
 
 

@@ -197,7 +197,7 @@ def demo_warning(path: Path, trained_on: dict | None) -> str | None:
     """What to tell a user of a model that is the synthetic 64 px sample (or may be)."""
     if trained_on is None:
         return (f"{path} does not record how it was trained (made by an older maskopt); if "
-                "it came from the sample profile it is a 64 px demo")
+                "it came from the sample profile it is a demo trained on synthetic scenes")
     if trained_on.get("data_source") == "sample":
         return (f"{path} was trained on the synthetic sample ({trained_on.get('image_size')} "
                 f"px scenes, {trained_on.get('train_pairs')} pairs): a demo of the method, "
@@ -225,24 +225,23 @@ def _remover(args):
     return remover, warning
 
 
-def _each_photo(pairs, args, work) -> int:
-    """``work(rgb, rough, source, target)`` for every photo; in a folder a bad photo is
-    skipped with its reason, one photo's error is the command's."""
+def _each_photo(pairs, args, work, desc: str | None = None) -> int:
+    """``work(source, target)`` for every photo; in a folder a bad photo is skipped with
+    its reason, one photo's error is the command's."""
     many = len(pairs) > 1 or args.photo.is_dir()
     failures = 0
-    for source, target in tqdm(pairs, desc=args.command, unit="img",
+    for source, target in tqdm(pairs, desc=desc or args.command, unit="img",
                                disable=not many or args.quiet):
         try:
-            rgb, rough = _read(source, args)
             started = time.perf_counter()
-            line = work(rgb, rough, source, target)
+            line = work(source, target)
         except MaskoptError as exc:
             if not many:
                 raise
             failures += 1
             tqdm.write(f"skipped {source}: {exc}")
             continue
-        if not args.quiet:
+        if not args.quiet and line:
             tqdm.write(f"{line} ({time.perf_counter() - started:.2f} s)")
     if failures:
         print(f"error: {failures} of {len(pairs)} images failed", file=sys.stderr)
@@ -258,23 +257,53 @@ def _selection(remover, rgb, rough, args):
 def remove_command(args) -> int:
     results = removal_plan(args.photo, args.output, args.save_mask, args.mask)
     remover, _ = _remover(args)
+    if args.inpainter is not None:
+        return _remove_with_external(list(results.items()), args, remover)
 
-    def work(rgb, rough, source, target):
-        selection = _selection(remover, rgb, rough, args)
-        mask = selection.mask(args.grow, args.learned_margin == "on")
-        if args.inpainter is not None:
-            from maskopt.evaluation.external import inpaint_photo
-
-            image = inpaint_photo(args.inpainter, rgb, mask)
-        else:
-            image = remover.fill(rgb, mask, selection)
+    def work(source, target):
         from maskopt.removal.remover import Removal
 
-        result = Removal(image, mask, selection.removed)
+        rgb, rough = _read(source, args)
+        selection = _selection(remover, rgb, rough, args)
+        mask = selection.mask(args.grow, args.learned_margin == "on")
+        result = Removal(remover.fill(rgb, mask, selection), mask, selection.removed)
         _write(target, result, args.save_mask)
         return _line(source, target, result)
 
     return _each_photo(list(results.items()), args, work)
+
+
+def _remove_with_external(pairs, args, remover) -> int:
+    """--inpainter: every photo's mask first, then the inpainter once over all of them (a
+    tool such as IOPaint loads its model once per run), then each result. A command that
+    fails writes nothing; a photo it left without a result is skipped."""
+    from maskopt.evaluation.external import ExternalRun
+    from maskopt.removal.remover import Removal
+
+    with ExternalRun(args.inpainter) as run:
+        chosen = {}
+
+        def select(source, target):
+            rgb, rough = _read(source, args)
+            selection = _selection(remover, rgb, rough, args)
+            mask = selection.mask(args.grow, args.learned_margin == "on")
+            chosen[source] = (run.add(rgb, mask), selection.removed)
+            return None
+
+        selecting = _each_photo(pairs, args, select, desc="masks")
+        if not chosen:
+            return selecting
+        run.run()
+
+        def write(source, target):
+            key, removed = chosen[source]
+            result = Removal(*run.result(key), removed)
+            _write(target, result, args.save_mask)
+            return _line(source, target, result)
+
+        writing = _each_photo([(s, t) for s, t in pairs if s in chosen], args, write,
+                              desc="results")
+    return max(selecting, writing)
 
 
 def mask_command(args) -> int:
@@ -285,7 +314,8 @@ def mask_command(args) -> int:
     plan = mask_plan(args.photo, args.output, args.layout, args.mask)
     remover, _ = _remover(args)
 
-    def work(rgb, rough, source, targets):
+    def work(source, targets):
+        rgb, rough = _read(source, args)
         mask_file, photo_copy = targets
         orientation = exif_orientation(source) if photo_copy is None else 1
         if orientation != 1:

@@ -89,13 +89,39 @@ def read_result(name: str, output: Path, image: str, rgb: np.ndarray,
     return np.where(mask[..., None], filled, rgb)
 
 
-def inpaint_photo(command: str, rgb: np.ndarray, mask: np.ndarray,
-                  timeout: float | None = None, name: str = "--inpainter") -> np.ndarray:
-    """One photo filled by an external inpainter (``maskopt remove --inpainter``): the
-    photo and ``mask`` are exported as for the evaluation, ``command`` runs once on them,
-    and its result is taken inside the mask only."""
-    with tempfile.TemporaryDirectory(prefix="maskopt-inpainter-") as folder:
-        folder = Path(folder)
-        export_pair(folder, "photo", rgb, mask)
-        run_inpainter(name, command, folder, folder / "output", timeout)
-        return read_result(name, folder / "output", "photo", rgb, mask)
+class ExternalRun:
+    """Photos filled by an external inpainter in one run (``maskopt remove --inpainter``):
+    each photo and its mask are exported as for the evaluation (:meth:`add`), the
+    command runs once over all of them (:meth:`run`: a tool such as IOPaint loads its
+    model once per run), and each result is read back inside its mask only
+    (:meth:`result`). The photos wait on disk, not in memory; the folder goes on exit."""
+
+    def __init__(self, command: str, timeout: float | None = None, name: str = "--inpainter"):
+        self.command, self.timeout, self.name = command, timeout, name
+        self._folder = tempfile.TemporaryDirectory(prefix="maskopt-inpainter-")
+        self.folder = Path(self._folder.name)
+        self.count = 0
+
+    def __enter__(self) -> ExternalRun:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._folder.cleanup()
+
+    def add(self, rgb: np.ndarray, mask: np.ndarray) -> str:
+        """Export one photo and its mask (H×W bool); returns its key for :meth:`result`."""
+        key = f"photo{self.count:06d}"
+        self.count += 1
+        export_pair(self.folder, key, rgb, mask)
+        return key
+
+    def run(self) -> None:
+        run_inpainter(self.name, self.command, self.folder, self.folder / "output",
+                      self.timeout)
+
+    def result(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(the filled photo, its mask) of an added photo, after :meth:`run`."""
+        with Image.open(self.folder / "images" / f"{key}.png") as image, \
+                Image.open(self.folder / "masks" / f"{key}.png") as hole:
+            rgb, mask = np.asarray(image.convert("RGB")), np.asarray(hole) > 127
+        return read_result(self.name, self.folder / "output", key, rgb, mask), mask
