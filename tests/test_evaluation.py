@@ -120,9 +120,14 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
     dataset.pairs = dataset.pairs[:2]
     both = {"joint": joint, "pretrained": pretrained}
     sources = engine.Sources.of(both, both, {})
-    table, _, _, _ = evaluate_pairs(evaluation_rows([-2, 0], [], [], sources.names()), sources,
-                                    dataset, shared)
+    rows = evaluation_rows([-2, 0], [], [], sources.names())
+    table, per_image, _, _ = evaluate_pairs(rows, sources, dataset, shared)
     assert {"gt_d-2", "gt_d0", "joint", "starting_point"} <= set(table)
+    assert set(per_image) == {"psnr", "ssim"}  # no LPIPS network: no LPIPS per pair
+    with_lpips = SharedNetworks(lpips_factory=MeanAbsDifference, fid_features=offline)
+    _, per_image, _, _ = evaluate_pairs([r for r in rows if r.name == "joint"], sources,
+                                        dataset, with_lpips)
+    assert len(per_image["lpips"]["joint"]) == 2 and min(per_image["lpips"]["joint"]) > 0
     gt = torch.stack([dataset[i]["mask"] for i in range(2)])
     on_gt = [nets for nets, masks in calls if torch.equal(masks, gt)]
     assert on_gt and all(nets is pretrained for nets in on_gt)
@@ -219,7 +224,7 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
 def assert_fixed_dilation_report(saved: dict, headline: dict) -> None:
     """reports/fixed_dilation.*: d* from the validation pairs, the learned mask against it."""
     fixed = json.loads(Path("reports/fixed_dilation.json").read_text())
-    assert fixed["dilations"] == list(range(9))
+    assert fixed["dilations"] == list(range(7))  # params.yaml: 0 … 6 px
     assert set(fixed["best"]) == {"pretrained", "joint", "telea", "stand_in"}
     assert fixed["test_pairs"] == 8 and 1 <= fixed["validation_pairs"] <= 4
     for inpainter, d in fixed["best"].items():  # d*: the best on validation, not on test

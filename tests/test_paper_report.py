@@ -46,13 +46,25 @@ def test_table_four_has_every_alpha_of_the_sweep_and_the_papers():
     assert "not run" in "\n".join(table_iv(paper_numbers()["table_4"], [], 0.03, {}))
 
 
-def test_table_v_claims_are_tested_in_every_bucket_on_psnr_and_ssim():
+def test_table_v_claims_are_tested_in_every_bucket_on_psnr_ssim_and_lpips():
     rows = {"joint": 20.0, "telea_pretrained_mask": 19.0, "without_mel": 20.5}
     image_buckets = [b for b in BUCKETS for _ in range(5)]
     per_image = {row: [v + 0.01 * i for i in range(20)] for row, v in rows.items()}
     ssim = {row: [v / 40 for v in values] for row, values in per_image.items()}
+    # LPIPS: lower is better, so ours (0.20) beats Telea (0.30) and loses to w/o MEL (0.15)
+    lpips = {"joint": [0.2] * 20, "telea_pretrained_mask": [0.3] * 20,
+             "without_mel": [0.15] * 20}
+    without = paper_markdown(_table(rows), per_image, image_buckets, [0], True, 64,
+                             per_image_more={"ssim": ssim})
+    assert "LPIPS per test pair" not in without and "LPIPS is not tested" in without
     text = paper_markdown(_table(rows), per_image, image_buckets, [0], True, 64,
-                          per_image_ssim=ssim)
+                          per_image_more={"ssim": ssim, "lpips": lpips})
+    lpips_table = text.split("baseline − Ours, LPIPS per test pair (lower is better)")[1]
+    lpips_lines = lpips_table.split("\n\n")[1].splitlines()
+    telea_lpips = next(line for line in lpips_lines if line.startswith("| OpenCV Telea"))
+    assert telea_lpips.count("+0.100 [+0.100, +0.100] ✓") == 5
+    mel_lpips = next(line for line in lpips_lines if line.startswith("| w/o MEL"))
+    assert mel_lpips.count("-0.050 [-0.050, -0.050]") == 5 and "✓" not in mel_lpips
     psnr_table = text.split("Ours − baseline, PSNR per test pair")[1].split("\n\n")[1]
     telea = next(line for line in psnr_table.splitlines() if line.startswith("| OpenCV Telea"))
     assert telea.count("+1.00 [+1.00, +1.00] ✓") == 5  # all pairs and each of 4 buckets

@@ -51,7 +51,8 @@ class RowResults:
         return list(self.images.values[ALL][metric])
 
 
-PER_IMAGE = ("psnr", "ssim")  # kept per image: the paired comparisons' metrics
+# kept per image: the paired comparisons' metrics (LPIPS where its network was had)
+PER_IMAGE = ("psnr", "ssim", "lpips")
 
 
 def _score(results: dict, batch: Batch, mask_of: dict[str, str]) -> None:
@@ -95,7 +96,7 @@ def evaluate_pairs(rows: list[Row], sources: Sources, dataset, shared: SharedNet
     kept = [row for row in rows if row.name not in failures]
     table = {row.name: results[row.name].summary() for row in kept}
     per_image = {metric: {row.name: results[row.name].per_image(metric) for row in kept}
-                 for metric in PER_IMAGE}
+                 for metric in PER_IMAGE if metric != "lpips" or shared.lpips is not None}
     return table, per_image, figure_columns(kept, drawn), failures
 
 

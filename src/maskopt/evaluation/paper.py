@@ -106,13 +106,14 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
                    figures: dict[str, list[str]] | None = None,
                    alpha_sweep: list[dict] | None = None, alpha: float = 0.03,
                    phi_figure: str | None = None,
-                   per_image_ssim: dict[str, list[float]] | None = None,
+                   per_image_more: dict[str, dict[str, list[float]]] | None = None,
                    reruns: list[dict] | None = None) -> str:
     """``per_image``: each row's PSNR per test pair, in the order of ``image_buckets``.
     ``figures``: the grid files of ``rows.FIGURES`` (in reports/grids/) to show.
     ``alpha_sweep``: the rows of reports/alpha_sweep.json (see :func:`table_iv`);
     ``phi_figure``: the file of Fig. 3 (φ and the α bands), relative to reports/.
-    ``per_image_ssim``: as ``per_image``, SSIM (Table V's claims test it too).
+    ``per_image_more``: {"ssim": as ``per_image``, "lpips": …}, the other metrics kept
+    per pair (Table V's claims test them too; LPIPS where its network could be had).
     ``reruns``: reports/seeds.json, the same params' runs with other seeds (see
     :class:`Reruns`), whose differences are printed beside each claim."""
     paper = paper_numbers()
@@ -145,7 +146,7 @@ def paper_markdown(table: dict, per_image: dict[str, list[float]], image_buckets
     if phi_figure:
         lines += _figure_3(phi_figure, image_size)
     lines += _table_v(paper["table_5"], table, per_image, mask_expansion, buckets,
-                      image_buckets, per_image_ssim, other)
+                      image_buckets, per_image_more or {}, other)
     lines += _figure("Fig. 4 — Table V's rows on the same test pairs (columns named as the "
                      "rows above; each baseline fills the pretrained mask, w/o MEL and ours "
                      "their own learned masks, shown before their fills)",
@@ -214,7 +215,7 @@ def _figure_3(phi_figure: str, image_size: int) -> list[str]:
 
 def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
              buckets: list[str], image_buckets: list[str],
-             per_image_ssim: dict | None, reruns: Reruns) -> list[str]:
+             per_image_more: dict[str, dict], reruns: Reruns) -> list[str]:
     ours = "Ours" if mask_expansion else "joint, MEL off"
     lines = [f"## Table V — {t5['caption']}", "",
              "Every column inpaints the pretrained segmenter's selected segment (the "
@@ -239,13 +240,14 @@ def _table_v(t5: dict, table: dict, per_image: dict, mask_expansion: bool,
                                 per_image[row.name], reruns.of("joint", row.name)))
     baselines = [(column[row.name], row.name) for row in rows
                  if row.name != "joint" and row.name in per_image]
-    for metric, values in (("PSNR", per_image), ("SSIM", per_image_ssim)):
-        if values and "joint" in values:
-            lines += ["", *_bucket_claims(f"{ours} − baseline, {metric} per test pair",
-                                          values, baselines, image_buckets, buckets,
-                                          metric.lower(), reruns)]
-    lines += ["", "LPIPS and FID are compared by their means only: FID is a statistic of "
-              "the whole set, not of a pair, and LPIPS is not kept per pair."]
+    for metric, values in (("psnr", per_image), *per_image_more.items()):
+        if values.get("joint"):
+            lines += ["", *_bucket_claims(ours, metric, values, baselines, image_buckets,
+                                          buckets, reruns)]
+    lines += ["", "FID is compared by its means only: it is a statistic of the whole set, "
+              "not of a pair." + ("" if per_image_more.get("lpips", {}).get("joint") else
+                                  " LPIPS is not tested: its network could not be had for "
+                                  "this run, so no pair has it.")]
     return lines + ["", *_where_the_paper_disagrees(paper_numbers()), ""]
 
 
@@ -264,19 +266,26 @@ def _where_the_paper_disagrees(paper: dict) -> list[str]:
             f"over the buckets is {sum(ours) / len(ours):.2f}."]
 
 
-def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[tuple],
-                   image_buckets: list[str], buckets: list[str], metric: str,
+LOWER_IS_BETTER = ("lpips",)
+
+
+def _bucket_claims(ours: str, metric: str, values: dict[str, list[float]],
+                   baselines: list[tuple], image_buckets: list[str], buckets: list[str],
                    reruns: Reruns) -> list[str]:
-    """A paired interval per baseline and bucket (✓: it holds, the interval above 0),
-    and the difference on all pairs in the other seeds' runs."""
-    digits = DIGITS[metric]
+    """A paired interval per baseline and bucket (✓: it holds, ours better: the interval
+    above 0), and the difference on all pairs in the other seeds' runs. For a metric
+    where lower is better (LPIPS) the difference is baseline − ours."""
+    digits, lower = DIGITS[metric], metric in LOWER_IS_BETTER
+    title = (f"baseline − {ours}, {metric.upper()} per test pair (lower is better)" if lower
+             else f"{ours} − baseline, {metric.upper()} per test pair")
     lines = [f"{title} (mean difference [95 %]):", "",
              *header(["baseline", "all", *(f"{b} %" for b in buckets),
                       "all, other seeds"])]
     for name, row in baselines:
+        better, worse = (row, "joint") if lower else ("joint", row)
         cells = []
         for bucket in [None, *buckets]:
-            a, b = values["joint"], values[row]
+            a, b = values[better], values[worse]
             if bucket is not None:
                 a, b = (_by_bucket(v, image_buckets, bucket) for v in (a, b))
             if not a:
@@ -284,7 +293,7 @@ def _bucket_claims(title: str, values: dict[str, list[float]], baselines: list[t
                 continue
             c = paired_comparison(a, b)
             cells.append(interval(c, digits) + (" ✓" if c["holds"] else ""))
-        lines.append(line([name, *cells, reruns.of("joint", row, metric=metric) or "–"]))
+        lines.append(line([name, *cells, reruns.of(better, worse, metric=metric) or "–"]))
     return lines
 
 

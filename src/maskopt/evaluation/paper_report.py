@@ -112,7 +112,8 @@ def paper_report(params: Params) -> dict:
         text = paper_markdown(rows_by_bucket(evaluation), per_pair["psnr"], per_pair["buckets"],
                               params.evaluate.dilations, params.train.mask_expansion,
                               params.synthesize.image_size, figures, sweep, params.alpha,
-                              FIGURE_3.name, per_pair.get("ssim"), reruns)
+                              FIGURE_3.name, {m: per_pair[m] for m in ("ssim", "lpips")
+                                                if m in per_pair}, reruns)
         with atomic_path(PAPER) as tmp:
             tmp.write_text(text)
         run.log_artifact(PAPER)
