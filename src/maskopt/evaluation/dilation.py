@@ -46,6 +46,11 @@ class PsnrTable:
     def mean(self, inpainter: str, mask: str) -> float:
         return float(np.mean(self.values[inpainter][mask]))
 
+    def curve(self, inpainter: str) -> dict[str, float]:
+        """Mean PSNR per mask it was scored on: {"0": d = 0, …, "learned": …}."""
+        return {key.removeprefix("d"): self.mean(inpainter, key)
+                for key in self.values[inpainter]}
+
     def best_dilation(self, inpainter: str, dilations: list[int]) -> int:
         """d with the highest mean PSNR (the smaller d on a tie)."""
         return max(dilations, key=lambda d: (self.mean(inpainter, mask_key(d)), -d))
@@ -55,21 +60,26 @@ class PsnrTable:
         return [v for v, b in zip(values, self.buckets, strict=True) if bucket in (ALL, b)]
 
 
-def sweep_rows(dilations: list[int], external: list[str]) -> dict[str, tuple[Row, str, str]]:
-    """The sweep as evaluation rows: {row: (row, inpainter, mask key)}, every inpainter
-    on the pretrained mask grown by each d and on the learned mask."""
-    inpainters = {name: name for name in OWN_INPAINTERS} | {
-        name: EXTERNAL + name for name in external}
-    masks = [("pretrained", d, mask_key(d)) for d in dilations] + [("joint", 0, LEARNED)]
-    return {f"{name}@{key}": (Row(f"{name}@{key}", mask, inpainter, name, grow=d), name, key)
-            for mask, d, key in masks for name, inpainter in inpainters.items()}
+def sweep_rows(dilations: dict[str, list[int]], external: list[str]
+               ) -> dict[str, tuple[Row, str, str]]:
+    """The sweep as evaluation rows: {row: (row, inpainter, mask key)}, each inpainter
+    of ``dilations`` (its own names and those of ``external``) on the pretrained mask
+    grown by each of its d, and on the learned mask."""
+    rows = {}
+    for name, ds in dilations.items():
+        inpainter = EXTERNAL + name if name in external else name
+        for mask, d, key in [("pretrained", d, mask_key(d)) for d in ds] + [("joint", 0, LEARNED)]:
+            rows[f"{name}@{key}"] = (Row(f"{name}@{key}", mask, inpainter, name, grow=d), name,
+                                     key)
+    return rows
 
 
-def sweep(pretrained: Networks, joint: Networks, dataset, dilations: list[int],
+def sweep(pretrained: Networks, joint: Networks, dataset, dilations: dict[str, list[int]],
           external: dict[str, str], workdir: Path, progress=None
           ) -> tuple[PsnrTable, dict[str, str]]:
-    """PSNR of each inpainter on the pretrained mask grown by each d, and on the learned
-    mask, over ``dataset``; returns the table and {external name: why it failed}.
+    """PSNR of each inpainter of ``dilations`` (own or external, by name) on the
+    pretrained mask grown by each of its d, and on the learned mask, over ``dataset``;
+    returns the table and {external name: why it failed}.
 
     Each inpainter fills with its own segmenter's semantic map (the pretrained
     inpainters the pretrained segmenter's, the joint inpainters the joint one's); only
@@ -94,6 +104,11 @@ def sweep(pretrained: Networks, joint: Networks, dataset, dilations: list[int],
     for inpainter in failures:  # what was scored before its results stopped reading back
         table.values.pop(inpainter, None)
     return table, failures
+
+
+def every_inpainter(dilations: list[int], external: list[str]) -> dict[str, list[int]]:
+    """Every inpainter of the sweep (own, then external) with every d."""
+    return {name: list(dilations) for name in [*OWN_INPAINTERS, *external]}
 
 
 def best_dilations(validation: PsnrTable, dilations: list[int]) -> dict[str, int]:
@@ -133,12 +148,10 @@ def inpainters_share(test: PsnrTable, best: dict[str, int]) -> dict:
 
 def dilation_report(validation: PsnrTable, test: PsnrTable, dilations: list[int],
                     buckets: list[str], failures: dict[str, str]) -> dict:
-    """Everything reports/fixed_dilation.{json,md} and the plot show."""
+    """Everything reports/fixed_dilation.{json,md} and the plot show. The validation
+    curves have every d, the test ones d* and the learned mask."""
     best = best_dilations(validation, dilations)
-    curves = {split: {inpainter: {**{str(d): table.mean(inpainter, mask_key(d))
-                                     for d in dilations},
-                                  LEARNED: table.mean(inpainter, LEARNED)}
-                      for inpainter in table.values}
+    curves = {split: {inpainter: table.curve(inpainter) for inpainter in table.values}
               for split, table in (("validation", validation), ("test", test))}
     return {"dilations": dilations, "best": best, "psnr": curves,
             "validation_pairs": len(validation.buckets), "test_pairs": len(test.buckets),

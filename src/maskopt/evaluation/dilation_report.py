@@ -28,9 +28,10 @@ def dilation_markdown(report: dict, plot_file: str) -> str:
         "filled by each inpainter, against the learned mask (the joint + MEL segmenter's), "
         "filled by the same inpainter. d* is the d with the best mean PSNR on the "
         f"{report['validation_pairs']} validation pairs (train images held out of "
-        f"training); every other number is on the {report['test_pairs']} test pairs. "
-        "Differences are paired per test image: mean, wins, 95 % bootstrap interval; "
-        "*holds* when the whole interval is above 0.",
+        f"training); every other number is on the {report['test_pairs']} test pairs, "
+        "filled at d* and with the learned mask only (the best d is the validation "
+        "pairs' question, not the test pairs'). Differences are paired per test image: "
+        "mean, wins, 95 % bootstrap interval; *holds* when the whole interval is above 0.",
         "",
         "| inpainter | d* | PSNR, pretrained mask + d* | PSNR, learned mask | learned − fixed "
         "[95 %] | wins | holds |",
@@ -67,36 +68,38 @@ def dilation_markdown(report: dict, plot_file: str) -> str:
     ]
     for split, curves in report["psnr"].items():
         for inpainter, points in curves.items():
-            lines.append(f"| {inpainter_name(inpainter)} | {split} | "
-                         + " | ".join(f"{points[str(d)]:.2f}" for d in dilations)
-                         + f" | {points[LEARNED]:.2f} |")
+            cells = [points.get(str(d)) for d in dilations] + [points[LEARNED]]
+            lines.append(f"| {inpainter_name(inpainter)} | {split} | " + " | ".join(
+                "–" if v is None else f"{v:.2f}" for v in cells) + " |")
     for inpainter, why in report["failures"].items():
         lines += ["", f"Left out: {inpainter}: {why}"]
     return "\n".join(lines) + "\n"
 
 
 def dilation_plot(report: dict, path: Path) -> None:
-    """Test PSNR against d per inpainter (validation dotted), the learned mask as a
-    dashed line of the same colour, d* starred."""
+    """Validation PSNR against d per inpainter, its learned mask as a dashed line of the
+    same colour, d* starred; the test pairs' PSNR at d* and on the learned mask as
+    hollow markers."""
     from matplotlib.figure import Figure  # no pyplot: no global state, no display
 
     dilations = report["dilations"]
     figure = Figure(figsize=(7, 4.5), dpi=120)
     axes = figure.subplots()
-    for inpainter, points in report["psnr"]["test"].items():
+    for inpainter, points in report["psnr"]["validation"].items():
         line, = axes.plot(dilations, [points[str(d)] for d in dilations], marker="o",
                           markersize=3, label=f"{inpainter_name(inpainter)}, pretrained mask + d")
         colour = line.get_color()
-        validation = report["psnr"]["validation"][inpainter]
-        axes.plot(dilations, [validation[str(d)] for d in dilations], ":", color=colour,
-                  linewidth=1)
         axes.axhline(points[LEARNED], color=colour, linestyle="--", linewidth=1)
         d = report["best"][inpainter]
         axes.plot([d], [points[str(d)]], marker="*", markersize=12, color=colour)
+        test = report["psnr"]["test"].get(inpainter)
+        if test:
+            axes.plot([d, d], [test[str(d)], test[LEARNED]], linestyle="none", marker="o",
+                      markersize=7, markerfacecolor="none", color=colour)
     axes.set_xlabel("fixed dilation d of the pretrained mask (px)")
     axes.set_ylabel("PSNR (dB)")
-    axes.set_title("dashed: learned mask; dotted: validation; star: d* (validation)",
-                   fontsize=9)
+    axes.set_title("validation pairs; dashed: learned mask; star: d*; hollow: test pairs "
+                   "at d* and with the learned mask", fontsize=8)
     axes.legend(fontsize=7, loc="lower right")
     axes.grid(alpha=0.3)
     figure.tight_layout()

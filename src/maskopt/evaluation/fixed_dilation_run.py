@@ -17,7 +17,14 @@ from tqdm import tqdm
 from maskopt.core.device import pick_device, pin_threads
 from maskopt.core.io import atomic_path, write_json
 from maskopt.data.pairs import PairDataset
-from maskopt.evaluation.dilation import LEARNED, OWN_INPAINTERS, dilation_report, sweep
+from maskopt.evaluation.dilation import (
+    LEARNED,
+    OWN_INPAINTERS,
+    best_dilations,
+    dilation_report,
+    every_inpainter,
+    sweep,
+)
 from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot, inpainter_name
 from maskopt.models.build import INPAINTERS
 from maskopt.models.inference import Networks
@@ -74,25 +81,29 @@ def fixed_dilation(params: Params) -> dict:
 def fixed_dilation_report(pretrained: Networks, joint: Networks, test, dilations: list[int],
                           external: dict[str, str]) -> dict:
     """The learned mask against the pretrained mask + the best fixed d, chosen on the
-    validation pairs (maskopt.evaluation.dilation)."""
+    validation pairs (maskopt.evaluation.dilation); the test pairs are filled at d*."""
     validation = PairDataset(PAIRS / "validation", joint.canny_sigma)
-    tables, failures = {}, {}
-    for split, dataset in (("validation", validation), ("test", test)):
-        with tempfile.TemporaryDirectory() as workdir, tqdm(
-                total=len(dataset), desc=f"fixed dilations ({split})", unit="pair") as bar:
-            tables[split], failed = sweep(pretrained, joint, dataset, dilations, external,
-                                          Path(workdir), bar)
-            failures.update(failed)
-    return dilation_report(tables["validation"], tables["test"], dilations,
-                           sorted(set(test.pairs.buckets)), failures)
+    with tempfile.TemporaryDirectory() as workdir, tqdm(
+            total=len(validation), desc="fixed dilations (validation)", unit="pair") as bar:
+        chosen_on, failures = sweep(pretrained, joint, validation,
+                                    every_inpainter(dilations, list(external)), external,
+                                    Path(workdir), bar)
+    best = best_dilations(chosen_on, dilations)
+    with tempfile.TemporaryDirectory() as workdir, tqdm(
+            total=len(test), desc="fixed dilations (test, at d*)", unit="pair") as bar:
+        scored, failed = sweep(pretrained, joint, test, {k: [d] for k, d in best.items()},
+                               external, Path(workdir), bar)
+    return dilation_report(chosen_on, scored, dilations, sorted(set(test.pairs.buckets)),
+                           {**failures, **failed})
 
 
 def fixed_dilation_points(report: dict) -> list[dict]:
-    """`dvc plots` rows: test PSNR against d per own inpainter (on the pretrained mask
-    grown by d), and the same inpainter on the learned mask as a flat line."""
-    test = report["psnr"]["test"]
-    own = [k for k in test if k in OWN_INPAINTERS]
-    return [{"d": d, **{f"{inpainter_name(k)}, pretrained mask + d": round(test[k][str(d)], 4)
+    """`dvc plots` rows: validation PSNR against d per own inpainter (on the pretrained
+    mask grown by d), and the same inpainter on the learned mask as a flat line."""
+    curves = report["psnr"]["validation"]
+    own = [k for k in curves if k in OWN_INPAINTERS]
+    return [{"d": d, **{f"{inpainter_name(k)}, pretrained mask + d": round(curves[k][str(d)], 4)
                         for k in own},
-             **{f"{inpainter_name(k)}, learned mask": round(test[k][LEARNED], 4) for k in own}}
+             **{f"{inpainter_name(k)}, learned mask": round(curves[k][LEARNED], 4)
+                for k in own}}
             for d in report["dilations"]]
