@@ -116,7 +116,15 @@ class PanopticFPN(nn.Module):
     L_PS), and ``SegmenterOutput`` (detections + semantic logits) in eval mode.
 
     ``num_thing_classes`` excludes the background; ``num_semantic_classes`` includes
-    class 0 = unlabeled, which the semantic loss ignores.
+    class 0 = unlabeled, which the semantic loss ignores. Its shape: ``anchor_sizes``,
+    px per FPN level P2..P6 (default: 1/32 .. 1/2 of the side); ``freeze_at``, the first
+    backbone stages kept fixed (1 = the stem, 2 = stem and res2: detectron2's
+    FREEZE_AT, for a pretrained start; 0 from scratch); ``stem_stride``, 4 for ResNet's
+    stem (conv + max pool), 2 without the max pool, so every level has twice the
+    resolution (P2 at 1/2: on 64 px inputs a limb is 2–3 px wide, and at 1/4 the mask
+    head pools it from less than one cell); ``mask_resolution``, the mask head's
+    RoIAlign grid, its masks twice as fine (14: Mask R-CNN's 28×28);
+    ``mask_head_channels``, its convs' width (default ``fpn_channels``).
     """
 
     def __init__(self, num_thing_classes: int, num_semantic_classes: int, *, depth: int = 50,
@@ -137,16 +145,8 @@ class PanopticFPN(nn.Module):
         COCO weights. ``grown_box_margin`` (a fraction of the image side) adds the mask
         loss on ground-truth boxes grown by a random margin up to it (see
         :meth:`grown_box_mask_loss`). ``proposals``: RPN proposals kept per image after
-        NMS, ``training`` and ``testing`` (torchvision's 2000 and 1000 without it).
-        ``anchor_sizes``: px per FPN level P2..P6 (default: 1/32 .. 1/2 of the side).
-        ``freeze_at``: the first backbone stages kept fixed (1 = the stem, 2 = stem and
-        res2: detectron2's FREEZE_AT, for a pretrained start; 0 from scratch).
-        ``stem_stride``: 4 is ResNet's stem (conv + max pool); 2 drops the max pool, so
-        every level has twice the resolution (P2 at 1/2): on 64 px inputs a limb is 2–3
-        px wide, and at 1/4 the mask head pools it from less than one cell.
-        ``mask_resolution``: the mask head's RoIAlign grid; its masks are twice as fine
-        (14: Mask R-CNN's 28×28). ``mask_head_channels``: its convs' width (default
-        ``fpn_channels``)."""
+        NMS, ``training`` and ``testing`` (torchvision's 2000 and 1000 without it). The
+        shape's arguments are in the class's docstring."""
         super().__init__()
         _check_shape(depth, weights, fpn_channels, stem_stride)
         self.grown_box_margin = grown_box_margin * image_size
