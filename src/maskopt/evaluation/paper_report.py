@@ -84,8 +84,7 @@ def rerun_params(params: Params) -> dict[str, str]:
     text) that a stage up to `evaluate` reads (pipeline.layout.STAGE_PARAMS), but the
     seed."""
     read = {key for stage in CLAIM_STAGES for key in STAGE_PARAMS[stage]} - {"seed"}
-    return {key: value for key, value in flatten(params.model_dump(mode="json")).items()
-            if any(key == r or key.startswith(f"{r}.") for r in read)}
+    return flatten(pick_params(params.model_dump(mode="json"), tuple(sorted(read))))
 
 
 def is_rerun(run: dict, params: Params) -> bool:
