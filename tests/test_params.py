@@ -41,7 +41,8 @@ COCO_ONLY = {
     "finetune.pairs",
     "finetune.steps", "inpainter.blocks", "inpainter.canny_sigma", "inpainter.class_channels",
     "inpainter.vgg_weights", "inpainter.width", "loss.lambda_if", "loss.lambda_is",
-    "segmenter.box_batch_size", "segmenter.depth", "segmenter.detections_per_image",
+    "segmenter.backend", "segmenter.box_batch_size", "segmenter.depth",
+    "segmenter.detections_per_image", "segmenter.input_sizes_train", "segmenter.input_size_test",
     "segmenter.fpn_channels", "segmenter.freeze_at", "segmenter.weights",
     "synthesize.blur_sigma", "synthesize.image_size", "synthesize.max_truncation",
     "synthesize.min_mask_ratio", "synthesize.min_person_area", "synthesize.person_scale",
@@ -77,6 +78,16 @@ def test_the_coco_profile_is_whole_and_differs_only_where_it_must():
     coco = leaves(yaml.safe_load((ROOT / "params-coco.yaml").read_text()))
     assert sorted(set(sample) ^ set(coco)) == []  # every setting in both files
     assert {k for k in sample if sample[k] != coco[k]} == COCO_ONLY
+
+
+def test_only_the_detectron2_backend_resizes_its_input():
+    from maskopt.pipeline.params import Params
+
+    with pytest.raises(ValueError, match="only backend: detectron2 resizes its input"):
+        Params.model_validate({"segmenter": {"input_size_test": 800}})
+    resized = Params.model_validate({"segmenter": {"backend": "detectron2",
+                                                   "weights": "none", "input_size_test": 800}})
+    assert resized.segmenter.input_size_test == 800
 
 
 def test_coco_profile_is_valid():

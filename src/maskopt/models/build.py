@@ -24,10 +24,16 @@ INPAINTERS = tuple(KINDS)  # edge, segmentation, image: the order they inpaint i
 
 
 def segmenter_config(params: Params, num_things: int, num_classes: int,
-                     thing_category_ids: list[int] | None = None) -> dict:
-    """``thing_category_ids``: COCO category id of thing labels 1..K (COCO weights need it)."""
+                     thing_category_ids: list[int] | None = None,
+                     categories: list[dict] | None = None) -> dict:
+    """``thing_category_ids``: COCO category id of thing labels 1..K (COCO weights need
+    it); ``categories``: the taxonomy's, which the detectron2 backend maps its semantic
+    head's classes with."""
     s = params.segmenter
-    return {"kind": "segmenter", "backend": s.backend, "num_thing_classes": num_things,
+    detectron2 = {"categories": categories, "input_sizes_train": s.input_sizes_train,
+                  "input_size_test": s.input_size_test, "input_max_size": s.input_max_size}
+    return {**(detectron2 if s.backend == "detectron2" else {}),
+            "kind": "segmenter", "backend": s.backend, "num_thing_classes": num_things,
             "num_semantic_classes": num_classes, "thing_category_ids": thing_category_ids,
             "depth": s.depth,
             "fpn_channels": s.fpn_channels, "image_size": params.synthesize.image_size,

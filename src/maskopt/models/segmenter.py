@@ -28,16 +28,12 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import misc as misc_ops
-from torchvision.ops import roi_align
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from maskopt.core.errors import MaskoptError
 from maskopt.models.coco_weights import load_coco_maskrcnn
-from maskopt.models.detections import (
-    Detections,
-    SegmenterOutput,
-    enlarge_boxes,
-)
+from maskopt.models.detections import Detections, SegmenterOutput
+from maskopt.models.grown_box_loss import grown_boxes, mask_loss_in_boxes
 from maskopt.models.roi_align import CpuMultiScaleRoIAlign
 from maskopt.models.zoo_weights import load_zoo_segmenter
 
@@ -210,47 +206,30 @@ class PanopticFPN(nn.Module):
         """The semantic head's class probabilities alone (N×C×H×W), without detecting."""
         return torch.softmax(self.semantic_logits(self.features(images)).float(), 1)
 
-    def mask_probs(self, features: OrderedDict[str, torch.Tensor], boxes: list[torch.Tensor],
-                   labels: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list:
-        """Mask head probabilities (n×1×2r×2r per image, r = ``mask_resolution``) of
+    def mask_logits(self, features: OrderedDict[str, torch.Tensor], boxes: list[torch.Tensor],
+                    labels: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+        """The mask head's logits (n×2r×2r over all images, r = ``mask_resolution``) of
         ``labels`` inside ``boxes``."""
         heads = self.roi_heads
         pooled = heads.mask_roi_pool(features, boxes, image_sizes)
         logits = heads.mask_predictor(heads.mask_head(pooled))
         flat_labels = torch.cat(labels)
-        probs = logits[torch.arange(len(flat_labels), device=logits.device), flat_labels]
-        return list(probs.sigmoid()[:, None].split([len(b) for b in boxes]))
+        return logits[torch.arange(len(flat_labels), device=logits.device), flat_labels]
+
+    def mask_probs(self, features: OrderedDict[str, torch.Tensor], boxes: list[torch.Tensor],
+                   labels: list[torch.Tensor], image_sizes: list[tuple[int, int]]) -> list:
+        """Mask head probabilities (n×1×2r×2r per image) of ``labels`` inside ``boxes``."""
+        probs = self.mask_logits(features, boxes, labels, image_sizes).sigmoid()
+        return list(probs[:, None].split([len(b) for b in boxes]))
 
     def grown_box_mask_loss(self, features, targets: list[dict], image_sizes) -> torch.Tensor:
-        """Mask R-CNN's mask loss (binary cross-entropy on its 2r×2r grid) on each
-        ground-truth box grown by a random margin in [0, ``grown_box_margin``] px.
-
-        Joint training and removal run the mask head on the selected box grown by
-        α·S + 2 px, so that the mask can reach beyond it. Mask R-CNN alone only sees
-        proposals with IoU ≥ 0.5, and on small objects a grown box falls outside that:
-        without this term the head paints less, not more, on the grown box.
-        """
-        heads = self.roi_heads
-        boxes, labels, masks = [], [], []
-        for target, image_size in zip(targets, image_sizes, strict=True):
-            margin = torch.rand(len(target["boxes"]), 1, device=target["boxes"].device)
-            boxes.append(enlarge_boxes(target["boxes"], margin * self.grown_box_margin,
-                                       *image_size))
-            labels.append(target["labels"])
-            masks.append(target["masks"])
+        """The mask loss on each ground-truth box grown by a random margin in
+        [0, ``grown_box_margin``] px (:mod:`maskopt.models.grown_box_loss`)."""
+        boxes = grown_boxes([t["boxes"] for t in targets], image_sizes, self.grown_box_margin)
         if sum(len(b) for b in boxes) == 0:
             return features["0"].sum() * 0  # no instance: keep every rank's graph the same
-        pooled = heads.mask_roi_pool(features, boxes, image_sizes)
-        logits = heads.mask_predictor(heads.mask_head(pooled))
-        flat = torch.cat(labels)
-        logits = logits[torch.arange(len(flat), device=logits.device), flat]
-        # each instance's mask resampled into its grown box, as Mask R-CNN makes targets
-        gt = torch.cat([m.float() for m in masks])[:, None]  # one "image" per instance
-        grown = torch.cat(boxes)
-        rois = torch.cat([torch.arange(len(grown), device=grown.device,
-                                       dtype=grown.dtype)[:, None], grown], 1)
-        target = roi_align(gt, rois, tuple(logits.shape[-2:]), 1.0, aligned=False)[:, 0]
-        return F.binary_cross_entropy_with_logits(logits, (target > 0.5).float())
+        logits = self.mask_logits(features, boxes, [t["labels"] for t in targets], image_sizes)
+        return mask_loss_in_boxes(logits, [t["masks"] for t in targets], boxes)
 
     @torch.no_grad()
     def detect(self, features, proposals, image_sizes,

@@ -138,6 +138,20 @@ class SegmenterParams(_Section):
     # masks); channels of its four convs, null: fpn_channels (detectron2: 256)
     mask_resolution: int = Field(default=14, ge=7, le=56)
     mask_head_channels: int | None = Field(default=None, ge=16)
+    # backend: detectron2 only: resize the input as detectron2 does for its COCO weights
+    # (the short side to input_size_test at test, to a random one of input_sizes_train in
+    # training, the long side at most input_max_size); null: the pairs at their own size
+    input_sizes_train: list[int] | None = None
+    input_size_test: int | None = Field(default=None, ge=32)
+    input_max_size: int = Field(default=1333, ge=32)
+
+    @field_validator("input_sizes_train", "input_size_test")
+    @classmethod
+    def _detectron2_resizes(cls, value, info):
+        if value and info.data.get("backend") != "detectron2":
+            raise ValueError("only backend: detectron2 resizes its input (the torchvision "
+                             "backend takes the pairs at their size); use null")
+        return value
 
     @field_validator("fpn_channels")
     @classmethod

@@ -150,7 +150,7 @@ def pretrain_segmentation(params: Params) -> dict:
     def factory(ctx, dataset):
         tax = dataset.taxonomy
         config = segmenter_config(params, tax.num_things, tax.num_classes,
-                                  tax.thing_category_ids)
+                                  tax.thing_category_ids, list(tax.categories))
         factory.config, factory.taxonomy = config, tax
         return SegmentationTask(build(config), params, ctx)
 
@@ -242,7 +242,7 @@ def train_joint(params: Params, without_mel: bool = False) -> dict:
         tax = dataset.taxonomy
         seg_entry = saved[SEGMENTER_FILE]["networks"]["segmenter"]
         expected = segmenter_config(params, tax.num_things, tax.num_classes,
-                                    tax.thing_category_ids)
+                                    tax.thing_category_ids, list(tax.categories))
         segmenter = restore(seg_entry, expected, str(SEGMENTER_FILE))
         generators, discriminators, configs = {}, {}, {"segmenter": seg_entry["config"]}
         for kind in INPAINTERS:
