@@ -110,9 +110,9 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
     calls = []
     real_inpaint = engine.inpaint
 
-    def recording(nets, images, masks, semantic):
+    def recording(nets, images, masks, semantic, guides=None):
         calls.append((nets, masks))
-        return real_inpaint(nets, images, masks, semantic)
+        return real_inpaint(nets, images, masks, semantic, guides)
 
     monkeypatch.setattr(engine, "inpaint", recording)
     shared = SharedNetworks(lpips_factory=offline, fid_features=offline)
@@ -132,6 +132,47 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
     on_gt = [nets for nets, masks in calls if torch.equal(masks, gt)]
     assert on_gt and all(nets is pretrained for nets in on_gt)
     assert {id(nets) for nets, _ in calls} == {id(joint), id(pretrained)}
+
+
+def test_rows_that_share_edge_and_segmentation_inpainters_share_their_guides(
+        trained_project, monkeypatch):
+    """Table III's fine-tuned rows differ from the random-mask row in the image
+    inpainter alone: their guides are made once per batch, and each fill is what the
+    whole chain gives."""
+    from dataclasses import replace
+
+    from maskopt.data.pairs import PairDataset
+    from maskopt.evaluation import engine
+    from maskopt.evaluation.rows import evaluation_rows
+    from maskopt.models.inference import Networks, inpaint
+
+    monkeypatch.chdir(trained_project)
+    joint = Networks.load("models/joint.pt")
+    pretrained = Networks.load_pretrained(
+        "models/segmenter.pt", {k: Path(f"models/inpainter_{k}.pt")
+                                for k in ("edge", "segmentation", "image")}, 1.0)
+    tuned = replace(pretrained, image=joint.image)  # another image inpainter, same guides
+    made = []
+    real_guides = engine.inpaint_guides
+    monkeypatch.setattr(engine, "inpaint_guides",
+                        lambda *args: made.append(args[0]) or real_guides(*args))
+    dataset = PairDataset(trained_project / "data/pairs/test")
+    dataset.pairs = dataset.pairs[:2]
+    sources = engine.Sources.of({"pretrained": pretrained},
+                                {"random": pretrained, "finetuned_7": tuned},
+                                {"random": "pretrained", "finetuned_7": "pretrained"})
+    rows = [r for r in evaluation_rows([], [7], [], sources.names())
+            if r.name in ("random_inpainters_gt_mask", "finetuned_7_gt_mask")]
+    assert len(rows) == 2
+    batch = next(engine.fill_rows(rows, sources, dataset))
+    assert len(made) == 1  # one batch, one set of guides for both rows
+    _, _, classes = engine.selected(batch.pairs, sources.segmenters)
+    images, gt = batch.pairs["image"], batch.pairs["mask"]
+    alone = inpaint(tuned, images, gt, classes["pretrained"])
+    assert torch.equal(batch.fills["finetuned_7_gt_mask"], alone)
+    assert torch.equal(batch.fills["random_inpainters_gt_mask"],
+                       inpaint(pretrained, images, gt, classes["pretrained"]))
+    assert not torch.equal(alone, batch.fills["random_inpainters_gt_mask"])
 
 
 def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, monkeypatch,

@@ -24,7 +24,13 @@ from maskopt.data.pairs import batches
 from maskopt.evaluation.external import export_pair, read_result, run_inpainter
 from maskopt.evaluation.masks import selected_masks
 from maskopt.evaluation.rows import OPENCV, Row
-from maskopt.models.inference import Networks, grow_mask, inpaint, opencv_inpaint
+from maskopt.models.inference import (
+    Networks,
+    grow_mask,
+    inpaint,
+    inpaint_guides,
+    opencv_inpaint,
+)
 
 BATCH = 8
 
@@ -94,7 +100,7 @@ def fill_rows(rows: list[Row], sources: Sources, dataset, export_to: Path | None
         pairs = to_device(pairs, sources.device)
         images = pairs["image"]
         masks, missed, classes = selected(pairs, sources.segmenters)
-        row_masks, fills = {}, {}
+        row_masks, fills, guides = {}, {}, {}
         for row in rows:
             mask = row_masks[row.name] = row_mask(row, masks)
             if row.external:
@@ -105,7 +111,12 @@ def fill_rows(rows: list[Row], sources: Sources, dataset, export_to: Path | None
                 fills[row.name] = sources.fillers[row.inpainter](images, mask)
             else:
                 nets, guide = sources.inpainters[row.inpainter]
-                fills[row.name] = inpaint(nets, images, mask, classes[guide])
+                # Table II's and III's random-mask rows share their edge and segmentation
+                # inpainters (only the image one is fine-tuned): their guides are made once
+                key = (id(nets.edge), id(nets.segmentation), row.mask, row.grow, guide)
+                if key not in guides:
+                    guides[key] = inpaint_guides(nets, images, mask, classes[guide])
+                fills[row.name] = inpaint(nets, images, mask, classes[guide], guides[key])
         yield Batch(pairs, masks, missed, row_masks, fills)
         if progress is not None:
             progress.update(len(images))

@@ -18,7 +18,7 @@ from maskopt.core.errors import MaskoptError
 from maskopt.core.imaging import gray_and_edges, tensor_to_rgb
 from maskopt.core.taxonomy import Taxonomy
 from maskopt.models.build import load_model, restore
-from maskopt.models.inpainter import inpaint_in_order
+from maskopt.models.inpainter import composite, guides_in_order
 from maskopt.models.selection import box_margin
 
 JOINT_NETWORKS = ("segmenter", "edge", "segmentation", "image")  # in a joint model file
@@ -99,13 +99,23 @@ def image_guides(images: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torc
 
 
 @torch.no_grad()
-def inpaint(nets: Networks, images: torch.Tensor, masks: torch.Tensor,
-            semantic_probs: torch.Tensor) -> torch.Tensor:
-    """Edge → segmentation → image inpainting with binary ``masks``; known pixels kept
-    exactly (the same chain as joint training's)."""
+def inpaint_guides(nets: Networks, images: torch.Tensor, masks: torch.Tensor,
+                   semantic_probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The edge and segmentation inpainters' composites with binary ``masks``: what the
+    image inpainter is guided by."""
     gray, edges = image_guides(images, nets.canny_sigma)
-    return inpaint_in_order(nets.edge, nets.segmentation, nets.image, images, gray, edges,
-                            semantic_probs, masks)["image"]
+    return guides_in_order(nets.edge, nets.segmentation, gray, edges, semantic_probs, masks)
+
+
+@torch.no_grad()
+def inpaint(nets: Networks, images: torch.Tensor, masks: torch.Tensor,
+            semantic_probs: torch.Tensor,
+            guides: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """Edge → segmentation → image inpainting with binary ``masks``; known pixels kept
+    exactly (the same chain as joint training's). ``guides``: :func:`inpaint_guides`
+    of the same networks, images, masks and classes, where they were made already."""
+    edges, classes = guides or inpaint_guides(nets, images, masks, semantic_probs)
+    return composite(nets.image(images, edges, classes, masks), images, masks)
 
 
 def opencv_inpaint(images: torch.Tensor, masks: torch.Tensor, method: str,

@@ -216,7 +216,16 @@ def inpaint_in_order(edge: EdgeInpainter, segmentation: SegmentationInpainter,
     output composited with its input (prediction inside the mask, the input outside):
     what the next network, the joint losses and a user get. ``classes``: class
     probabilities, N×C×H×W."""
-    edges = composite(edge(gray, edges, mask), edges, mask)
-    classes = composite(class_probabilities(segmentation(classes, mask)), classes, mask)
+    edges, classes = guides_in_order(edge, segmentation, gray, edges, classes, mask)
     rgb = composite(image(rgb, edges, classes, mask), rgb, mask)
     return {"edge": edges, "segmentation": classes, "image": rgb}
+
+
+def guides_in_order(edge: EdgeInpainter, segmentation: SegmentationInpainter,
+                    gray: torch.Tensor, edges: torch.Tensor, classes: torch.Tensor,
+                    mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image inpainter's guides with ``mask``: the edge and the segmentation
+    inpainters' outputs, each composited with its input."""
+    edges = composite(edge(gray, edges, mask), edges, mask)
+    classes = composite(class_probabilities(segmentation(classes, mask)), classes, mask)
+    return edges, classes
