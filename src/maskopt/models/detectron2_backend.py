@@ -319,12 +319,11 @@ class Detectron2PanopticFPN(nn.Module):
         model = self.model
         image_list, to_input = self._image_list(images)
         size = tuple(images.shape[-2:])
+        instances = self._instances(targets, image_list, to_input)
         with EventStorage():
             features = self._features(image_list, to_input)
-            proposals, proposal_losses = model.proposal_generator(
-                image_list, features, self._instances(targets, image_list, to_input))
-            _, detector_losses = model.roi_heads(
-                image_list, features, proposals, self._instances(targets, image_list, to_input))
+            proposals, proposal_losses = model.proposal_generator(image_list, features, instances)
+            _, detector_losses = model.roi_heads(image_list, features, proposals, instances)
             coarse = model.sem_seg_head.layers(features)
             semantic_losses = model.sem_seg_head.losses(
                 coarse, self._semantic_targets(targets, image_list))
