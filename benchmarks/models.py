@@ -9,7 +9,7 @@ forward's ratio is taken to the mean of those two. For each network the script
 counts FLOPs per image with torch's ``FlopCounterMode`` and prints
 
 - inference: eval mode, no grad, one image, as `remove` holds the networks
-  (``maskopt.removal.fast_inference.optimize_for_inference``; the segmenter's ``predict`` with
+  (``maskopt.models.fast_inference.optimize_for_inference``; the segmenter's ``predict`` with
   the mask head on every detection: the most a photo costs),
   fp32, bf16 and bf16 channels-last where the CPU has fast bf16: the median time of
   ``--rounds`` forwards, and the median of their ratios time ÷ (FLOPs ÷ throughput);
@@ -152,7 +152,7 @@ def _measure(kind: str, args, precisions: tuple, queue) -> None:
 
     from maskopt.core.device import autocast
     from maskopt.models.build import build, build_discriminator, inpainter_config
-    from maskopt.removal.fast_inference import keep_channels_last, optimize_for_inference
+    from maskopt.models.fast_inference import keep_channels_last, optimize_for_inference
     from maskopt.training.distributed import Context
     from maskopt.training.tasks import InpainterTask, JointTask, SegmentationTask
 

@@ -3,7 +3,7 @@ inpainting, beside OpenCV `inpaint` (Telea) on the same photo and mask; and the
 command's start-up: importing what `remove` needs, each in a fresh process.
 
 Each precision is timed with the plain networks (as training and evaluation run them)
-and as `Remover` holds them (``maskopt.removal.fast_inference.optimize_for_inference``): fp32,
+and as `Remover` holds them (``maskopt.models.fast_inference.optimize_for_inference``): fp32,
 and where the CPU has fast bf16 also bf16 with NCHW weights (norms folded, torchvision's
 RoIAlign) and bf16 channels-last (what `remove` runs there), so the ratios say what
 each part of the inference module buys.

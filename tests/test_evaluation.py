@@ -182,7 +182,7 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     from maskopt.evaluation import image_metrics
     from maskopt.evaluation.fixed_dilation_run import fixed_dilation
     from maskopt.evaluation.paper_report import paper_report
-    from maskopt.evaluation.run import evaluate
+    from maskopt.evaluation.run import evaluate, evaluate_baselines
 
     monkeypatch.chdir(trained_project)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained_project}/mlflow.db")
@@ -193,6 +193,8 @@ def test_evaluate_stage_writes_metrics_tables_plots_and_grids(trained_project, m
     write_checkpoints(tmp_path)  # EdgeConnect's files, random weights
     params = tiny_params(**{"evaluate.external_inpainters": {"stand_in": stand_in},
                             "evaluate.edgeconnect_weights": str(tmp_path)})
+    baselines = evaluate_baselines(params)  # the stage before: the rows without a joint model
+    assert "gt_d0" in baselines and "joint" not in baselines
     headline = evaluate(params)
     paper_report(params)  # the next stage: reports/paper.md from what evaluate wrote
     paper = Path("reports/paper.md").read_text()

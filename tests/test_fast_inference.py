@@ -1,4 +1,4 @@
-"""maskopt.removal.fast_inference: the networks `maskopt remove` holds compute what the plain
+"""maskopt.models.fast_inference: the networks `maskopt remove` holds compute what the plain
 networks of training and evaluation compute."""
 
 import copy
@@ -9,15 +9,15 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from maskopt.core.taxonomy import Taxonomy
 from maskopt.models import EdgeInpainter, ImageInpainter, SegmentationInpainter
-from maskopt.models.inference import Networks, inpaint
-from maskopt.models.roi_align import CpuMultiScaleRoIAlign
-from maskopt.models.segmenter import PanopticFPN
-from maskopt.removal.fast_inference import (
+from maskopt.models.fast_inference import (
     ChannelsLastInstanceNorm,
     ReflectionPadInOwnDtype,
     keep_channels_last,
     optimize_for_inference,
 )
+from maskopt.models.inference import Networks, inpaint
+from maskopt.models.roi_align import CpuMultiScaleRoIAlign
+from maskopt.models.segmenter import PanopticFPN
 
 SIZE = 64
 CLASSES = 5
@@ -26,7 +26,7 @@ CLASSES = 5
 def test_folded_frozen_batch_norm_gives_the_same_features():
     from torchvision.ops.misc import FrozenBatchNorm2d
 
-    from maskopt.removal.fast_inference import fold_frozen_batch_norm
+    from maskopt.models.fast_inference import fold_frozen_batch_norm
 
     torch.manual_seed(0)
     net = PanopticFPN(1, CLASSES, depth=18, fpn_channels=32, image_size=SIZE,
@@ -49,7 +49,7 @@ def test_folded_frozen_batch_norm_gives_the_same_features():
 
 
 def test_folded_spectral_norm_gives_the_same_inference():
-    from maskopt.removal.fast_inference import fold_spectral_norm
+    from maskopt.models.fast_inference import fold_spectral_norm
 
     torch.manual_seed(0)
     net = SegmentationInpainter(num_classes=5, width=8, blocks=1, class_channels=3).eval()

@@ -48,7 +48,8 @@ COCO_ONLY = {
     "synthesize.min_mask_ratio", "synthesize.min_person_area", "synthesize.person_scale",
     "synthesize.validation_images", "synthesize.workers", "train.cache_pairs",
     "train.amp", "train.cpu_kernels", "train.checkpoint_every", "train.inpainter.lr",
-    "train.inpainter.steps",
+    "train.inpainter.steps.edge", "train.inpainter.steps.image",
+    "train.inpainter.steps.segmentation",
     "train.joint.batch_size", "train.joint.lr", "train.joint.steps", "train.log_every",
     "train.segmentation.batch_size", "train.segmentation.lr", "train.segmentation.optimizer",
     "train.segmentation.steps", "train.segmentation.weight_decay", "train.threads",
@@ -116,6 +117,10 @@ def test_coco_profile_follows_the_paper_where_it_speaks():
         ({"synthesize__workers": "many"}, "synthesize.workers"),
         ({"segmenter__weights": "none", "segmenter__freeze_at": 2},
          "segmenter.freeze_at: would keep randomly initialised"),
+        ({"train__inpainter__steps": {"edge": 100, "image": 250}},
+         "train.inpainter.steps: must give the steps of edge, segmentation"),
+        ({"train__inpainter__steps": {"edge": 0, "segmentation": 1, "image": 1}},
+         "train.inpainter.steps: must be at least 1"),
     ],
 )
 def test_invalid_params_fail_with_one_line_naming_the_key(tmp_path, override, fragment):
@@ -124,6 +129,15 @@ def test_invalid_params_fail_with_one_line_naming_the_key(tmp_path, override, fr
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message
+
+
+def test_inpainter_steps_are_one_number_or_one_per_kind():
+    from maskopt.pipeline.params import Params
+
+    sample = load_params(ROOT / "params.yaml").train.inpainter
+    assert [sample.steps_of(k) for k in ("edge", "segmentation", "image")] == [100, 250, 250]
+    one = Params.model_validate({"train": {"inpainter": {"steps": 7, "lr": 1e-4}}})
+    assert one.train.inpainter.steps_of("edge") == one.train.inpainter.steps_of("image") == 7
 
 
 def test_broken_yaml_is_reported(tmp_path):

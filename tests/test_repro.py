@@ -14,7 +14,15 @@ import pytest
 
 from maskopt.core.errors import MaskoptError
 from maskopt.pipeline.params import load_params
-from maskopt.pipeline.repro import Scheduler, parse_dag, priorities, progress, repro, set_params
+from maskopt.pipeline.repro import (
+    Scheduler,
+    parse_dag,
+    priorities,
+    progress,
+    repro,
+    set_params,
+    stage_costs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ROOT / "params.yaml"
@@ -47,6 +55,24 @@ def test_longest_chains_first():
     upstream = {"a": set(), "long1": {"a"}, "long2": {"long1"}, "short": {"a"},
                 "end": {"long2", "short"}}
     assert priorities(upstream) == {"a": 4, "long1": 3, "long2": 2, "short": 2, "end": 1}
+
+
+def test_costly_chains_first(tmp_path):
+    """dvc.yaml's ``meta: {cost}`` weighs each stage (a foreach stage's for every key):
+    one long stage outranks two short ones."""
+    upstream = {"a": set(), "long": {"a"}, "short@x": {"a"}, "after_short": {"short@x"}}
+    dvc_yaml = tmp_path / "dvc.yaml"
+    dvc_yaml.write_text(textwrap.dedent("""
+        stages:
+          long: {cmd: x, meta: {cost: 300}}
+          short: {foreach: [x], do: {cmd: y, meta: {cost: 60}}}
+          after_short: {cmd: z}
+    """))
+    cost = stage_costs(dvc_yaml, list(upstream))
+    assert cost == {"long": 300, "short@x": 60}
+    assert priorities(upstream, cost) == {"a": 301, "long": 300, "short@x": 61,
+                                          "after_short": 1}
+    assert stage_costs(tmp_path / "none.yaml", ["a"]) == {}
 
 
 def test_progress_is_the_last_bar_drawn():

@@ -93,10 +93,10 @@ def row_mask(row: Row, masks: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def fill_rows(rows: list[Row], sources: Sources, dataset, export_to: Path | None = None,
-              progress=None) -> Iterator[Batch]:
-    """Every own row's fill, batch by batch; the masks of external rows are exported to
-    ``export_to`` (see :func:`external_fills`)."""
-    for pairs in batches(dataset, BATCH):
+              progress=None, limit: int | None = None) -> Iterator[Batch]:
+    """Every own row's fill, batch by batch, on the first ``limit`` pairs (default: all);
+    the masks of external rows are exported to ``export_to`` (see :func:`external_fills`)."""
+    for pairs in batches(dataset, BATCH, limit):
         pairs = to_device(pairs, sources.device)
         images = pairs["image"]
         masks, missed, classes = selected(pairs, sources.segmenters)

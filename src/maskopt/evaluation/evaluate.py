@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from maskopt.evaluation.engine import (
+    BATCH,
     Batch,
     Sources,
     external_fills,
@@ -70,22 +71,29 @@ def _score(results: dict, batch: Batch, mask_of: dict[str, str]) -> None:
             results[name].masks[ALL].append(row)
 
 
-def evaluate_pairs(rows: list[Row], sources: Sources, dataset, shared: SharedNetworks,
-                   grid_pairs: int = 8, progress=None, external: dict[str, str] | None = None,
-                   workdir: Path | None = None) -> tuple[dict, dict, dict, dict]:
-    """Return ({row: {bucket: metrics}}, {metric: {row: per image, in dataset order}},
-    {figure: {column: images}}, {row: why it failed}) over the whole test split. The
-    figures are :data:`FIGURES`, drawn from the first ``grid_pairs`` pairs (Fig. 1:
-    the first). External rows run ``external[name]`` in ``workdir``; one that fails
-    is left out of the results."""
+@dataclass
+class Scored:
+    """What scoring rows on a split gives: {row: {bucket: metrics}}, {metric: {row: per
+    image, in dataset order}}, the first images of each row and mask for the figures,
+    and {row: why it failed} for the external rows left out."""
+
+    table: dict
+    per_image: dict
+    drawn: dict
+    failures: dict
+
+
+def score_rows(rows: list[Row], sources: Sources, dataset, shared: SharedNetworks,
+               grid_pairs: int = 8, progress=None, external: dict[str, str] | None = None,
+               workdir: Path | None = None) -> Scored:
+    """Every row of ``rows`` on the whole split, keeping the first ``grid_pairs`` images
+    of each for the figures. External rows run ``external[name]`` in ``workdir``; one
+    that fails is left out of the results."""
     results = {row.name: RowResults(BucketMetrics(shared)) for row in rows}
     drawn: dict[str, list] = defaultdict(list)
     for batch in fill_rows(rows, sources, dataset, workdir, progress):
         _score(results, batch, {row.name: row.mask for row in rows})
-        _draw(drawn, {"input": batch.pairs["image"], "target": batch.pairs["target"],
-                      **{f"mask {k}": v for k, v in batch.masks.items()},
-                      **{f"mask {k}": v for k, v in batch.row_masks.items()},
-                      **batch.fills}, grid_pairs)
+        _draw(drawn, batch_images(batch), grid_pairs)
     outside = [row for row in rows if row.external]
     failures = run_external(outside, external or {}, workdir) if outside else {}
     ran = [row for row in outside if row.name not in failures]
@@ -97,7 +105,39 @@ def evaluate_pairs(rows: list[Row], sources: Sources, dataset, shared: SharedNet
     table = {row.name: results[row.name].summary() for row in kept}
     per_image = {metric: {row.name: results[row.name].per_image(metric) for row in kept}
                  for metric in PER_IMAGE if metric != "lpips" or shared.lpips is not None}
-    return table, per_image, figure_columns(kept, drawn), failures
+    return Scored(table, per_image, drawn, failures)
+
+
+def evaluate_pairs(rows: list[Row], sources: Sources, dataset, shared: SharedNetworks,
+                   grid_pairs: int = 8, progress=None, external: dict[str, str] | None = None,
+                   workdir: Path | None = None) -> tuple[dict, dict, dict, dict]:
+    """Return ({row: {bucket: metrics}}, {metric: {row: per image, in dataset order}},
+    {figure: {column: images}}, {row: why it failed}) over the whole test split (see
+    :func:`score_rows`). The figures are :data:`FIGURES`, drawn from the first
+    ``grid_pairs`` pairs (Fig. 1: the first)."""
+    scored = score_rows(rows, sources, dataset, shared, grid_pairs, progress, external,
+                        workdir)
+    kept = [row for row in rows if row.name not in scored.failures]
+    return (scored.table, scored.per_image, figure_columns(kept, scored.drawn),
+            scored.failures)
+
+
+def draw_rows(rows: list[Row], sources: Sources, dataset, grid_pairs: int) -> dict[str, list]:
+    """The first ``grid_pairs`` images of each own row and mask, for the figures of rows
+    scored elsewhere; filled in whole batches, so they are the images a run over every
+    pair makes."""
+    whole_batches = -(-grid_pairs // BATCH) * BATCH
+    drawn: dict[str, list] = defaultdict(list)
+    for batch in fill_rows(rows, sources, dataset, limit=whole_batches):
+        _draw(drawn, batch_images(batch), grid_pairs)
+    return drawn
+
+
+def batch_images(batch: Batch) -> dict[str, torch.Tensor]:
+    """A batch's images by figure key: input, target, each mask and each fill."""
+    return {"input": batch.pairs["image"], "target": batch.pairs["target"],
+            **{f"mask {k}": v for k, v in batch.masks.items()},
+            **{f"mask {k}": v for k, v in batch.row_masks.items()}, **batch.fills}
 
 
 def _draw(drawn: dict[str, list], images: dict[str, torch.Tensor], limit: int) -> None:

@@ -27,7 +27,7 @@ from maskopt.evaluation.dilation import (
 )
 from maskopt.evaluation.dilation_report import dilation_markdown, dilation_plot, inpainter_name
 from maskopt.models.build import INPAINTERS
-from maskopt.models.inference import Networks
+from maskopt.models.inference import Networks, hold_for_inference
 from maskopt.pipeline.layout import (
     JOINT_FILE,
     PAIRS,
@@ -53,6 +53,7 @@ def fixed_dilation(params: Params) -> dict:
     pretrained = Networks.load_pretrained(
         SEGMENTER_FILE, {kind: inpainter_file(kind) for kind in INPAINTERS},
         joint.canny_sigma, device)
+    hold_for_inference(joint, pretrained)  # scored as a removal computes them
     test = PairDataset(PAIRS / "test", joint.canny_sigma)
     e = params.evaluate
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["fixed_dilation"]))

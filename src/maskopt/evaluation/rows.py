@@ -138,6 +138,16 @@ def evaluation_rows(dilations: list[int], finetuned: list[int], external: list[s
             and (row.inpainter in have or row.inpainter in OPENCV or row.external)]
 
 
+JOINT_MODELS = ("joint", "without_mel")
+
+
+def is_baseline(row: Row) -> bool:
+    """A row no jointly trained network takes part in, filled in-process: the
+    `evaluate_baselines` stage scores these while joint training runs."""
+    return not row.external and row.mask not in JOINT_MODELS \
+        and row.inpainter not in JOINT_MODELS
+
+
 def table_v_rows(rows: list[Row]) -> list[Row]:
     """Table V's columns among ``rows``: the baselines, which fill the pretrained mask
     as the paper feeds PanopticFPN's mask to every baseline, then the joint models."""

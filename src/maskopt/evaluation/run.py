@@ -1,4 +1,10 @@
-"""The `evaluate` stage: metrics, tables, plots and grids, also logged to MLflow."""
+"""The `evaluate_baselines` and `evaluate` stages: metrics, tables, plots and grids,
+also logged to MLflow.
+
+The rows split in two stages so that the baselines' (most of the rows) are scored
+while joint training runs, and `evaluate` then scores the joint models' rows alone:
+on two cores the pipeline's last stage no longer runs on one of them while the other
+idles (benchmarks/README.md)."""
 
 from __future__ import annotations
 
@@ -9,22 +15,25 @@ from pathlib import Path
 from tqdm import tqdm
 
 from maskopt.core.device import pick_device, pin_threads
-from maskopt.core.io import atomic_path, write_json, write_png
+from maskopt.core.errors import MaskoptError
+from maskopt.core.io import atomic_path, read_json, write_json, write_png
 from maskopt.data.pairs import PairDataset
 from maskopt.evaluation.engine import Sources
 from maskopt.evaluation.evaluate import (
     GRID_FIRST_COLUMN,
     compare_rows,
-    evaluate_pairs,
+    draw_rows,
+    figure_columns,
     flat_metrics,
     headline_metrics,
+    score_rows,
 )
 from maskopt.evaluation.image_metrics import SharedNetworks
 from maskopt.evaluation.report import labelled_grid, plot_rows, tables_markdown
-from maskopt.evaluation.rows import evaluation_rows
+from maskopt.evaluation.rows import Row, evaluation_rows, is_baseline
 from maskopt.models.build import INPAINTERS, load_model, restore
 from maskopt.models.edgeconnect import load_edgeconnect
-from maskopt.models.inference import Networks
+from maskopt.models.inference import Networks, hold_for_inference
 from maskopt.pipeline.layout import (
     JOINT_FILE,
     JOINT_WITHOUT_MEL_FILE,
@@ -39,6 +48,31 @@ from maskopt.pipeline.params import Params
 from maskopt.pipeline.tracking import flatten, open_stage_run, pick_params
 
 GRIDS_PER_IMAGE = 4
+BASELINES = REPORTS / "baselines.json"  # the evaluate_baselines stage's rows
+
+
+def evaluate_baselines(params: Params) -> dict:
+    """Stage `evaluate_baselines`: the rows no joint model takes part in (Tables I–III,
+    the starting point, OpenCV on the pretrained and GT masks) on the test pairs ->
+    reports/baselines.json, which the `evaluate` stage merges with the joint rows."""
+    device = pick_device(params.train.device)
+    pin_threads(params.train.threads)
+    sigma = params.inpainter.canny_sigma
+    sources = Sources.of(*_baseline_networks(params, device, sigma))
+    dataset = PairDataset(PAIRS / "test", sigma)
+    rows = [row for row in evaluation_rows(params.evaluate.dilations,
+                                           list(params.finetune.pairs), [], sources.names())
+            if is_baseline(row)]
+    reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["evaluate_baselines"]))
+    with open_stage_run("evaluate_baselines", reads, pick_params(params.model_dump())) as run:
+        shared = SharedNetworks(device)
+        with tqdm(total=len(dataset), desc="evaluate_baselines", unit="pair") as bar:
+            scored = score_rows(rows, sources, dataset, shared, grid_pairs=0, progress=bar)
+        write_json(BASELINES, {"names": list(dataset.pairs.names), "table": scored.table,
+                               "per_image": scored.per_image,
+                               "unavailable": shared.unavailable})
+        run.log_artifact(BASELINES)
+    return {row: table["all"]["psnr"] for row, table in scored.table.items()}
 
 
 def evaluate(params: Params) -> dict:
@@ -50,6 +84,8 @@ def evaluate(params: Params) -> dict:
     e = params.evaluate
     rows = evaluation_rows(e.dilations, list(params.finetune.pairs),
                            list(e.external_inpainters), sources.names())
+    baselines = [row for row in rows if is_baseline(row)]
+    scored_before = read_baselines(baselines, list(dataset.pairs.names))
     reads = pick_params(params.model_dump(), tuple(STAGE_PARAMS["evaluate"]))
     with open_stage_run("evaluate", reads, pick_params(params.model_dump())) as run:
         shared = SharedNetworks(device)
@@ -57,15 +93,23 @@ def evaluate(params: Params) -> dict:
             tqdm.write(f"evaluate: {name} unavailable: {reason}")
         with tqdm(total=len(dataset), desc="evaluate", unit="pair") as bar, \
                 tempfile.TemporaryDirectory() as workdir:
-            table, per_image, grids, failures = evaluate_pairs(
-                rows, sources, dataset, shared, e.grid_pairs, bar, e.external_inpainters,
-                Path(workdir))
-        for why in failures.values():
+            scored = score_rows([row for row in rows if not is_baseline(row)], sources,
+                                dataset, shared, e.grid_pairs, bar, e.external_inpainters,
+                                Path(workdir))
+        for why in scored.failures.values():
             tqdm.write(f"evaluate: left out: {why}")
+        kept = [row for row in rows if row.name not in scored.failures]
+        merged = {**scored_before["table"], **scored.table}
+        table = {row.name: merged[row.name] for row in kept}
+        per_image = {metric: {row.name: {**scored_before["per_image"].get(metric, {}),
+                                         **by_row}[row.name] for row in kept}
+                     for metric, by_row in scored.per_image.items()}
+        drawn = {**draw_rows(baselines, sources, dataset, e.grid_pairs), **scored.drawn}
+        grids = figure_columns(kept, drawn)
         comparisons = compare_rows(per_image["psnr"], nets.image_size)
         metrics = flat_metrics(table, shared.unavailable)
-        if failures:
-            metrics["external_failures"] = failures
+        if scored.failures:
+            metrics["external_failures"] = scored.failures
         metrics["comparisons"] = {f"{c['a']}-vs-{c['b']}": {k: c[k] for k in (
             "mean_difference", "wins", "low", "high")} for c in comparisons}
         headline = headline_metrics(table)
@@ -78,25 +122,48 @@ def evaluate(params: Params) -> dict:
     return headline
 
 
-def _trained_networks(params: Params, device) -> Sources:
-    """The joint model, its w/o-MEL ablation, the pretrained and random-mask starting
-    points and the fine-tuned random-mask inpainters (Table III); the random-mask and
-    fine-tuned ones fill with the pretrained segmenter's classes, as the baselines get."""
-    joint = Networks.load(JOINT_FILE, device)
-    without_mel = Networks.load(JOINT_WITHOUT_MEL_FILE, device, "train_joint_without_mel")
+def read_baselines(rows: list[Row], names: list[str]) -> dict:
+    """reports/baselines.json, checked to hold ``rows`` scored on the pairs ``names``."""
+    if not BASELINES.exists():
+        raise MaskoptError(f"{BASELINES} not found; run `dvc repro evaluate_baselines`")
+    saved = read_json(BASELINES)
+    missing = [row.name for row in rows if row.name not in saved.get("table", {})]
+    if missing or saved.get("names") != names:
+        what = f"has no row {', '.join(missing)}" if missing else "scored other test pairs"
+        raise MaskoptError(f"{BASELINES} {what}; run `dvc repro evaluate_baselines`")
+    return saved
+
+
+def _baseline_networks(params: Params, device, canny_sigma: float):
+    """The arguments of :meth:`Sources.of` for the baselines: the pretrained and
+    random-mask starting points and the fine-tuned random-mask inpainters (Table III),
+    which fill with the pretrained segmenter's classes, as every baseline does; held as
+    a removal holds them (:func:`hold_for_inference`)."""
     pretrained, random = (Networks.load_pretrained(
         SEGMENTER_FILE, {kind: inpainter_file(kind, masks) for kind in INPAINTERS},
-        joint.canny_sigma, device, stage) for masks, stage in (
+        canny_sigma, device, stage) for masks, stage in (
             ("object", "pretrain_inpainter"), ("random", "pretrain_inpainter_random")))
     finetuned = {f"finetuned_{n}": replace(random, image=restore(
         load_model(finetuned_file(n), f"finetune_inpainter@{n}")["networks"]["generator"],
         source=str(finetuned_file(n))).to(device).eval()) for n in params.finetune.pairs}
-    segmenters = {"joint": joint, "pretrained": pretrained, "without_mel": without_mel}
+    hold_for_inference(pretrained, random, *finetuned.values())
     weights = params.evaluate.edgeconnect_weights  # Table V's EdgeC, where a user has it
     fillers = {"edgeconnect": load_edgeconnect(weights, device)} if weights else {}
-    return Sources.of(segmenters, {**segmenters, "random": random, **finetuned},
-                      {"random": "pretrained", **{name: "pretrained" for name in finetuned}},
-                      fillers)
+    return ({"pretrained": pretrained}, {"pretrained": pretrained, "random": random,
+                                         **finetuned},
+            {"random": "pretrained", **{name: "pretrained" for name in finetuned}}, fillers)
+
+
+def _trained_networks(params: Params, device) -> Sources:
+    """The baselines' networks (:func:`_baseline_networks`), the joint model and its
+    w/o-MEL ablation."""
+    joint = Networks.load(JOINT_FILE, device)
+    without_mel = Networks.load(JOINT_WITHOUT_MEL_FILE, device, "train_joint_without_mel")
+    hold_for_inference(joint, without_mel)
+    segmenters, inpainters, classes_from, fillers = _baseline_networks(
+        params, device, joint.canny_sigma)
+    segmenters = {"joint": joint, **segmenters, "without_mel": without_mel}
+    return Sources.of(segmenters, {**segmenters, **inpainters}, classes_from, fillers)
 
 
 def _write_reports(headline: dict, metrics: dict, markdown: str, per_pair: dict,

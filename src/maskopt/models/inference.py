@@ -18,6 +18,7 @@ from maskopt.core.errors import MaskoptError
 from maskopt.core.imaging import gray_and_edges, tensor_to_rgb
 from maskopt.core.taxonomy import Taxonomy
 from maskopt.models.build import load_model, restore
+from maskopt.models.fast_inference import optimize_for_inference
 from maskopt.models.inpainter import composite, guides_in_order
 from maskopt.models.selection import box_margin
 
@@ -85,6 +86,15 @@ class Networks:
     @property
     def device(self) -> torch.device:
         return next(self.image.parameters()).device
+
+
+def hold_for_inference(*networks: Networks) -> None:
+    """Hold loaded networks as `maskopt remove` holds them in fp32 (maskopt.models.
+    fast_inference): what an evaluation scores is what a removal computes. Each module
+    is changed once (the fine-tuned rows share the random-mask guides' networks)."""
+    modules = {id(m): m for nets in networks
+               for m in (nets.segmenter, nets.edge, nets.segmentation, nets.image)}
+    optimize_for_inference(list(modules.values()), channels_last=False)
 
 
 def image_guides(images: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,7 +14,7 @@ its edge), to float rounding; `tests/test_models.py` checks values and gradients
 
 The dense products cost O(out · H · W · C) per RoI instead of O(out² · C): this pays
 where the gradient is computed, not for a forward pass alone, so `maskopt remove`
-pools with torchvision's kernel (:mod:`maskopt.removal.fast_inference`). On CUDA
+pools with torchvision's kernel (:mod:`maskopt.models.fast_inference`). On CUDA
 torchvision's kernel is always used.
 """
 

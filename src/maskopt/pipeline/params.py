@@ -231,6 +231,27 @@ class SegmentationSchedule(StageSchedule):
         return value
 
 
+class InpainterSchedule(StageSchedule):
+    """The inpainters' pretraining: ``steps`` for each kind, or a number of steps per kind
+    (``{edge: 100, segmentation: 250, image: 250}``), each read off that kind's curve."""
+
+    steps: int | dict[Literal["edge", "segmentation", "image"], int]
+
+    @field_validator("steps")
+    @classmethod
+    def _every_kind_positive(cls, value):
+        per_kind = value if isinstance(value, dict) else {"all": value}
+        if isinstance(value, dict) and set(value) != {"edge", "segmentation", "image"}:
+            raise ValueError("must give the steps of edge, segmentation and image, or one "
+                             "number for all three")
+        if any(n < 1 for n in per_kind.values()):
+            raise ValueError("must be at least 1")
+        return value
+
+    def steps_of(self, kind: str) -> int:
+        return self.steps[kind] if isinstance(self.steps, dict) else self.steps
+
+
 class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False                                   # bf16 autocast where fast (device.py)
@@ -246,7 +267,8 @@ class TrainParams(_Section):
     d_lr_ratio: float = Field(default=0.1, gt=0)        # discriminator lr / generator lr
     # the sample's schedules; params-coco.yaml has the paper's (docs/method.md)
     segmentation: SegmentationSchedule = SegmentationSchedule(steps=100, lr=1e-4, batch_size=8)
-    inpainter: StageSchedule = StageSchedule(steps=250, lr=3e-4, batch_size=8)
+    inpainter: InpainterSchedule = InpainterSchedule(
+        steps={"edge": 100, "segmentation": 250, "image": 250}, lr=3e-4, batch_size=8)
     joint: StageSchedule = StageSchedule(steps=100, lr=1e-4, batch_size=8)
     mask_expansion: bool = True                         # False: the paper's "w/o MEL" ablation
 

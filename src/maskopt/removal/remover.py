@@ -23,6 +23,7 @@ from maskopt.core.errors import MaskoptError
 from maskopt.core.imaging import rgb_to_tensor, tensor_to_rgb
 from maskopt.models.build import load_model, restore
 from maskopt.models.detections import Detections
+from maskopt.models.fast_inference import optimize_for_inference
 from maskopt.models.inference import Networks, inpaint
 from maskopt.models.inpainter import class_probabilities
 from maskopt.models.selection import (
@@ -33,7 +34,6 @@ from maskopt.models.selection import (
     select_segment_at_point,
 )
 from maskopt.pipeline.layout import JOINT_FILE
-from maskopt.removal.fast_inference import optimize_for_inference
 
 DEFAULT_MODELS = JOINT_FILE
 CROP_CONTEXT = 2.0  # the inpainting crop is this many times the mask's larger side

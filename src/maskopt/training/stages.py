@@ -172,7 +172,7 @@ def pretrain_inpainter(params: Params, kind: str, masks: str = "object") -> dict
     stage = "pretrain_inpainter" if masks == "object" else f"pretrain_inpainter_{masks}"
     schedule = params.train.inpainter
     return _train_inpainter(f"{stage}@{kind}", params, kind, inpainter_file(kind, masks),
-                            schedule.steps, training_pairs(params, masks))
+                            schedule.steps_of(kind), training_pairs(params, masks))
 
 
 def finetune_inpainter(params: Params, pairs: int) -> dict:

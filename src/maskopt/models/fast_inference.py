@@ -1,8 +1,10 @@
-"""Inference speed-ups for `maskopt remove`, applied in one place to built networks.
+"""Inference speed-ups for `maskopt remove` and the evaluation stages, applied in one
+place to built networks.
 
 The networks of :mod:`maskopt.models` are written once, plainly, for training and
 evaluation alike. :func:`optimize_for_inference` changes a copy of them that will
-never be trained again (what :class:`maskopt.removal.remover.Remover` holds): it folds the
+never be trained again (what :class:`maskopt.removal.remover.Remover` holds, and the
+networks the evaluation stages score, so that they score what a removal computes): it folds the
 normalisations that are fixed at inference into the convolutions' weights, pools with
 torchvision's RoIAlign kernel (the separable one pays only where gradients are
 computed), and, for bf16 on a CPU, stores the weights channels-last, which oneDNN's
