@@ -134,6 +134,57 @@ def test_table_one_rows_use_the_pretrained_inpainters(trained_project, monkeypat
     assert {id(nets) for nets, _ in calls} == {id(joint), id(pretrained)}
 
 
+def test_baselines_scored_apart_give_the_one_pass_numbers_and_images(trained_project,
+                                                                      monkeypatch, tmp_path):
+    """evaluate_baselines and evaluate score their rows apart; merged, they are what one
+    pass over every row gives, and the baseline rows' grid images, drawn from the first
+    batch alone, are the one pass's too."""
+    from maskopt.core.errors import MaskoptError
+    from maskopt.data.pairs import PairDataset
+    from maskopt.evaluation import engine, run
+    from maskopt.evaluation.evaluate import draw_rows, score_rows
+    from maskopt.evaluation.rows import evaluation_rows, is_baseline
+    from maskopt.models.inference import Networks
+
+    monkeypatch.chdir(trained_project)
+    joint = Networks.load("models/joint.pt")
+    pretrained = Networks.load_pretrained(
+        "models/segmenter.pt", {k: Path(f"models/inpainter_{k}.pt")
+                                for k in ("edge", "segmentation", "image")}, 1.0)
+    shared = SharedNetworks(lpips_factory=offline, fid_features=offline)
+    dataset = PairDataset(trained_project / "data/pairs/test")
+    dataset.pairs = dataset.pairs[:10]  # two batches
+    both = {"joint": joint, "pretrained": pretrained}
+    sources = engine.Sources.of(both, both, {})
+    rows = evaluation_rows([-1, 0, 1], [], [], sources.names())
+    baselines = [row for row in rows if is_baseline(row)]
+    assert {row.name for row in baselines} >= {"starting_point", "gt_d0", "telea_gt_mask"}
+    assert not {"joint", "telea_joint_mask", "joint_inpainters_pretrained_mask"} & {
+        row.name for row in baselines}
+    whole = score_rows(rows, sources, dataset, shared, grid_pairs=3)
+    apart = [score_rows(part, sources, dataset, shared, grid_pairs=0)
+             for part in (baselines, [row for row in rows if not is_baseline(row)])]
+    for metric, by_row in whole.per_image.items():
+        assert by_row == {**apart[0].per_image[metric], **apart[1].per_image[metric]}
+    assert whole.table == {**apart[0].table, **apart[1].table}
+    drawn = draw_rows(baselines, sources, dataset, 3)
+    for row in baselines:
+        assert len(drawn[row.name]) == 3
+        assert all(torch.equal(a, b) for a, b in zip(drawn[row.name], whole.drawn[row.name],
+                                                      strict=True))
+    # the evaluate stage refuses baselines of other rows or other pairs, by the stage's name
+    monkeypatch.setattr(run, "BASELINES", tmp_path / "baselines.json")
+    names = list(dataset.pairs.names)
+    with pytest.raises(MaskoptError, match="not found; run `dvc repro evaluate_baselines`"):
+        run.read_baselines(baselines, names)
+    (tmp_path / "baselines.json").write_text(json.dumps(
+        {"names": names, "table": {"gt_d0": {}}, "per_image": {}}))
+    with pytest.raises(MaskoptError, match="has no row starting_point"):
+        run.read_baselines(baselines, names)
+    with pytest.raises(MaskoptError, match="scored other test pairs"):
+        run.read_baselines([row for row in baselines if row.name == "gt_d0"], names[:5])
+
+
 def test_rows_that_share_edge_and_segmentation_inpainters_share_their_guides(
         trained_project, monkeypatch):
     """Table III's fine-tuned rows differ from the random-mask row in the image

@@ -109,6 +109,10 @@ def test_a_rerun_differs_only_in_its_seed_or_in_settings_that_change_no_claim():
     assert is_rerun({"seed": 1, "params": older}, this)
     assert not is_rerun({"seed": 1, "params": older}, Params.model_validate(
         {"segmenter": {"mask_resolution": 28}}))
+    # one number of steps for every inpainter, recorded before the steps were per kind
+    one_number = {k: v for k, v in base.items() if not k.startswith("train.inpainter.steps.")}
+    assert not is_rerun({"seed": 1, "params": {**one_number, "train.inpainter.steps": "250"}},
+                        this)
 
 
 def test_table_v_notes_where_the_papers_own_cells_disagree():

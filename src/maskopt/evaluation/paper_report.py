@@ -90,10 +90,12 @@ def rerun_params(params: Params) -> dict[str, str]:
 def is_rerun(run: dict, params: Params) -> bool:
     """Whether a recorded run (reports/seeds.json) is a rerun of ``params`` with another
     seed. A param added after the run was recorded counts as its default, which is
-    what the run did."""
+    what the run did; one the run recorded that is no longer a param (one that changed
+    its shape, such as one number become one per kind) makes it another run."""
+    current = rerun_params(params)
     recorded = {**rerun_params(Params()), **{k: str(v) for k, v in run["params"].items()}}
-    return run["seed"] != params.seed and all(
-        recorded.get(key) == value for key, value in rerun_params(params).items())
+    return run["seed"] != params.seed and set(run["params"]) <= set(current) and all(
+        recorded.get(key) == value for key, value in current.items())
 
 
 def paper_report(params: Params) -> dict:

@@ -98,14 +98,13 @@ def evaluate(params: Params) -> dict:
                                 Path(workdir))
         for why in scored.failures.values():
             tqdm.write(f"evaluate: left out: {why}")
-        kept = [row for row in rows if row.name not in scored.failures]
-        merged = {**scored_before["table"], **scored.table}
-        table = {row.name: merged[row.name] for row in kept}
-        per_image = {metric: {row.name: {**scored_before["per_image"].get(metric, {}),
-                                         **by_row}[row.name] for row in kept}
+        kept = [row.name for row in rows if row.name not in scored.failures]
+        table = _in_order({**scored_before["table"], **scored.table}, kept)
+        per_image = {metric: _in_order({**scored_before["per_image"].get(metric, {}),
+                                        **by_row}, kept)
                      for metric, by_row in scored.per_image.items()}
         drawn = {**draw_rows(baselines, sources, dataset, e.grid_pairs), **scored.drawn}
-        grids = figure_columns(kept, drawn)
+        grids = figure_columns([row for row in rows if row.name in kept], drawn)
         comparisons = compare_rows(per_image["psnr"], nets.image_size)
         metrics = flat_metrics(table, shared.unavailable)
         if scored.failures:
@@ -120,6 +119,10 @@ def evaluate(params: Params) -> dict:
             **per_image}, plot_rows(table, e.dilations), grids)
         _log_reports(run, headline, metrics, shared.unavailable)
     return headline
+
+
+def _in_order(by_row: dict, names: list[str]) -> dict:
+    return {name: by_row[name] for name in names}
 
 
 def read_baselines(rows: list[Row], names: list[str]) -> dict:
