@@ -37,8 +37,8 @@ def git(*args: str) -> str | None:
 
 def experiment_file(name: str, path: str) -> str | None:
     """``path`` as the newest experiment named ``name`` wrote it, or None."""
-    refs = [r for r in (git("for-each-ref", "refs/exps", "--format=%(refname)") or "").split()
-            if r.endswith(f"/{name}")]
+    refs = [r for r in (git("for-each-ref", "--sort=creatordate", "refs/exps",
+                            "--format=%(refname)") or "").split() if r.endswith(f"/{name}")]
     return git("show", f"{refs[-1]}:{path}") if refs else None
 
 
