@@ -269,7 +269,7 @@ class TrainParams(_Section):
     segmentation: SegmentationSchedule = SegmentationSchedule(steps=100, lr=1e-4, batch_size=8)
     inpainter: InpainterSchedule = InpainterSchedule(
         steps={"edge": 100, "segmentation": 250, "image": 250}, lr=3e-4, batch_size=8)
-    joint: StageSchedule = StageSchedule(steps=100, lr=1e-4, batch_size=8)
+    joint: StageSchedule = StageSchedule(steps=70, lr=1e-4, batch_size=8)
     mask_expansion: bool = True                         # False: the paper's "w/o MEL" ablation
 
 
