@@ -109,6 +109,7 @@ def test_evaluate_and_remove_at_paper_scale(paper_project):
     if not (paper_project / "models/joint.pt").exists():
         run_stage(paper_project, "train_joint.py")
     run_stage(paper_project, "train_joint.py", "without-mel")
+    run_stage(paper_project, "evaluate_baselines.py")
     run_stage(paper_project, "evaluate.py")
     run_stage(paper_project, "paper_report.py")
     tables = (paper_project / "reports/tables.md").read_text()
